@@ -1,0 +1,386 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podctl/podctl/internal/doctor"
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/pod"
+)
+
+// globalOptions are the flags every command shares.
+type globalOptions struct {
+	root, bridge, subnet string
+}
+
+func (g *globalOptions) manager() (*pod.Manager, error) {
+	if os.Geteuid() != 0 {
+		return nil, errdefs.New(errdefs.NotRoot, "podctl must run as root")
+	}
+	return pod.NewManager(pod.Options{Root: g.root, Bridge: g.bridge, Subnet: g.subnet})
+}
+
+func newRootCommand() *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:           "podctl",
+		Short:         "Pods of processes that can be checkpointed, restored and migrated",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	defaultRoot := os.Getenv("PODCTL_ROOT")
+	if defaultRoot == "" {
+		defaultRoot = pod.DefaultRoot
+	}
+	root.PersistentFlags().StringVar(&g.root, "root", defaultRoot, "state directory (env PODCTL_ROOT)")
+	root.PersistentFlags().StringVar(&g.bridge, "bridge", "", "bridge of the default pod network, when it is created (default "+pod.DefaultBridge+")")
+	root.PersistentFlags().StringVar(&g.subnet, "subnet", "", "subnet of the default pod network, when it is created (default "+pod.DefaultSubnet+")")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return errdefs.New(errdefs.Usage, "%s (see podctl %s --help)", err, c.Name())
+	})
+	root.AddCommand(
+		createCommand(g), execCommand(g), psCommand(g), inspectCommand(g),
+		logsCommand(g), stopCommand(g), rmCommand(g), doctorCommand(),
+	)
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with a usage-classified error.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return errdefs.New(errdefs.Usage, "podctl %s: expected %s", c.Name(), what)
+		}
+		return nil
+	}
+}
+
+func createCommand(g *globalOptions) *cobra.Command {
+	var (
+		spec          pod.Spec
+		ports         []string
+		memory        string
+		pids          int64
+		image         string
+		printManifest bool
+	)
+	c := &cobra.Command{
+		Use:   "create [OPTIONS] -- CMD [ARGS...]",
+		Short: "Create and start a pod",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 && args[0] == "--" {
+				args = args[1:]
+			}
+			if len(args) == 0 {
+				return errdefs.New(errdefs.Usage, "missing command: podctl create [OPTIONS] -- CMD [ARGS...]")
+			}
+			spec.Command = args
+			if spec.Name == "" {
+				b := make([]byte, 4)
+				rand.Read(b)
+				spec.Name = "pod-" + hex.EncodeToString(b)
+			}
+			spec.Image = image
+			if image != pod.ImageHost {
+				abs, err := filepath.Abs(image)
+				if err != nil {
+					return errdefs.New(errdefs.InvalidImage, "image %s: %w", image, err)
+				}
+				spec.Image = abs
+			}
+			for _, p := range ports {
+				port, err := pod.ParsePort(p)
+				if err != nil {
+					return err
+				}
+				spec.Ports = append(spec.Ports, port)
+			}
+			if memory != "" {
+				n, err := pod.ParseSize(memory)
+				if err != nil {
+					return err
+				}
+				spec.MemoryLimit = n
+			}
+			if pids < 0 {
+				return errdefs.New(errdefs.InvalidArgument, "invalid --pids %d: must be positive", pids)
+			}
+			spec.PidsLimit = pids
+			m, err := g.manager()
+			if err != nil {
+				return err
+			}
+			man, err := m.Create(c.Context(), spec)
+			if err != nil {
+				return err
+			}
+			if printManifest {
+				return writeJSON(c.OutOrStdout(), man)
+			}
+			fmt.Fprintln(c.OutOrStdout(), man.Spec.Name)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.SetInterspersed(false)
+	f.StringVar(&spec.Name, "name", "", "pod name (default: generated)")
+	f.StringVar(&image, "image", pod.ImageHost, `root filesystem: "host" (a read-only view of the host's) or a directory`)
+	f.StringArrayVarP(&ports, "publish", "p", nil, "publish HOSTPORT:PODPORT[/tcp|udp] (repeatable)")
+	f.StringVar(&memory, "memory", "", "memory limit, e.g. 256m")
+	f.Int64Var(&pids, "pids", 0, "maximum number of processes")
+	f.StringArrayVarP(&spec.Env, "env", "e", nil, "set KEY=VALUE in the pod's environment (repeatable)")
+	f.StringVarP(&spec.Workdir, "workdir", "w", "", "working directory of the command inside the pod")
+	f.StringVar(&spec.Network, "network", "", "join the named network (pods on one network can reach each other; default: isolated)")
+	f.BoolVar(&printManifest, "json", false, "print the pod's manifest as JSON instead of its name")
+	return c
+}
+
+func execCommand(g *globalOptions) *cobra.Command {
+	var (
+		interactive, tty bool
+		o                pod.ExecOptions
+	)
+	c := &cobra.Command{
+		Use:   "exec [OPTIONS] POD -- CMD [ARGS...]",
+		Short: "Run a command inside a running pod",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errdefs.New(errdefs.Usage, "missing pod: podctl exec [OPTIONS] POD -- CMD [ARGS...]")
+			}
+			name, rest := args[0], args[1:]
+			if len(rest) > 0 && rest[0] == "--" {
+				rest = rest[1:]
+			}
+			o.Command = rest
+			o.Stdout, o.Stderr = c.OutOrStdout(), c.ErrOrStderr()
+			if interactive || tty {
+				o.Stdin = c.InOrStdin()
+			}
+			o.TTY = tty
+			m, err := g.manager()
+			if err != nil {
+				return err
+			}
+			code, err := m.Exec(c.Context(), name, o)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.SetInterspersed(false)
+	f.BoolVarP(&interactive, "interactive", "i", false, "keep standard input open")
+	f.BoolVarP(&tty, "tty", "t", false, "allocate a terminal")
+	f.StringArrayVarP(&o.Env, "env", "e", nil, "set KEY=VALUE (repeatable)")
+	f.StringVarP(&o.Workdir, "workdir", "w", "", "working directory inside the pod")
+	return c
+}
+
+func psCommand(g *globalOptions) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "ps",
+		Short: "List pods",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			m, err := g.manager()
+			if err != nil {
+				return err
+			}
+			pods, err := m.List(c.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if pods == nil {
+					pods = []*pod.Status{}
+				}
+				return writeJSON(c.OutOrStdout(), pods)
+			}
+			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATUS\tIP\tPORTS\tCREATED\tCOMMAND")
+			for _, p := range pods {
+				status := p.Status
+				if p.ExitCode != nil {
+					status = fmt.Sprintf("exited (%d)", *p.ExitCode)
+				}
+				var ports []string
+				for _, pt := range p.Spec.Ports {
+					ports = append(ports, pt.String())
+				}
+				ip := ""
+				if p.Endpoint.IP.IsValid() {
+					ip = p.Endpoint.IP.String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Spec.Name, status, ip, strings.Join(ports, ","),
+					ago(p.CreatedAt), truncate(strings.Join(p.Spec.Command, " "), 40))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func inspectCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect POD",
+		Short: "Show everything about a pod as JSON",
+		Args:  exactArgs(1, "one pod name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			m, err := g.manager()
+			if err != nil {
+				return err
+			}
+			st, err := m.Inspect(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return writeJSON(c.OutOrStdout(), st)
+		},
+	}
+}
+
+func logsCommand(g *globalOptions) *cobra.Command {
+	var follow bool
+	c := &cobra.Command{
+		Use:   "logs [-f] POD",
+		Short: "Print a pod's standard output and error",
+		Args:  exactArgs(1, "one pod name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			m, err := g.manager()
+			if err != nil {
+				return err
+			}
+			return m.Logs(c.Context(), args[0], follow, c.OutOrStdout())
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the pod exits")
+	return c
+}
+
+func stopCommand(g *globalOptions) *cobra.Command {
+	var timeout float64
+	c := &cobra.Command{
+		Use:   "stop [--timeout S] POD",
+		Short: "Stop a pod: SIGTERM, then SIGKILL after the timeout",
+		Args:  exactArgs(1, "one pod name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if timeout < 0 {
+				return errdefs.New(errdefs.InvalidArgument, "invalid --timeout %v: must not be negative", timeout)
+			}
+			m, err := g.manager()
+			if err != nil {
+				return err
+			}
+			return m.Stop(c.Context(), args[0], time.Duration(timeout*float64(time.Second)))
+		},
+	}
+	c.Flags().Float64VarP(&timeout, "timeout", "t", 10, "seconds to wait after SIGTERM before SIGKILL")
+	return c
+}
+
+func rmCommand(g *globalOptions) *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "rm [-f] POD...",
+		Short: "Remove pods and everything they have",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errdefs.New(errdefs.Usage, "podctl rm: expected at least one pod name")
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			m, err := g.manager()
+			if err != nil {
+				return err
+			}
+			var firstErr error
+			for _, name := range args {
+				if err := m.Remove(c.Context(), name, force); err != nil {
+					if firstErr != nil {
+						report(err)
+						continue
+					}
+					firstErr = err
+				}
+			}
+			return firstErr
+		},
+	}
+	c.Flags().BoolVarP(&force, "force", "f", false, "kill the pod if it is running")
+	return c
+}
+
+func doctorCommand() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check that this machine has everything podctl needs",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			self, _ := os.Executable()
+			r := doctor.Run(c.Context(), doctor.Options{SelfExe: self})
+			var err error
+			if asJSON {
+				err = r.WriteJSON(c.OutOrStdout())
+			} else {
+				err = r.WriteTable(c.OutOrStdout())
+			}
+			if err != nil {
+				return err
+			}
+			if !r.OK() {
+				fmt.Fprintln(c.ErrOrStderr(), "podctl: doctor: required features are missing (see FIX above)")
+				return &exitError{code: int(errdefs.Unsupported)}
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func ago(t time.Time) string {
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.Local().Format("2006-01-02")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}

@@ -1,0 +1,593 @@
+package pod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/virtns"
+)
+
+// Options configure a Manager.
+type Options struct {
+	// Root is the state directory (DefaultRoot when empty).
+	Root string
+	// Bridge and Subnet configure the default network when it is first
+	// created ("" for DefaultBridge and DefaultSubnet).
+	Bridge, Subnet string
+	// InitBinary is the podctl binary pods use as their init (the running
+	// executable when empty).
+	InitBinary string
+}
+
+// Manager runs the pod lifecycle against one state root. It is safe to use
+// from several processes at once: every change is made under the store's
+// locks, and an operation interrupted by a crash is finished by the next
+// Manager that notices it.
+type Manager struct {
+	opts  Options
+	store Store
+}
+
+// NewManager returns a Manager for opts.Root. It does not touch the system.
+func NewManager(opts Options) (*Manager, error) {
+	if opts.Root == "" {
+		opts.Root = DefaultRoot
+	}
+	root, err := filepath.Abs(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("state root %s: %w", opts.Root, err)
+	}
+	opts.Root = root
+	if opts.InitBinary == "" {
+		if opts.InitBinary, err = virtns.SelfBinary(); err != nil {
+			return nil, fmt.Errorf("find podctl binary: %w", err)
+		}
+	}
+	return &Manager{opts: opts, store: Store{Root: root}}, nil
+}
+
+// Root returns the state root.
+func (m *Manager) Root() string { return m.opts.Root }
+
+func (m *Manager) rootfs(man *Manifest) virtns.Rootfs {
+	image := man.Spec.Image
+	if image == ImageHost || image == "" {
+		image = "/"
+	}
+	return virtns.Rootfs{Image: image, PodDir: m.store.podDir(man.Spec.Name), Hostname: man.Spec.Name, Hide: []string{m.opts.Root}}
+}
+
+// env is the environment of the pod's processes: defaults overridden by
+// the pod's --env.
+func env(spec Spec) []string {
+	vars := []string{"PATH=" + virtns.DefaultPath, "HOME=/root", "HOSTNAME=" + spec.Name, "TERM=xterm"}
+	for _, kv := range spec.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		vars = setEnv(vars, k, kv)
+	}
+	return vars
+}
+
+func setEnv(vars []string, key, kv string) []string {
+	for i, v := range vars {
+		if strings.HasPrefix(v, key+"=") {
+			vars[i] = kv
+			return vars
+		}
+	}
+	return append(vars, kv)
+}
+
+func lookupEnv(vars []string, key string) string {
+	for _, v := range vars {
+		if strings.HasPrefix(v, key+"=") {
+			return v[len(key)+1:]
+		}
+	}
+	return ""
+}
+
+// Create creates and starts a pod. When it returns without error the pod's
+// command is running; when it returns an error nothing of the pod is left.
+func (m *Manager) Create(ctx context.Context, spec Spec) (*Manifest, error) {
+	if spec.Image == "" {
+		spec.Image = ImageHost
+	}
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	if spec.Image != ImageHost {
+		if err := virtns.ValidateImage(spec.Image); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range spec.Ports {
+		if err := probeHostPort(p); err != nil {
+			return nil, err
+		}
+	}
+	man, podLock, err := m.reserve(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	defer podLock.Unlock()
+	if err := m.build(ctx, man); err != nil {
+		if terr := m.teardown(ctx, man); terr != nil {
+			return nil, fmt.Errorf("%w (and rolling back failed: %v)", err, terr)
+		}
+		return nil, err
+	}
+	return man, nil
+}
+
+// reserve claims, under the state lock, everything that must be unique:
+// the name, an address and the published ports, and records the pod as
+// creating. It returns with the pod's operation lock held.
+func (m *Manager) reserve(ctx context.Context, spec Spec) (*Manifest, interface{ Unlock() }, error) {
+	lk, err := m.store.lock(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer lk.Unlock()
+	if err := m.recoverLocked(ctx, spec.Name); err != nil {
+		return nil, nil, err
+	}
+	dir := m.store.podDir(spec.Name)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, nil, errdefs.New(errdefs.AlreadyExists, "pod %s already exists", spec.Name)
+		}
+		return nil, nil, fmt.Errorf("create pod %s: %w", spec.Name, err)
+	}
+	podLock, err := m.store.tryLockPod(spec.Name)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("create pod %s: %w", spec.Name, err)
+	}
+	man := &Manifest{Version: ManifestVersion, ID: newID(), Spec: spec, State: StateCreating, CreatedAt: time.Now().UTC()}
+	man.CgroupPath = "/podctl/" + man.ID
+	fail := func(err error) (*Manifest, interface{ Unlock() }, error) {
+		m.teardownResources(man)
+		m.forgetLocked(man)
+		podLock.Unlock()
+		return nil, nil, err
+	}
+	if err := m.store.save(man); err != nil {
+		return fail(err)
+	}
+	if man.Network, err = m.ensureNetworkLocked(spec.Network); err != nil {
+		return fail(err)
+	}
+	stale := func(owner string) bool { return !m.store.podIDExists(owner) }
+	for _, p := range spec.Ports {
+		ok, holder, err := m.store.portLeases().Take(portKey(p), man.ID, stale)
+		if err != nil {
+			return fail(err)
+		}
+		if !ok {
+			return fail(errdefs.New(errdefs.Conflict, "port %d/%s is already published by another pod (%s)", p.HostPort, p.Protocol, m.podNameByID(holder)))
+		}
+	}
+	ip, err := man.Network.AllocateIP(m.store.ipLeases(man.Network.Name), man.ID, stale)
+	if err != nil {
+		return fail(err)
+	}
+	man.Endpoint = virtns.NewEndpoint(ip)
+	if err := m.store.save(man); err != nil {
+		return fail(err)
+	}
+	return man, podLock, nil
+}
+
+func portKey(p Port) string { return fmt.Sprintf("%s-%d", p.Protocol, p.HostPort) }
+
+func (m *Manager) podNameByID(id string) string {
+	names, _ := m.store.names()
+	for _, n := range names {
+		if man, err := m.store.Load(n); err == nil && man.ID == id {
+			return n
+		}
+	}
+	return "pod " + id
+}
+
+// probeHostPort checks that no host process listens on a port about to be
+// published, since DNAT would silently steal its traffic.
+func probeHostPort(p Port) error {
+	addr := fmt.Sprintf(":%d", p.HostPort)
+	var c io.Closer
+	var err error
+	if p.Protocol == "udp" {
+		c, err = net.ListenPacket("udp4", addr)
+	} else {
+		c, err = net.Listen("tcp4", addr)
+	}
+	if err != nil {
+		return errdefs.New(errdefs.Conflict, "host port %d/%s is in use: %v", p.HostPort, p.Protocol, err)
+	}
+	return c.Close()
+}
+
+// build makes the pod's kernel objects and starts it.
+func (m *Manager) build(ctx context.Context, man *Manifest) error {
+	rootfs := m.rootfs(man)
+	if err := rootfs.Mount(); err != nil {
+		return err
+	}
+	vars := env(man.Spec)
+	workdir := man.Spec.Workdir
+	if workdir == "" {
+		workdir = "/"
+	}
+	rootfsPath := filepath.Join(rootfs.PodDir, virtns.RootfsDir)
+	path, err := virtns.LookPath(rootfsPath, man.Spec.Command[0], lookupEnv(vars, "PATH"), workdir)
+	if err != nil {
+		return err
+	}
+	if err := man.Network.AttachVeth(man.Endpoint); err != nil {
+		return err
+	}
+	var fwd []virtns.PortForward
+	for _, p := range man.Spec.Ports {
+		fwd = append(fwd, virtns.PortForward{HostPort: p.HostPort, PodPort: p.PodPort, Protocol: p.Protocol})
+	}
+	if err := (virtns.Firewall{}).AddPorts(man.ID, man.Endpoint.IP, fwd); err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = m.store.runtime().Start(startCtx, virtns.PodConfig{
+		ID: man.ID, Hostname: man.Spec.Name, Rootfs: rootfsPath, InitBinary: m.opts.InitBinary,
+		CgroupPath: man.CgroupPath, MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
+		Network: man.Network, Endpoint: man.Endpoint,
+		Path: path, Args: man.Spec.Command, Env: vars, Cwd: workdir,
+	})
+	if err != nil {
+		return fmt.Errorf("create pod %s: %w", man.Spec.Name, err)
+	}
+	man.State = StateCreated
+	return m.store.save(man)
+}
+
+// teardown removes everything a pod has, in the order that never strands
+// a resource: processes and cgroup, network, filesystem, then (under the
+// state lock) leases and the pod's record. Every step tolerates its
+// resource being gone already, so teardown can finish an earlier one that
+// was interrupted. The caller holds the pod's operation lock.
+func (m *Manager) teardown(ctx context.Context, man *Manifest) error {
+	if err := m.teardownResources(man); err != nil {
+		return err
+	}
+	lk, err := m.store.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	return m.forgetLocked(man)
+}
+
+// teardownResources removes a pod's kernel objects and files.
+func (m *Manager) teardownResources(man *Manifest) error {
+	if man.State != StateRemoving {
+		man.State = StateRemoving
+		if err := m.store.save(man); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	rootfs := m.rootfs(man)
+	return errors.Join(
+		m.store.runtime().Destroy(man.ID),
+		virtns.DetachVeth(man.Endpoint),
+		virtns.Firewall{}.RemovePod(man.ID),
+		rootfs.Remove(),
+	)
+}
+
+// forgetLocked releases a torn-down pod's leases and deletes its record.
+// The caller holds the state lock.
+func (m *Manager) forgetLocked(man *Manifest) error {
+	var errs []error
+	for _, p := range man.Spec.Ports {
+		errs = append(errs, m.store.portLeases().Release(portKey(p), man.ID))
+	}
+	if man.Endpoint.IP.IsValid() {
+		errs = append(errs, m.store.ipLeases(man.Network.Name).Release(man.Endpoint.IP.String(), man.ID))
+	}
+	errs = append(errs, m.releaseNetworkLocked(man.Network))
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(m.store.podDir(man.Spec.Name)); err != nil {
+		return fmt.Errorf("remove pod %s: %w", man.Spec.Name, err)
+	}
+	return nil
+}
+
+// recoverLocked finishes what a dead podctl left half done: a pod in a
+// transitional state (or a pod directory without a manifest) whose
+// operation lock is free is torn down. With only != "", just that pod is
+// looked at. The caller holds the state lock.
+func (m *Manager) recoverLocked(ctx context.Context, only string) error {
+	names := []string{only}
+	if only == "" {
+		var err error
+		if names, err = m.store.names(); err != nil {
+			return err
+		}
+	}
+	for _, name := range names {
+		if _, err := os.Stat(m.store.podDir(name)); err != nil {
+			continue
+		}
+		man, err := m.store.Load(name)
+		if err != nil && !errdefs.Is(err, errdefs.NotFound) {
+			return err
+		}
+		if man != nil && man.State == StateCreated {
+			continue
+		}
+		pl, err := m.store.tryLockPod(name)
+		if err != nil {
+			continue // someone is working on it
+		}
+		if man == nil {
+			// Crashed between creating the directory and writing the
+			// manifest: nothing else exists yet.
+			err = os.RemoveAll(m.store.podDir(name))
+		} else if err = m.teardownResources(man); err == nil {
+			err = m.forgetLocked(man)
+		}
+		pl.Unlock()
+		if err != nil {
+			return fmt.Errorf("recover pod %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Remove deletes a pod and everything it has. A running pod is refused
+// unless force is set, in which case it is killed.
+func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
+	man, pl, err := m.loadLocked(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer pl.Unlock()
+	if !force && man.State == StateCreated {
+		st, _, err := m.store.runtime().State(man.ID)
+		if err != nil {
+			return err
+		}
+		if st == virtns.StatusRunning || st == virtns.StatusPaused {
+			return errdefs.New(errdefs.Conflict, "pod %s is running: stop it first or use rm -f", name)
+		}
+	}
+	return m.teardown(ctx, man)
+}
+
+// loadLocked loads a pod's manifest with its operation lock held.
+func (m *Manager) loadLocked(ctx context.Context, name string) (*Manifest, interface{ Unlock() }, error) {
+	if _, err := m.store.Load(name); err != nil {
+		return nil, nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	pl, err := m.store.lockPod(wctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	man, err := m.store.Load(name) // it may have changed while we waited
+	if err != nil {
+		pl.Unlock()
+		return nil, nil, err
+	}
+	return man, pl, nil
+}
+
+// Stop sends SIGTERM to the pod and SIGKILL after timeout.
+func (m *Manager) Stop(ctx context.Context, name string, timeout time.Duration) error {
+	man, pl, err := m.loadLocked(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer pl.Unlock()
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return m.store.runtime().Stop(sctx, man.ID)
+}
+
+// Status is a pod as `podctl ps` and `podctl inspect` show it.
+type Status struct {
+	Manifest
+	// Status is "running", "exited", "creating", "removing" or "paused".
+	Status string `json:"status"`
+	// ExitCode is the payload's exit status once it has exited.
+	ExitCode *int `json:"exitCode,omitempty"`
+	// InitPID is the host PID of the pod's init while it runs.
+	InitPID int `json:"initPid,omitempty"`
+	// PIDs are the host PIDs of all the pod's processes (Inspect only).
+	PIDs []int `json:"pids,omitempty"`
+	// Dir is the pod's directory.
+	Dir string `json:"dir"`
+}
+
+// Inspect returns a pod's status.
+func (m *Manager) Inspect(ctx context.Context, name string) (*Status, error) {
+	man, err := m.store.Load(name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := m.status(man)
+	if err != nil || st.InitPID == 0 {
+		return st, err
+	}
+	st.PIDs, err = m.store.runtime().Processes(man.ID)
+	return st, err
+}
+
+func (m *Manager) status(man *Manifest) (*Status, error) {
+	st := &Status{Manifest: *man, Status: string(man.State), Dir: m.store.podDir(man.Spec.Name)}
+	if man.State != StateCreated {
+		return st, nil
+	}
+	rs, pid, err := m.store.runtime().State(man.ID)
+	if err != nil {
+		return nil, err
+	}
+	switch rs {
+	case virtns.StatusRunning, virtns.StatusPaused:
+		st.Status, st.InitPID = string(rs), pid
+	default:
+		st.Status = "exited"
+		if b, err := os.ReadFile(m.upperPath(man, virtns.ExitPath)); err == nil {
+			if code, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				st.ExitCode = &code
+			}
+		}
+	}
+	return st, nil
+}
+
+// upperPath is the host path of an in-pod path in the writable layer.
+func (m *Manager) upperPath(man *Manifest, inPod string) string {
+	return filepath.Join(m.store.podDir(man.Spec.Name), virtns.UpperDir, inPod)
+}
+
+// List returns every pod, after finishing any operation a dead podctl left
+// half done, so that it never lists a pod that does not exist.
+func (m *Manager) List(ctx context.Context) ([]*Status, error) {
+	lk, err := m.store.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = m.recoverLocked(ctx, "")
+	lk.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	names, err := m.store.names()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Status
+	for _, n := range names {
+		man, err := m.store.Load(n)
+		if errdefs.Is(err, errdefs.NotFound) {
+			continue // removed meanwhile, or being created right now
+		}
+		if err != nil {
+			return nil, err
+		}
+		st, err := m.status(man)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// ExecOptions describe a command to run in a pod.
+type ExecOptions struct {
+	Command        []string
+	Env            []string
+	Workdir        string
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	TTY            bool
+}
+
+// Exec runs a command inside a running pod and returns its exit status.
+func (m *Manager) Exec(ctx context.Context, name string, o ExecOptions) (int, error) {
+	man, err := m.store.Load(name)
+	if err != nil {
+		return 0, err
+	}
+	if len(o.Command) == 0 {
+		return 0, errdefs.New(errdefs.Usage, "missing command: podctl exec POD -- CMD [ARGS...]")
+	}
+	st, err := m.status(man)
+	if err != nil {
+		return 0, err
+	}
+	if st.Status != string(virtns.StatusRunning) {
+		return 0, errdefs.New(errdefs.NotRunning, "pod %s is not running (%s)", name, st.Status)
+	}
+	vars := env(man.Spec)
+	for _, kv := range o.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return 0, errdefs.New(errdefs.InvalidArgument, "invalid environment variable %q: want KEY=VALUE", kv)
+		}
+		vars = setEnv(vars, k, kv)
+	}
+	workdir := o.Workdir
+	if workdir == "" {
+		workdir = man.Spec.Workdir
+	}
+	if workdir == "" {
+		workdir = "/"
+	}
+	rootfs := filepath.Join(m.store.podDir(name), virtns.RootfsDir)
+	path, err := virtns.LookPath(rootfs, o.Command[0], lookupEnv(vars, "PATH"), workdir)
+	if err != nil {
+		return 0, err
+	}
+	return m.store.runtime().Exec(ctx, man.ID, virtns.ExecConfig{
+		Path: path, Args: o.Command, Env: vars, Cwd: workdir,
+		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, TTY: o.TTY,
+	})
+}
+
+// LogPath returns the host path of a pod's log.
+func (m *Manager) LogPath(name string) (string, error) {
+	man, err := m.store.Load(name)
+	if err != nil {
+		return "", err
+	}
+	return m.upperPath(man, virtns.LogPath), nil
+}
+
+// Logs copies a pod's log to w. With follow it keeps copying what the pod
+// writes until the pod exits or ctx is done.
+func (m *Manager) Logs(ctx context.Context, name string, follow bool, w io.Writer) error {
+	path, err := m.LogPath(name)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("logs %s: %w", name, err)
+	}
+	defer f.Close()
+	for {
+		if _, err := io.Copy(w, f); err != nil {
+			return fmt.Errorf("logs %s: %w", name, err)
+		}
+		if !follow {
+			return nil
+		}
+		st, err := m.Inspect(ctx, name)
+		if err != nil || (st.Status != "running" && st.Status != "paused" && st.Status != string(StateCreating)) {
+			_, err := io.Copy(w, f) // what was written before it exited
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

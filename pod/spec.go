@@ -1,0 +1,166 @@
+// Package pod is podctl's pod model: what a pod is (Spec), what podctl
+// remembers about it (Manifest), where that is kept (Store), and the
+// lifecycle operations that create, enter, stop and remove pods (Manager).
+// The kernel-facing work is done by package virtns.
+package pod
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/podctl/podctl/internal/errdefs"
+)
+
+// ImageHost is the image name that gives a pod a read-only view of the
+// host's own root filesystem.
+const ImageHost = "host"
+
+// Spec is everything a user asks for when creating a pod. It is stored in
+// the pod's manifest and travels with the pod when it migrates.
+type Spec struct {
+	// Name is the pod's name, also its hostname.
+	Name string `json:"name"`
+	// Image is ImageHost or an absolute path to a root filesystem directory.
+	Image string `json:"image"`
+	// Command is the pod's payload: argv of the process the pod init starts.
+	Command []string `json:"command"`
+	// Env holds extra environment variables, KEY=VALUE.
+	Env []string `json:"env,omitempty"`
+	// Workdir is the payload's working directory inside the pod.
+	Workdir string `json:"workdir,omitempty"`
+	// Ports are the host ports published to the pod.
+	Ports []Port `json:"ports,omitempty"`
+	// MemoryLimit is the cgroup memory limit in bytes; 0 means none.
+	MemoryLimit int64 `json:"memoryLimit,omitempty"`
+	// PidsLimit is the cgroup pids limit; 0 means none.
+	PidsLimit int64 `json:"pidsLimit,omitempty"`
+	// Network is the name of the network the pod joins; "" is the default,
+	// isolated network.
+	Network string `json:"network,omitempty"`
+}
+
+// Port is one published port: traffic to HostPort on the host is forwarded
+// to PodPort on the pod's address.
+type Port struct {
+	HostPort uint16 `json:"hostPort"`
+	PodPort  uint16 `json:"podPort"`
+	Protocol string `json:"protocol"` // "tcp" or "udp"
+}
+
+func (p Port) String() string {
+	return fmt.Sprintf("%d:%d/%s", p.HostPort, p.PodPort, p.Protocol)
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidateName checks that name can name a pod or a network: 1 to 63
+// lower-case letters, digits and dashes, starting with a letter or digit,
+// so that it is also a valid hostname label.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) || strings.HasSuffix(name, "-") {
+		return errdefs.New(errdefs.InvalidName,
+			"invalid name %q: use 1-63 lower-case letters, digits and dashes, not starting or ending with a dash", name)
+	}
+	return nil
+}
+
+// ParsePort parses HOSTPORT:PODPORT[/tcp|udp].
+func ParsePort(s string) (Port, error) {
+	bad := func(why string) (Port, error) {
+		return Port{}, errdefs.New(errdefs.InvalidPort, "invalid port %q: %s (want HOSTPORT:PODPORT[/tcp|udp])", s, why)
+	}
+	spec, proto, hasProto := strings.Cut(s, "/")
+	if !hasProto {
+		proto = "tcp"
+	}
+	if proto != "tcp" && proto != "udp" {
+		return bad("protocol must be tcp or udp")
+	}
+	host, podPort, ok := strings.Cut(spec, ":")
+	if !ok {
+		return bad("missing ':'")
+	}
+	hp, err := parsePortNumber(host)
+	if err != nil {
+		return bad("host " + err.Error())
+	}
+	pp, err := parsePortNumber(podPort)
+	if err != nil {
+		return bad("pod " + err.Error())
+	}
+	return Port{HostPort: hp, PodPort: pp, Protocol: proto}, nil
+}
+
+func parsePortNumber(s string) (uint16, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("port must be a number from 1 to 65535")
+	}
+	return uint16(n), nil
+}
+
+// ParseSize parses a memory size: a number of bytes with an optional
+// binary suffix (k, m, g, t; "b", "ib" and upper case accepted), as
+// podman's --memory does.
+func ParseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k':
+			mult = 1 << 10
+		case 'm':
+			mult = 1 << 20
+		case 'g':
+			mult = 1 << 30
+		case 't':
+			mult = 1 << 40
+		}
+		if mult != 1 {
+			t = t[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, errdefs.New(errdefs.InvalidArgument, "invalid size %q: want a positive number of bytes with an optional k, m or g suffix", s)
+	}
+	return n * mult, nil
+}
+
+// validate checks a Spec before anything is created.
+func (s *Spec) validate() error {
+	if err := ValidateName(s.Name); err != nil {
+		return err
+	}
+	if s.Network != "" {
+		if err := ValidateName(s.Network); err != nil {
+			return err
+		}
+	}
+	if len(s.Command) == 0 || s.Command[0] == "" {
+		return errdefs.New(errdefs.Usage, "missing command: podctl create [OPTIONS] -- CMD [ARGS...]")
+	}
+	for _, kv := range s.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return errdefs.New(errdefs.InvalidArgument, "invalid environment variable %q: want KEY=VALUE", kv)
+		}
+	}
+	if s.Workdir != "" && !strings.HasPrefix(s.Workdir, "/") {
+		return errdefs.New(errdefs.InvalidArgument, "invalid workdir %q: must be an absolute path", s.Workdir)
+	}
+	if s.PidsLimit < 0 || s.MemoryLimit < 0 {
+		return errdefs.New(errdefs.InvalidArgument, "limits must not be negative")
+	}
+	seen := map[string]bool{}
+	for _, p := range s.Ports {
+		k := fmt.Sprintf("%d/%s", p.HostPort, p.Protocol)
+		if seen[k] {
+			return errdefs.New(errdefs.Conflict, "port %s is published twice", k)
+		}
+		seen[k] = true
+	}
+	return nil
+}

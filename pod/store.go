@@ -1,0 +1,176 @@
+package pod
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/statedir"
+	"github.com/podctl/podctl/virtns"
+)
+
+// DefaultRoot is where podctl keeps its state unless --root or PODCTL_ROOT
+// says otherwise.
+const DefaultRoot = "/var/lib/podctl"
+
+// State is the lifecycle state recorded in a pod's manifest. Creating and
+// Removing are transitional: a manifest left in one of them by a podctl
+// that died is finished (removed) by the next podctl that sees it.
+type State string
+
+// Manifest states.
+const (
+	StateCreating State = "creating"
+	StateCreated  State = "created"
+	StateRemoving State = "removing"
+)
+
+// ManifestVersion is the version of the manifest format.
+const ManifestVersion = 1
+
+// Manifest is what podctl records about one pod, in
+// ROOT/pods/NAME/manifest.json. It is always replaced atomically.
+type Manifest struct {
+	Version   int             `json:"version"`
+	ID        string          `json:"id"`
+	Spec      Spec            `json:"spec"`
+	State     State           `json:"state"`
+	CreatedAt time.Time       `json:"createdAt"`
+	Network   virtns.Network  `json:"network"`
+	Endpoint  virtns.Endpoint `json:"endpoint"`
+	// CgroupPath is the pod's cgroup relative to each hierarchy's root.
+	CgroupPath string `json:"cgroupPath"`
+}
+
+// Store is podctl's state directory:
+//
+//	ROOT/lock                   the state lock: held briefly around every change
+//	ROOT/pods/NAME/manifest.json
+//	ROOT/pods/NAME/lock         held by the command operating on the pod
+//	ROOT/pods/NAME/{upper,work,rootfs}   the pod's root filesystem
+//	ROOT/networks/NAME.json     networks
+//	ROOT/leases/ip-NET/ADDR     address leases (content: pod ID)
+//	ROOT/leases/ports/PROTO-N   published host ports (content: pod ID)
+//	ROOT/runc/ID                libcontainer's state
+type Store struct{ Root string }
+
+func (s Store) podsDir() string           { return filepath.Join(s.Root, "pods") }
+func (s Store) podDir(name string) string { return filepath.Join(s.podsDir(), name) }
+func (s Store) manifestPath(name string) string {
+	return filepath.Join(s.podDir(name), "manifest.json")
+}
+func (s Store) runtime() virtns.Runtime { return virtns.Runtime{StateDir: filepath.Join(s.Root, "runc")} }
+func (s Store) portLeases() statedir.Leases {
+	return statedir.Leases{Dir: filepath.Join(s.Root, "leases", "ports")}
+}
+func (s Store) ipLeases(network string) statedir.Leases {
+	return statedir.Leases{Dir: filepath.Join(s.Root, "leases", "ip-"+network)}
+}
+
+// lock takes the state lock. Every change to which pods, leases and
+// networks exist happens under it.
+func (s Store) lock(ctx context.Context) (*statedir.Lock, error) {
+	if err := os.MkdirAll(s.podsDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("state root %s: %w", s.Root, err)
+	}
+	return statedir.AcquireLock(ctx, filepath.Join(s.Root, "lock"))
+}
+
+// lockPod takes a pod's operation lock, waiting for another command that
+// holds it.
+func (s Store) lockPod(ctx context.Context, name string) (*statedir.Lock, error) {
+	l, err := statedir.AcquireLock(ctx, filepath.Join(s.podDir(name), "lock"))
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return nil, errdefs.New(errdefs.Busy, "pod %s is busy: another podctl command is operating on it", name)
+	}
+	return l, err
+}
+
+// tryLockPod takes a pod's operation lock if it is free. A free lock on a
+// pod in a transitional state means the command that was changing it died.
+func (s Store) tryLockPod(name string) (*statedir.Lock, error) {
+	return statedir.TryLock(filepath.Join(s.podDir(name), "lock"))
+}
+
+// Load reads a pod's manifest.
+func (s Store) Load(name string) (*Manifest, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(s.manifestPath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errdefs.New(errdefs.NotFound, "no such pod: %s", name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load pod %s: %w", name, err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("load pod %s: corrupt manifest: %w", name, err)
+	}
+	if m.Version != ManifestVersion {
+		return nil, fmt.Errorf("load pod %s: unsupported manifest version %d", name, m.Version)
+	}
+	return &m, nil
+}
+
+// save writes a manifest atomically.
+func (s Store) save(m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return statedir.WriteFileAtomic(s.manifestPath(m.Spec.Name), append(b, '\n'), 0o600)
+}
+
+// names lists the pods that have a directory, sorted.
+func (s Store) names() ([]string, error) {
+	entries, err := os.ReadDir(s.podsDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && ValidateName(e.Name()) == nil {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// podIDExists reports whether any pod has the given ID. Leases whose owner
+// fails this test were left by a podctl that died and are reclaimed.
+func (s Store) podIDExists(id string) bool {
+	names, err := s.names()
+	if err != nil {
+		return true // when in doubt, keep the lease
+	}
+	for _, n := range names {
+		m, err := s.Load(n)
+		if err == nil && m.ID == id {
+			return true
+		}
+		if err != nil && !errdefs.Is(err, errdefs.NotFound) {
+			return true
+		}
+	}
+	return false
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

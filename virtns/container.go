@@ -1,0 +1,499 @@
+package virtns
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/opencontainers/cgroups"
+	_ "github.com/opencontainers/cgroups/devices" // device rules for the cgroup manager
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"golang.org/x/sys/unix"
+
+	"github.com/podctl/podctl/internal/errdefs"
+)
+
+// Runtime creates and controls pods' process trees with runc's
+// libcontainer, which keeps its per-pod state under StateDir.
+type Runtime struct {
+	// StateDir is libcontainer's root directory.
+	StateDir string
+}
+
+// PodConfig is what the runtime needs to start a pod.
+type PodConfig struct {
+	// ID names the pod's libcontainer container.
+	ID string
+	// Hostname is set in the pod's UTS namespace.
+	Hostname string
+	// Rootfs is the mounted root filesystem (see Rootfs.Mount).
+	Rootfs string
+	// InitBinary is the host path of the podctl binary, bind-mounted
+	// read-only at InitPath to be the pod's PID 1.
+	InitBinary string
+	// CgroupPath is the pod's cgroup, relative to each hierarchy's root.
+	CgroupPath string
+	// MemoryLimit and PidsLimit are cgroup limits; 0 means none.
+	MemoryLimit, PidsLimit int64
+	// Network and Endpoint give the pod its eth0; a zero Endpoint leaves
+	// the pod with loopback only.
+	Network  Network
+	Endpoint Endpoint
+	// Path is the in-pod path of the payload's executable, Args its argv.
+	Path string
+	Args []string
+	Env  []string
+	Cwd  string
+}
+
+// defaultCaps is the capability set of a pod's processes: Docker's and
+// podman's default, enough for ordinary servers (binding low ports, raw
+// sockets for ping) without letting the pod remount or load modules.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+func (c PodConfig) libcontainerConfig() *configs.Config {
+	const noexec = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
+	res := &cgroups.Resources{Memory: c.MemoryLimit}
+	if c.PidsLimit > 0 {
+		n := c.PidsLimit
+		res.PidsLimit = &n
+	}
+	for _, d := range specconv.AllowedDevices {
+		res.Devices = append(res.Devices, &d.Rule)
+	}
+	caps := &configs.Capabilities{Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps}
+	cfg := &configs.Config{
+		Rootfs:          c.Rootfs,
+		RootPropagation: unix.MS_PRIVATE | unix.MS_REC,
+		Hostname:        c.Hostname,
+		Capabilities:    caps,
+		Namespaces: configs.Namespaces{
+			{Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWNET},
+			{Type: configs.NEWUTS}, {Type: configs.NEWIPC},
+		},
+		Cgroups: &cgroups.Cgroup{Path: c.CgroupPath, Resources: res},
+		Devices: specconv.AllowedDevices,
+		Mounts: []*configs.Mount{
+			{Source: "proc", Destination: "/proc", Device: "proc", Flags: noexec},
+			{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
+			{Source: "devpts", Destination: "/dev/pts", Device: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+			{Source: "shm", Destination: "/dev/shm", Device: "tmpfs", Flags: noexec, Data: "mode=1777,size=65536k"},
+			{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: noexec},
+			{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: noexec | unix.MS_RDONLY},
+			{Source: c.InitBinary, Destination: InitPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY},
+		},
+		Networks: []*configs.Network{{Type: "loopback"}},
+		Version:  "1.2.0",
+	}
+	if c.Endpoint.PodVeth != "" {
+		cfg.NetDevices = map[string]*configs.LinuxNetDevice{c.Endpoint.PodVeth: {Name: PodInterface}}
+		cfg.Routes = []*configs.Route{{
+			Destination: "0.0.0.0/0", Source: c.Endpoint.IP.String(),
+			Gateway: c.Network.Gateway.String(), InterfaceName: PodInterface,
+		}}
+	}
+	return cfg
+}
+
+// initReport is what the pod init tells podctl once it has started (or
+// failed to start) the payload.
+type initReport struct {
+	PID   int    `json:"pid,omitempty"`
+	Error string `json:"error,omitempty"`
+	Kind  int    `json:"kind,omitempty"`
+}
+
+// Start creates the pod's namespaces and cgroup, starts podctl's pod init
+// as PID 1 in them, and waits until the init has started the payload. It
+// returns the init's host PID. On failure nothing of the container is left.
+func (rt Runtime) Start(ctx context.Context, c PodConfig) (pid int, err error) {
+	if err := os.MkdirAll(rt.StateDir, 0o700); err != nil {
+		return 0, fmt.Errorf("start %s: %w", c.ID, err)
+	}
+	ctr, err := libcontainer.Create(rt.StateDir, c.ID, c.libcontainerConfig())
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", c.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			destroy(ctr)
+		}
+	}()
+	reportR, reportW, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", c.ID, err)
+	}
+	defer reportR.Close()
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		reportW.Close()
+		return 0, fmt.Errorf("start %s: %w", c.ID, err)
+	}
+	defer devNull.Close()
+	args := append([]string{InitPath, "_podinit", c.Path, "--"}, c.Args...)
+	proc := &libcontainer.Process{
+		Args: args, Env: c.Env, Cwd: c.Cwd, Init: true,
+		Stdin: devNull, Stdout: devNull, Stderr: devNull,
+		ExtraFiles: []*os.File{reportW},
+	}
+	err = ctr.Run(proc)
+	reportW.Close()
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", c.ID, err)
+	}
+	pid, err = proc.Pid()
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", c.ID, err)
+	}
+	rep, err := readReport(ctx, reportR)
+	if err != nil {
+		return 0, fmt.Errorf("start %s: pod init: %w", c.ID, err)
+	}
+	if rep.Error != "" {
+		k := errdefs.Kind(rep.Kind)
+		if k == 0 {
+			k = errdefs.Internal
+		}
+		return 0, errdefs.New(k, "%s", rep.Error)
+	}
+	return pid, nil
+}
+
+func readReport(ctx context.Context, r *os.File) (initReport, error) {
+	type result struct {
+		rep initReport
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var rep initReport
+		line, err := bufio.NewReader(r).ReadBytes('\n')
+		if err == nil || (errors.Is(err, io.EOF) && len(line) > 0) {
+			err = json.Unmarshal(line, &rep)
+		} else if errors.Is(err, io.EOF) {
+			err = errors.New("exited before starting the command")
+		}
+		ch <- result{rep, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.rep, res.err
+	case <-ctx.Done():
+		r.SetReadDeadline(time.Now()) // unblocks the reader goroutine
+		return initReport{}, ctx.Err()
+	}
+}
+
+// WriteReport is the pod init's side of the start handshake: it writes one
+// JSON line to w (fd 3 of the init).
+func WriteReport(w io.Writer, pid int, startErr error) error {
+	rep := initReport{PID: pid}
+	if startErr != nil {
+		rep.Error = startErr.Error()
+		rep.Kind = int(errdefs.KindOf(startErr))
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// Status is a pod's process state as libcontainer sees it.
+type Status string
+
+// Pod process states.
+const (
+	StatusRunning Status = "running"
+	StatusStopped Status = "stopped"
+	StatusPaused  Status = "paused"
+	StatusMissing Status = "missing" // no container: never started or destroyed
+)
+
+// State returns the container's status and init PID (0 when not running).
+func (rt Runtime) State(id string) (Status, int, error) {
+	ctr, err := libcontainer.Load(rt.StateDir, id)
+	if err != nil {
+		if errors.Is(err, libcontainer.ErrNotExist) {
+			return StatusMissing, 0, nil
+		}
+		return "", 0, fmt.Errorf("state %s: %w", id, err)
+	}
+	st, err := ctr.Status()
+	if err != nil {
+		return "", 0, fmt.Errorf("state %s: %w", id, err)
+	}
+	switch st {
+	case libcontainer.Running, libcontainer.Created:
+		s, err := ctr.State()
+		if err != nil {
+			return "", 0, fmt.Errorf("state %s: %w", id, err)
+		}
+		return StatusRunning, s.InitProcessPid, nil
+	case libcontainer.Paused:
+		s, err := ctr.State()
+		if err != nil {
+			return "", 0, fmt.Errorf("state %s: %w", id, err)
+		}
+		return StatusPaused, s.InitProcessPid, nil
+	default:
+		return StatusStopped, 0, nil
+	}
+}
+
+// Signal sends sig to the pod's init.
+func (rt Runtime) Signal(id string, sig os.Signal) error {
+	ctr, err := libcontainer.Load(rt.StateDir, id)
+	if err != nil {
+		return fmt.Errorf("signal %s: %w", id, err)
+	}
+	if err := ctr.Signal(sig); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		return fmt.Errorf("signal %s: %w", id, err)
+	}
+	return nil
+}
+
+// Stop sends SIGTERM to the pod's init (which forwards it to the payload)
+// and, if the pod has not ended when ctx is done, SIGKILL. It returns once
+// the pod's init is gone.
+func (rt Runtime) Stop(ctx context.Context, id string) error {
+	if err := rt.Signal(id, unix.SIGTERM); err != nil {
+		return err
+	}
+	if err := rt.waitStopped(ctx, id); err == nil {
+		return nil
+	}
+	if err := rt.Signal(id, unix.SIGKILL); err != nil {
+		return err
+	}
+	kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return rt.waitStopped(kctx, id)
+}
+
+func (rt Runtime) waitStopped(ctx context.Context, id string) error {
+	delay := time.Millisecond
+	for {
+		st, _, err := rt.State(id)
+		if err != nil {
+			return err
+		}
+		if st != StatusRunning && st != StatusPaused {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stop %s: %w", id, ctx.Err())
+		case <-time.After(delay):
+		}
+		if delay < 50*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// Destroy kills every process of the pod and removes its cgroup and
+// libcontainer state. A pod that does not exist is not an error.
+func (rt Runtime) Destroy(id string) error {
+	ctr, err := libcontainer.Load(rt.StateDir, id)
+	if err != nil {
+		if errors.Is(err, libcontainer.ErrNotExist) {
+			// A crash between libcontainer's mkdir and its first
+			// state write leaves a directory Load cannot read.
+			return os.RemoveAll(filepath.Join(rt.StateDir, id))
+		}
+		return fmt.Errorf("destroy %s: %w", id, err)
+	}
+	return destroy(ctr)
+}
+
+func destroy(ctr *libcontainer.Container) error {
+	if st, err := ctr.Status(); err == nil && st != libcontainer.Stopped {
+		ctr.Signal(unix.SIGKILL)
+		// The init of a PID namespace takes its whole tree with it;
+		// wait until it is gone so that Destroy can remove the cgroup.
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if st, err := ctr.Status(); err != nil || st == libcontainer.Stopped {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if err := ctr.Destroy(); err != nil {
+		return fmt.Errorf("destroy %s: %w", ctr.ID(), err)
+	}
+	return nil
+}
+
+// ExecConfig describes a process to run inside a running pod.
+type ExecConfig struct {
+	Path string // in-pod path of the executable (see LookPath)
+	Args []string
+	Env  []string
+	Cwd  string
+	// Stdin is nil for no input.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// TTY gives the process a terminal from the pod's own devpts, and
+	// connects it to Stdin and Stdout.
+	TTY bool
+}
+
+// Exec runs a process in all of the pod's namespaces, its root and its
+// cgroup, and returns its exit status (128+N when killed by signal N).
+func (rt Runtime) Exec(ctx context.Context, id string, ec ExecConfig) (int, error) {
+	ctr, err := libcontainer.Load(rt.StateDir, id)
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	args := append([]string{ec.Path}, ec.Args[1:]...)
+	proc := &libcontainer.Process{Args: args, Env: ec.Env, Cwd: ec.Cwd, Init: false}
+	var consoleParent *os.File
+	if ec.TTY {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("exec in %s: %w", id, err)
+		}
+		consoleParent = os.NewFile(uintptr(fds[0]), "console-parent")
+		child := os.NewFile(uintptr(fds[1]), "console-child")
+		defer consoleParent.Close()
+		defer child.Close()
+		proc.ConsoleSocket = child
+		if ws, err := console.Current().Size(); err == nil {
+			proc.ConsoleWidth, proc.ConsoleHeight = ws.Width, ws.Height
+		}
+	} else {
+		proc.Stdin, proc.Stdout, proc.Stderr = ec.Stdin, ec.Stdout, ec.Stderr
+		if proc.Stdin == nil {
+			devNull, err := os.Open(os.DevNull)
+			if err != nil {
+				return 0, err
+			}
+			defer devNull.Close()
+			proc.Stdin = devNull
+		}
+	}
+	// libcontainer passes Args[0] both as the program and as argv[0],
+	// so the process sees the resolved path as its argv[0].
+	if err := ctr.Run(proc); err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	if ec.TTY {
+		stop, err := attachConsole(consoleParent, ec.Stdin, ec.Stdout)
+		if err != nil {
+			proc.Signal(unix.SIGKILL)
+			proc.Wait()
+			return 0, fmt.Errorf("exec in %s: %w", id, err)
+		}
+		defer stop()
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			proc.Signal(unix.SIGKILL)
+		case <-done:
+		}
+	}()
+	ps, err := proc.Wait()
+	if ps == nil {
+		return 0, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	return exitStatus(ps), nil
+}
+
+func exitStatus(ps *os.ProcessState) int {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// attachConsole receives the pty master that the process in the pod
+// created, puts the caller's terminal in raw mode, and copies between
+// them. stop restores the terminal.
+func attachConsole(sock *os.File, in io.Reader, out io.Writer) (stop func(), err error) {
+	master, err := recvFd(sock)
+	if err != nil {
+		return nil, fmt.Errorf("receive console: %w", err)
+	}
+	cur := console.Current()
+	raw := cur.SetRaw() == nil
+	if in != nil {
+		go io.Copy(master, in)
+	}
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(out, master)
+		close(copied)
+	}()
+	return func() {
+		// Drain what the process wrote before it exited.
+		select {
+		case <-copied:
+		case <-time.After(time.Second):
+		}
+		master.Close()
+		if raw {
+			cur.Reset()
+		}
+	}, nil
+}
+
+// recvFd receives one file descriptor sent with SCM_RIGHTS, as
+// libcontainer's console setup sends the pty master.
+func recvFd(sock *os.File) (*os.File, error) {
+	name := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), name, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("bad control message: %v", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, fmt.Errorf("bad file descriptors: %v", err)
+	}
+	return os.NewFile(uintptr(fds[0]), strings.TrimRight(string(name[:n]), "\x00")), nil
+}
+
+// SelfBinary returns the path of the running podctl binary, which pods use
+// as their init.
+func SelfBinary() (string, error) {
+	p, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(p)
+}
+
+// Processes returns the host PIDs of every process in the pod.
+func (rt Runtime) Processes(id string) ([]int, error) {
+	ctr, err := libcontainer.Load(rt.StateDir, id)
+	if err != nil {
+		return nil, fmt.Errorf("processes of %s: %w", id, err)
+	}
+	return ctr.Processes()
+}
