@@ -109,6 +109,9 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Manifest, error) {
 		if err := virtns.ValidateImage(spec.Image); err != nil {
 			return nil, err
 		}
+		if err := virtns.CheckStatic(m.opts.InitBinary); err != nil {
+			return nil, err
+		}
 	}
 	for _, p := range spec.Ports {
 		if err := probeHostPort(p); err != nil {
@@ -285,7 +288,7 @@ func (m *Manager) teardownResources(man *Manifest) error {
 	}
 	rootfs := m.rootfs(man)
 	return errors.Join(
-		m.store.runtime().Destroy(man.ID),
+		m.store.runtime().Destroy(man.ID, man.CgroupPath),
 		virtns.DetachVeth(man.Endpoint),
 		virtns.Firewall{}.RemovePod(man.ID),
 		rootfs.Remove(),

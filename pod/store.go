@@ -67,7 +67,9 @@ func (s Store) podDir(name string) string { return filepath.Join(s.podsDir(), na
 func (s Store) manifestPath(name string) string {
 	return filepath.Join(s.podDir(name), "manifest.json")
 }
-func (s Store) runtime() virtns.Runtime { return virtns.Runtime{StateDir: filepath.Join(s.Root, "runc")} }
+func (s Store) runtime() virtns.Runtime {
+	return virtns.Runtime{StateDir: filepath.Join(s.Root, "runc")}
+}
 func (s Store) portLeases() statedir.Leases {
 	return statedir.Leases{Dir: filepath.Join(s.Root, "leases", "ports")}
 }

@@ -3,6 +3,7 @@ package virtns
 import (
 	"bufio"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/containerd/console"
 	"github.com/opencontainers/cgroups"
 	_ "github.com/opencontainers/cgroups/devices" // device rules for the cgroup manager
+	cgmanager "github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -309,18 +311,54 @@ func (rt Runtime) waitStopped(ctx context.Context, id string) error {
 }
 
 // Destroy kills every process of the pod and removes its cgroup and
-// libcontainer state. A pod that does not exist is not an error.
-func (rt Runtime) Destroy(id string) error {
+// libcontainer state. A pod that does not exist is not an error, and
+// neither is one that a crash left half made: whatever libcontainer cannot
+// load is removed by path, cgroup included.
+func (rt Runtime) Destroy(id, cgroupPath string) error {
 	ctr, err := libcontainer.Load(rt.StateDir, id)
+	if err == nil {
+		err = destroy(ctr)
+	} else if errors.Is(err, libcontainer.ErrNotExist) {
+		// A crash between libcontainer's mkdir and its first state
+		// write leaves a directory Load cannot read.
+		err = os.RemoveAll(filepath.Join(rt.StateDir, id))
+	}
 	if err != nil {
-		if errors.Is(err, libcontainer.ErrNotExist) {
-			// A crash between libcontainer's mkdir and its first
-			// state write leaves a directory Load cannot read.
-			return os.RemoveAll(filepath.Join(rt.StateDir, id))
-		}
 		return fmt.Errorf("destroy %s: %w", id, err)
 	}
-	return destroy(ctr)
+	return destroyCgroup(cgroupPath)
+}
+
+// destroyCgroup kills whatever is left in a cgroup and removes it.
+func destroyCgroup(path string) error {
+	if path == "" {
+		return nil
+	}
+	mgr, err := cgmanager.New(&cgroups.Cgroup{Path: path, Resources: &cgroups.Resources{}})
+	if err != nil {
+		return fmt.Errorf("cgroup %s: %w", path, err)
+	}
+	if !mgr.Exists() {
+		return nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids, err := mgr.GetAllPids()
+		if err != nil || len(pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cgroup %s: processes %v survive SIGKILL", path, pids)
+		}
+		for _, pid := range pids {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := mgr.Destroy(); err != nil {
+		return fmt.Errorf("cgroup %s: %w", path, err)
+	}
+	return nil
 }
 
 func destroy(ctr *libcontainer.Container) error {
@@ -477,6 +515,23 @@ func recvFd(sock *os.File) (*os.File, error) {
 		return nil, fmt.Errorf("bad file descriptors: %v", err)
 	}
 	return os.NewFile(uintptr(fds[0]), strings.TrimRight(string(name[:n]), "\x00")), nil
+}
+
+// CheckStatic returns an error of kind Unsupported when binary needs a
+// dynamic loader: it could not run as the init of a pod whose image has no
+// libc. `make build` links podctl statically.
+func CheckStatic(binary string) error {
+	f, err := elf.Open(binary)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", binary, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return errdefs.New(errdefs.Unsupported, "%s is dynamically linked and cannot be the init of a pod with its own image: build it with `make build`", binary)
+		}
+	}
+	return nil
 }
 
 // SelfBinary returns the path of the running podctl binary, which pods use

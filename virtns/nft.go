@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
@@ -32,7 +33,7 @@ const TableName = "podctl"
 //	}
 var (
 	table    = &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
-	bridges  = &nftables.Set{Table: table, Name: "bridges", KeyType: nftables.TypeIFName}
+	bridges  = &nftables.Set{Table: table, Name: "bridges", KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
 	portsCh  = &nftables.Chain{Name: "ports", Table: table}
 	baseTags = "base"
 )

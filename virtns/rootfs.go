@@ -137,7 +137,7 @@ func (r Rootfs) seedUpper(upper string) error {
 	}
 	for _, h := range r.Hide {
 		rel, err := filepath.Rel(r.Image, h)
-		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") || r.inPrivateDir(rel) {
 			continue
 		}
 		if err := makeOpaqueDir(filepath.Join(upper, rel), 0o700); err != nil {
@@ -153,6 +153,20 @@ func (r Rootfs) seedUpper(upper string) error {
 	}
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + r.Hostname + "\n"
 	return os.WriteFile(filepath.Join(etc, "hosts"), []byte(hosts), 0o644)
+}
+
+// inPrivateDir reports whether rel (relative to the image root) lies in a
+// directory that is already private to the pod.
+func (r Rootfs) inPrivateDir(rel string) bool {
+	if r.Image != "/" {
+		return false
+	}
+	for _, d := range privateDirs {
+		if rel == d || strings.HasPrefix(rel, d+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func makeOpaqueDir(dir string, mode os.FileMode) error {

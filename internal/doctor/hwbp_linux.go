@@ -5,6 +5,7 @@ package doctor
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -23,8 +24,11 @@ var hwbpCounter uint64
 // kill it (the parent also sets PR_SET_PDEATHSIG).
 const hwbpChildLifetime = 60 * time.Second
 
-// hwbpTouch writes to *p. It is not inlined and writes atomically, so the
-// compiler can neither drop nor hoist the write out of the child's loop.
+// hwbpTouch writes to *p. It is the target of the probe's execute breakpoint
+// and the writer the probe's write watchpoint catches: it is not inlined, so
+// the child's loop really calls it at its entry address, and it writes
+// atomically, so the compiler can neither drop the write nor hoist it out of
+// the loop.
 //
 //go:noinline
 func hwbpTouch(p *uint64) {
@@ -49,10 +53,11 @@ func PrepareHWBreakpointChild(args []string) bool {
 // (HWBreakpointChildArg) that the hardware-breakpoint probe of Run starts. It
 // locks the calling goroutine to its OS thread, prints one line
 //
-//	podctl-hwbp-child addr=0x5a1c40 tid=1234
+//	podctl-hwbp-child addr=0x5a1c40 func=0x4a3b20 tid=1234
 //
-// giving the address of the watched variable and the id of the thread that
-// writes it, and then writes to that variable in a loop until it is killed.
+// giving the address of the watched variable, the entry address of the
+// function that writes it and the id of the thread that calls that function,
+// and then calls the function in a loop until it is killed.
 // It never returns: after a minute it exits on its own, in case its parent
 // could not kill it.
 //
@@ -61,8 +66,8 @@ func PrepareHWBreakpointChild(args []string) bool {
 // init, that thread is the main thread (its id is the process id).
 func HWBreakpointChild() {
 	runtime.LockOSThread()
-	fmt.Fprintf(os.Stdout, "%s addr=%#x tid=%d\n",
-		hwbpChildBanner, uintptr(unsafe.Pointer(&hwbpCounter)), unix.Gettid())
+	fmt.Fprintf(os.Stdout, "%s addr=%#x func=%#x tid=%d\n", hwbpChildBanner,
+		uintptr(unsafe.Pointer(&hwbpCounter)), reflect.ValueOf(hwbpTouch).Pointer(), unix.Gettid())
 	deadline := time.Now().Add(hwbpChildLifetime)
 	for i := uint64(1); ; i++ {
 		hwbpTouch(&hwbpCounter)

@@ -29,49 +29,83 @@ const (
 
 	// DR7 fields for breakpoint 0.
 	dr7L0        = 1 << 0  // L0: enable breakpoint 0 for this thread
+	dr7RW0Exec   = 0 << 16 // RW0 = 00: break on instruction execution
 	dr7RW0Write  = 1 << 16 // RW0 = 01: break on data writes
+	dr7Len0One   = 0 << 18 // LEN0 = 00: 1 byte (required for execution)
 	dr7Len0Eight = 2 << 18 // LEN0 = 10: 8 bytes (01 = 2, 11 = 4 bytes)
-	// dr7Watch arms DR0 as an 8-byte write watchpoint (0x90001).
-	dr7Watch = dr7L0 | dr7RW0Write | dr7Len0Eight
 
 	// dr6B0 is set in DR6 when breakpoint 0 triggered.
 	dr6B0 = 1 << 0
 )
 
-// hwbpBannerTimeout bounds how long the probe waits for the child's line.
+// hwbpKind is a kind of hardware breakpoint the probe tries.
+type hwbpKind struct {
+	name string
+	dr7  uint64
+	// exec selects the child's function entry as the address (an execute
+	// breakpoint, which is what CRIU's compel sets to catch its parasite);
+	// otherwise the child's counter is watched for writes.
+	exec bool
+}
+
+// hwbpKinds returns the breakpoints the probe tries: both must trap for
+// hardware breakpoints to count as working.
+func hwbpKinds() []hwbpKind {
+	return []hwbpKind{
+		{name: "execute breakpoint", dr7: dr7L0 | dr7RW0Exec | dr7Len0One, exec: true},   // 0x1
+		{name: "write watchpoint", dr7: dr7L0 | dr7RW0Write | dr7Len0Eight, exec: false}, // 0x90001
+	}
+}
+
+// hwbpBannerTimeout bounds how long the probe waits for the child's line and
+// for each ptrace stop it requests.
 const hwbpBannerTimeout = 10 * time.Second
 
-// checkHWBreakpoints reports whether hardware watchpoints fire on this host
-// (in VMs they often do not). CRIU 4.1 and older hang in every dump when they
+// checkHWBreakpoints reports whether hardware breakpoints fire on this host
+// (in some VMs they do not). CRIU 4.1 and older hang in every dump when they
 // do not, unless CRIU_FAULT=130 is set; CRIU >= 4.2 detects it.
 func (r *runner) checkHWBreakpoints(ctx context.Context) []Check {
 	const name = "hardware breakpoints"
 	if r.opts.SelfExe == "" {
 		return []Check{failed(name, false, "probe not run: path of the podctl binary unknown (Options.SelfExe)", "")}
 	}
-	res, err := probeHWBreakpoints(ctx, r.opts.SelfExe, r.hwbpWait)
-	if err != nil {
-		return []Check{failed(name, false, "probe failed: "+err.Error(), "")}
+	var (
+		results []string
+		allFire = true
+	)
+	for _, kind := range hwbpKinds() {
+		res, err := probeHWBreakpoint(ctx, r.opts.SelfExe, kind, r.hwbpWait)
+		if err != nil {
+			return []Check{failed(name, false, fmt.Sprintf("probe failed: %s: %v", kind.name, err), "")}
+		}
+		if res.fired {
+			results = append(results, fmt.Sprintf("%s trapped (DR6=%#x)", kind.name, res.dr6))
+		} else {
+			allFire = false
+			results = append(results, fmt.Sprintf("%s: no trap in %v (%d hits)", kind.name, r.hwbpWait, res.hits))
+		}
 	}
-	if res.fired {
-		return []Check{informational(name, fmt.Sprintf("fire (write watchpoint trapped, DR6=%#x)", res.dr6), "")}
+	if allFire {
+		return []Check{informational(name, "fire: "+strings.Join(results, "; "), "")}
 	}
-	return []Check{informational(name, fmt.Sprintf(
-		"do not fire (CRIU >= 4.2 copes; CRIU 4.1 needs CRIU_FAULT=130): %d writes to a watched address in %v raised no trap",
-		res.writes, r.hwbpWait), "")}
+	return []Check{informational(name,
+		"do not fire (CRIU >= 4.2 copes; CRIU 4.1 needs CRIU_FAULT=130): "+strings.Join(results, "; "), "")}
 }
 
-// hwbpResult is the outcome of probeHWBreakpoints.
+// hwbpResult is the outcome of probeHWBreakpoint.
 type hwbpResult struct {
-	fired  bool
-	dr6    uint64 // DR6 as read back after the trap (when fired)
-	writes uint64 // writes the child made while armed (when not fired)
+	fired bool
+	dr6   uint64 // DR6 as read back after the trap (when fired)
+	hits  uint64 // times the child hit the address while armed (when not fired)
+	pid   int    // the child process
+	tid   int    // the traced thread
 }
 
-// probeHWBreakpoints starts `exe _hwbp-child`, arms a write watchpoint on the
-// variable the child's thread keeps incrementing and waits up to wait for
-// the resulting SIGTRAP. The child is always killed and reaped.
-func probeHWBreakpoints(ctx context.Context, exe string, wait time.Duration) (res hwbpResult, err error) {
+// probeHWBreakpoint starts `exe _hwbp-child`, arms a hardware breakpoint of
+// the given kind on the thread that keeps calling hwbpTouch (or on the
+// counter it increments) and waits up to wait for the resulting SIGTRAP.
+// The child is always killed and reaped.
+func probeHWBreakpoint(ctx context.Context, exe string, kind hwbpKind, wait time.Duration) (res hwbpResult, err error) {
 	ctx, cancel := context.WithTimeout(ctx, wait+2*hwbpBannerTimeout)
 	defer cancel()
 
@@ -91,9 +125,15 @@ func probeHWBreakpoints(ctx context.Context, exe string, wait time.Duration) (re
 		}
 	}()
 
-	addr, tid, err := c.readBanner(ctx)
+	b, err := c.readBanner(ctx)
 	if err != nil {
 		return res, err
+	}
+	tid := b.tid
+	res.pid, res.tid = c.proc.Pid, tid
+	addr := b.counter
+	if kind.exec {
+		addr = b.fn
 	}
 
 	if err := unix.PtraceSeize(tid); err != nil {
@@ -112,11 +152,13 @@ func probeHWBreakpoints(ctx context.Context, exe string, wait time.Duration) (re
 		inject = int(ws.StopSignal())
 	}
 
-	before, err := peekData(tid, addr)
+	// Every call of hwbpTouch increments the counter: its growth counts
+	// the hits of either kind of breakpoint.
+	before, err := peekData(tid, b.counter)
 	if err != nil {
 		return res, err
 	}
-	if err := armWatchpoint(tid, addr); err != nil {
+	if err := armBreakpoint(tid, addr, kind.dr7); err != nil {
 		return res, err
 	}
 	if err := unix.PtraceCont(tid, inject); err != nil {
@@ -137,7 +179,7 @@ func probeHWBreakpoints(ctx context.Context, exe string, wait time.Duration) (re
 			// Group stop or a late interrupt: keep it running.
 			inject = 0
 		case ws.StopSignal() == unix.SIGTRAP:
-			return trapResult(tid)
+			return trapResult(res, tid)
 		default:
 			// A signal for the child (the Go runtime's SIGURG, for
 			// example): deliver it.
@@ -148,8 +190,8 @@ func probeHWBreakpoints(ctx context.Context, exe string, wait time.Duration) (re
 		}
 	}
 
-	// No trap in time. Stop the thread and check that it did write to the
-	// watched address, or the negative result would mean nothing.
+	// No trap in time. Stop the thread and check that it did hit the
+	// address, or the negative result would mean nothing.
 	if err := unix.PtraceInterrupt(tid); err != nil {
 		return res, fmt.Errorf("PTRACE_INTERRUPT thread %d: %w", tid, err)
 	}
@@ -158,39 +200,41 @@ func probeHWBreakpoints(ctx context.Context, exe string, wait time.Duration) (re
 		return res, fmt.Errorf("stop thread %d: %w", tid, err)
 	}
 	if stopEvent(ws) != unix.PTRACE_EVENT_STOP && ws.StopSignal() == unix.SIGTRAP {
-		return trapResult(tid) // the trap came just after the deadline
+		return trapResult(res, tid) // the trap came just after the deadline
 	}
-	after, err := peekData(tid, addr)
+	after, err := peekData(tid, b.counter)
 	if err != nil {
 		return res, err
 	}
 	if after == before {
-		return res, fmt.Errorf("thread %d did not write to %#x while armed: no result", tid, addr)
+		return res, fmt.Errorf("thread %d did not run hwbpTouch while armed: no result", tid)
 	}
-	return hwbpResult{writes: after - before}, nil
+	res.hits = after - before
+	return res, nil
 }
 
-// trapResult checks that the SIGTRAP tid stopped with comes from watchpoint 0.
-func trapResult(tid int) (hwbpResult, error) {
+// trapResult checks that the SIGTRAP tid stopped with comes from breakpoint
+// 0 and completes res.
+func trapResult(res hwbpResult, tid int) (hwbpResult, error) {
 	dr6, err := peekUser(tid, dr6Offset)
 	if err != nil {
-		return hwbpResult{}, err
+		return res, err
 	}
 	if dr6&dr6B0 == 0 {
-		return hwbpResult{}, fmt.Errorf("SIGTRAP without watchpoint 0 set in DR6 (%#x)", dr6)
+		return res, fmt.Errorf("SIGTRAP without breakpoint 0 set in DR6 (%#x)", dr6)
 	}
-	return hwbpResult{fired: true, dr6: dr6}, nil
+	res.fired, res.dr6 = true, dr6
+	return res, nil
 }
 
-// armWatchpoint sets DR0 to addr and enables it in DR7 as an 8-byte write
-// watchpoint, then reads both back: the kernel refuses (or silently drops)
-// breakpoints it cannot install.
-func armWatchpoint(tid int, addr uintptr) error {
+// armBreakpoint sets DR0 to addr and DR7 to dr7, then reads both back: the
+// kernel refuses (or silently drops) breakpoints it cannot install.
+func armBreakpoint(tid int, addr uintptr, dr7Want uint64) error {
 	if err := pokeUser(tid, dr0Offset, uint64(addr)); err != nil {
 		return fmt.Errorf("set DR0: %w", err)
 	}
-	if err := pokeUser(tid, dr7Offset, dr7Watch); err != nil {
-		return fmt.Errorf("set DR7 to %#x: %w", dr7Watch, err)
+	if err := pokeUser(tid, dr7Offset, dr7Want); err != nil {
+		return fmt.Errorf("set DR7 to %#x: %w", dr7Want, err)
 	}
 	dr0, err := peekUser(tid, dr0Offset)
 	if err != nil {
@@ -200,8 +244,8 @@ func armWatchpoint(tid int, addr uintptr) error {
 	if err != nil {
 		return fmt.Errorf("read back DR7: %w", err)
 	}
-	if dr0 != uint64(addr) || dr7 != dr7Watch {
-		return fmt.Errorf("debug registers read back as DR0=%#x DR7=%#x, want DR0=%#x DR7=%#x", dr0, dr7, addr, dr7Watch)
+	if dr0 != uint64(addr) || dr7 != dr7Want {
+		return fmt.Errorf("debug registers read back as DR0=%#x DR7=%#x, want DR0=%#x DR7=%#x", dr0, dr7, addr, dr7Want)
 	}
 	return nil
 }
@@ -276,14 +320,22 @@ func startHWBPChild(exe string) (*hwbpChild, error) {
 	return &hwbpChild{proc: proc, out: pr}, nil
 }
 
-// readBanner reads the child's "podctl-hwbp-child addr=0x... tid=N" line.
-func (c *hwbpChild) readBanner(ctx context.Context) (addr uintptr, tid int, err error) {
+// hwbpBanner is what the child reports about itself.
+type hwbpBanner struct {
+	counter uintptr // address of hwbpCounter
+	fn      uintptr // entry address of hwbpTouch
+	tid     int     // thread that calls hwbpTouch
+}
+
+// readBanner reads the child's
+// "podctl-hwbp-child addr=0x... func=0x... tid=N" line.
+func (c *hwbpChild) readBanner(ctx context.Context) (hwbpBanner, error) {
 	deadline := time.Now().Add(hwbpBannerTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	if err := c.out.SetReadDeadline(deadline); err != nil {
-		return 0, 0, fmt.Errorf("set pipe deadline: %w", err)
+		return hwbpBanner{}, fmt.Errorf("set pipe deadline: %w", err)
 	}
 	br := bufio.NewReader(io.LimitReader(c.out, 64<<10))
 	var other []string
@@ -293,37 +345,42 @@ func (c *hwbpChild) readBanner(ctx context.Context) (addr uintptr, tid int, err 
 			return c.parseBanner(rest)
 		}
 		if rerr != nil {
-			return 0, 0, fmt.Errorf("no %q line from probe child %d: %w (output: %q)",
+			return hwbpBanner{}, fmt.Errorf("no %q line from probe child %d: %w (output: %q)",
 				hwbpChildBanner, c.proc.Pid, rerr, truncate(strings.Join(other, ""), 200))
 		}
 		other = append(other, line)
 	}
 }
 
-// parseBanner parses "addr=0x... tid=N" and checks both values.
-func (c *hwbpChild) parseBanner(s string) (addr uintptr, tid int, err error) {
+// parseBanner parses "addr=0x... func=0x... tid=N" and checks the values.
+func (c *hwbpChild) parseBanner(s string) (hwbpBanner, error) {
+	var b hwbpBanner
 	for _, f := range strings.Fields(s) {
 		k, v, _ := strings.Cut(f, "=")
+		var err error
 		switch k {
-		case "addr":
-			a, perr := strconv.ParseUint(v, 0, 64)
-			if perr != nil {
-				return 0, 0, fmt.Errorf("child line %q: %w", s, perr)
+		case "addr", "func":
+			var a uint64
+			a, err = strconv.ParseUint(v, 0, 64)
+			if k == "addr" {
+				b.counter = uintptr(a)
+			} else {
+				b.fn = uintptr(a)
 			}
-			addr = uintptr(a)
 		case "tid":
-			if tid, err = strconv.Atoi(v); err != nil {
-				return 0, 0, fmt.Errorf("child line %q: %w", s, err)
-			}
+			b.tid, err = strconv.Atoi(v)
+		}
+		if err != nil {
+			return hwbpBanner{}, fmt.Errorf("child line %q: %w", s, err)
 		}
 	}
-	if addr == 0 || addr%8 != 0 || tid <= 0 {
-		return 0, 0, fmt.Errorf("child line %q: want an 8-byte aligned addr and a tid", s)
+	if b.counter == 0 || b.counter%8 != 0 || b.fn == 0 || b.tid <= 0 {
+		return hwbpBanner{}, fmt.Errorf("child line %q: want an 8-byte aligned addr, a func and a tid", s)
 	}
-	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", c.proc.Pid, tid)); err != nil {
-		return 0, 0, fmt.Errorf("child line %q: thread %d is not in process %d: %w", s, tid, c.proc.Pid, err)
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", c.proc.Pid, b.tid)); err != nil {
+		return hwbpBanner{}, fmt.Errorf("child line %q: thread %d is not in process %d: %w", s, b.tid, c.proc.Pid, err)
 	}
-	return addr, tid, nil
+	return b, nil
 }
 
 // waitStop waits for the next ptrace stop of the tracee until deadline. It

@@ -1,0 +1,36 @@
+# podctl: `make test` and `make demo` install what they need first.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin:$(PATH)
+
+# podctl is linked statically: the same binary is every pod's init and
+# must run in root filesystems that have no libc (see ARCHITECTURE.md).
+GO_BUILD := CGO_ENABLED=1 go build -tags "netgo osusergo" -ldflags "-extldflags -static"
+
+.PHONY: all deps build test unit e2e bench demo fuzz vet clean
+
+all: build
+
+deps:
+	bash scripts/deps.sh
+
+build:
+	$(GO_BUILD) -o bin/podctl ./cmd/podctl
+
+vet:
+	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
+	go vet ./...
+
+# The whole suite, as root: unit tests and end-to-end tests on real
+# namespaces, overlayfs, cgroups, veth and nftables.
+test: deps build vet
+	./bin/podctl doctor
+	go test -count=1 -timeout 40m ./...
+
+bench: deps build
+	go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/
+
+demo: deps build
+	bash scripts/demo.sh
+
+clean:
+	rm -rf bin
