@@ -27,6 +27,7 @@ APT_PACKAGES=(
   psmisc
   util-linux
   curl
+  iputils-ping
   socat
   python3    # Debian's /usr/bin/python3 (a pyenv python is not enough)
   kmod

@@ -29,8 +29,14 @@ const TableName = "podctl"
 //	                      oifname BRIDGE ip saddr 127.0.0.0/8 masquerade }  # loopback to published ports
 //	  chain forward     { type filter hook forward priority filter
 //	                      ct status dnat accept
-//	                      iifname @bridges oifname @bridges drop }          # no routing between pods
+//	                      iifname BRIDGE oifname @bridges oifname != BRIDGE drop  # per network: none reaches another
+//	                      iifname BRIDGE oifname BRIDGE drop }                    # per isolated network: no hairpin routing
 //	}
+//
+// The forward rules name both bridges rather than "any pod bridge to any
+// pod bridge" because with br_netfilter loaded, traffic bridged inside one
+// named network also passes the forward hook with the bridge as both input
+// and output interface, and must pass.
 var (
 	table    = &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
 	bridges  = &nftables.Set{Table: table, Name: "bridges", KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
@@ -85,7 +91,7 @@ func (Firewall) ensureBase(c *nftables.Conn) error {
 	want := map[*nftables.Chain][][]expr.Any{
 		chains[0]: {jumpToPortsIfLocal()},
 		chains[1]: {jumpToPortsIfLocal()},
-		chains[3]: {acceptDNAT(), dropBetweenBridges()},
+		chains[3]: {acceptDNAT()},
 	}
 	for ch, rules := range want {
 		have, err := c.GetRules(table, ch)
@@ -129,6 +135,11 @@ func (f Firewall) AddNetwork(n Network) error {
 	t := tag(NetworkTag(n.Name))
 	c.AddRule(&nftables.Rule{Table: table, Chain: post, UserData: t, Exprs: masqueradeSubnet(n.Subnet)})
 	c.AddRule(&nftables.Rule{Table: table, Chain: post, UserData: t, Exprs: masqueradeLoopback(n.Bridge)})
+	fwd := baseChains()[3]
+	c.AddRule(&nftables.Rule{Table: table, Chain: fwd, UserData: t, Exprs: dropToOtherBridges(n.Bridge)})
+	if n.Isolated {
+		c.AddRule(&nftables.Rule{Table: table, Chain: fwd, UserData: t, Exprs: dropHairpin(n.Bridge)})
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: network %s: %w", n.Name, err)
 	}
@@ -285,14 +296,27 @@ func acceptDNAT() []expr.Any {
 	}
 }
 
-func dropBetweenBridges() []expr.Any {
+func matchIfname(key expr.MetaKey, op expr.CmpOp, name string) []expr.Any {
 	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		&expr.Lookup{SourceRegister: 1, SetName: bridges.Name},
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: ifname(name)},
+	}
+}
+
+func dropToOtherBridges(bridge string) []expr.Any {
+	e := matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, bridge)
+	e = append(e,
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 		&expr.Lookup{SourceRegister: 1, SetName: bridges.Name},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	}
+	)
+	e = append(e, matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, bridge)...)
+	return append(e, &expr.Verdict{Kind: expr.VerdictDrop})
+}
+
+func dropHairpin(bridge string) []expr.Any {
+	e := matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, bridge)
+	e = append(e, matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, bridge)...)
+	return append(e, &expr.Verdict{Kind: expr.VerdictDrop})
 }
 
 // matchSubnet compares the IPv4 address at offset (12 source, 16
@@ -313,10 +337,7 @@ func masqueradeSubnet(p netip.Prefix) []expr.Any {
 }
 
 func masqueradeLoopback(bridge string) []expr.Any {
-	e := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(bridge)},
-	}
+	e := matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, bridge)
 	e = append(e, matchSubnet(12, netip.MustParsePrefix("127.0.0.0/8"), expr.CmpOpEq)...)
 	return append(e, &expr.Masq{})
 }

@@ -5,6 +5,7 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 )
@@ -68,7 +69,11 @@ func (r *runner) criuCheckCheck(ctx context.Context, name, path string) Check {
 		if err != nil {
 			detail = err.Error()
 		}
-		return failed(name, true, detail+outputSuffix(out), criuFix)
+		fix := criuFix
+		if os.Geteuid() != 0 {
+			fix = "run podctl as root; if that is not enough, " + criuFix
+		}
+		return failed(name, true, detail+outputSuffix(out), fix)
 	}
 	detail := "Looks good"
 	if warns := criuWarnings(out); len(warns) > 0 {

@@ -28,17 +28,29 @@ import (
 // _hwbp-child`.
 const hwbpChildEnv = "PODCTL_DOCTOR_TEST_HWBP_CHILD"
 
+// hwbpChildOffMain, as the value of hwbpChildEnv, makes the probe child
+// run HWBreakpointChild on a thread other than the main thread.
+const hwbpChildOffMain = "off-main-thread"
+
 func init() {
 	// What podctl's main package does in its init: lock the main goroutine
 	// to the main thread when running as the probe child.
-	if os.Getenv(hwbpChildEnv) == "1" {
+	if v := os.Getenv(hwbpChildEnv); v == "1" || v == hwbpChildOffMain {
 		PrepareHWBreakpointChild(os.Args)
 	}
 }
 
 func TestMain(m *testing.M) {
-	if os.Getenv(hwbpChildEnv) == "1" && len(os.Args) > 1 && os.Args[1] == HWBreakpointChildArg {
-		HWBreakpointChild() // never returns
+	if len(os.Args) > 1 && os.Args[1] == HWBreakpointChildArg {
+		switch os.Getenv(hwbpChildEnv) {
+		case "1":
+			HWBreakpointChild() // never returns
+		case hwbpChildOffMain:
+			// The main goroutine keeps the main thread locked, so the
+			// probe loop must run on another thread.
+			go HWBreakpointChild()
+			select {}
+		}
 	}
 	// Probe children started from the tests run this binary as their child.
 	if err := os.Setenv(hwbpChildEnv, "1"); err != nil {
@@ -316,6 +328,27 @@ func TestRunProbeRecoversPanics(t *testing.T) {
 	got = runProbe(ctx, probe{name: "late", run: func(context.Context) []Check { t.Error("ran"); return nil }})
 	if len(got) != 1 || got[0].Status != StatusWarn {
 		t.Errorf("runProbe(canceled) = %+v, want one warn check", got)
+	}
+}
+
+func TestRunCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	rep := Run(ctx, Options{})
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("Run with a canceled context took %v", elapsed)
+	}
+	if rep.OK() {
+		t.Error("OK() = true after a canceled run")
+	}
+	if len(rep.Checks) == 0 {
+		t.Fatal("no checks")
+	}
+	for _, c := range rep.Checks {
+		if c.Status == StatusOK || !strings.Contains(c.Detail, "canceled") {
+			t.Errorf("%+v, want a failed check saying it was canceled", c)
+		}
 	}
 }
 
@@ -621,6 +654,59 @@ func TestHWBreakpointProbe(t *testing.T) {
 	}
 	if !strings.HasPrefix(c.Detail, "fire: ") && !strings.HasPrefix(c.Detail, "do not fire (CRIU >= 4.2 copes; CRIU 4.1 needs CRIU_FAULT=130)") {
 		t.Errorf("detail = %q", c.Detail)
+	}
+	if kids := childProcesses(t); len(kids) > 0 {
+		t.Errorf("child processes left behind: %v", kids)
+	}
+}
+
+// TestHWBreakpointProbeOffMainThread traces a thread that is not the
+// child's main thread: the probe must find it and reap both.
+func TestHWBreakpointProbeOffMainThread(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the probe runs on amd64 only")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(hwbpChildEnv, hwbpChildOffMain)
+	for _, kind := range hwbpKinds() {
+		res, err := probeHWBreakpoint(context.Background(), self, kind, 200*time.Millisecond)
+		if err != nil {
+			t.Fatalf("%s: %v", kind.name, err)
+		}
+		t.Logf("%s: %+v", kind.name, res)
+		if res.tid == res.pid {
+			t.Errorf("%s: traced the main thread, want another one", kind.name)
+		}
+		if res.fired == (res.hits > 0) {
+			t.Errorf("%s: fired=%v with %d hits", kind.name, res.fired, res.hits)
+		}
+	}
+	if kids := childProcesses(t); len(kids) > 0 {
+		t.Errorf("child processes left behind: %v", kids)
+	}
+}
+
+// TestHWBreakpointProbeNoTrap exercises the "do not fire" path with a
+// breakpoint whose DR7 enable bit is clear, so it cannot trap anywhere.
+func TestHWBreakpointProbeNoTrap(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the probe runs on amd64 only")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	disabled := hwbpKind{name: "disabled write watchpoint", dr7: dr7RW0Write | dr7Len0Eight}
+	r := newRunner(Options{SelfExe: self})
+	r.hwbpWait = 200 * time.Millisecond
+	c := r.hwbpCheck(context.Background(), "hardware breakpoints", []hwbpKind{hwbpKinds()[0], disabled})
+	t.Logf("%+v", c)
+	want := "do not fire (CRIU >= 4.2 copes; CRIU 4.1 needs CRIU_FAULT=130): "
+	if c.Status != StatusInfo || !strings.HasPrefix(c.Detail, want) || !strings.Contains(c.Detail, "disabled write watchpoint: no trap in 200ms (") {
+		t.Errorf("check = %+v, want info %q...", c, want)
 	}
 	if kids := childProcesses(t); len(kids) > 0 {
 		t.Errorf("child processes left behind: %v", kids)

@@ -69,14 +69,19 @@ func (r *runner) checkHWBreakpoints(ctx context.Context) []Check {
 	if r.opts.SelfExe == "" {
 		return []Check{failed(name, false, "probe not run: path of the podctl binary unknown (Options.SelfExe)", "")}
 	}
+	return []Check{r.hwbpCheck(ctx, name, hwbpKinds())}
+}
+
+// hwbpCheck probes each kind of breakpoint and reports whether all fire.
+func (r *runner) hwbpCheck(ctx context.Context, name string, kinds []hwbpKind) Check {
 	var (
 		results []string
 		allFire = true
 	)
-	for _, kind := range hwbpKinds() {
+	for _, kind := range kinds {
 		res, err := probeHWBreakpoint(ctx, r.opts.SelfExe, kind, r.hwbpWait)
 		if err != nil {
-			return []Check{failed(name, false, fmt.Sprintf("probe failed: %s: %v", kind.name, err), "")}
+			return failed(name, false, fmt.Sprintf("probe failed: %s: %v", kind.name, err), "")
 		}
 		if res.fired {
 			results = append(results, fmt.Sprintf("%s trapped (DR6=%#x)", kind.name, res.dr6))
@@ -86,10 +91,10 @@ func (r *runner) checkHWBreakpoints(ctx context.Context) []Check {
 		}
 	}
 	if allFire {
-		return []Check{informational(name, "fire: "+strings.Join(results, "; "), "")}
+		return informational(name, "fire: "+strings.Join(results, "; "), "")
 	}
-	return []Check{informational(name,
-		"do not fire (CRIU >= 4.2 copes; CRIU 4.1 needs CRIU_FAULT=130): "+strings.Join(results, "; "), "")}
+	return informational(name,
+		"do not fire (CRIU >= 4.2 copes; CRIU 4.1 needs CRIU_FAULT=130): "+strings.Join(results, "; "), "")
 }
 
 // hwbpResult is the outcome of probeHWBreakpoint.

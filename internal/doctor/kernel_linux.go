@@ -195,6 +195,7 @@ func checkUserfaultfd(context.Context) []Check {
 			detail += " (not built into this kernel)"
 		case unix.EPERM:
 			detail += " (vm.unprivileged_userfaultfd=0 and no CAP_SYS_PTRACE)"
+			return []Check{failed(name, false, detail, "run podctl as root")}
 		}
 		return []Check{failed(name, false, detail, fix)}
 	}

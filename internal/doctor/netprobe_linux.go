@@ -24,7 +24,11 @@ func checkNFTables(ctx context.Context) []Check {
 	if err != nil {
 		return []Check{failed(name, true, err.Error(), fix)}
 	}
-	return []Check{passed(name, true, fmt.Sprintf("netlink answers (%d tables)", n))}
+	tables := "tables"
+	if n == 1 {
+		tables = "table"
+	}
+	return []Check{passed(name, true, fmt.Sprintf("netlink answers (%d %s)", n, tables))}
 }
 
 // listNFTables returns the number of nf_tables tables in the current network
