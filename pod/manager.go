@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/virtns"
 )
 
@@ -123,6 +124,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Manifest, error) {
 		return nil, err
 	}
 	defer podLock.Unlock()
+	failpoint.Hit("create:reserved")
 	if err := m.build(ctx, man); err != nil {
 		if terr := m.teardown(ctx, man); terr != nil {
 			return nil, fmt.Errorf("%w (and rolling back failed: %v)", err, terr)
@@ -180,6 +182,7 @@ func (m *Manager) reserve(ctx context.Context, spec Spec) (*Manifest, interface{
 			return fail(errdefs.New(errdefs.Conflict, "port %d/%s is already published by another pod (%s)", p.HostPort, p.Protocol, m.podNameByID(holder)))
 		}
 	}
+	failpoint.Hit("create:ports-leased")
 	ip, err := man.Network.AllocateIP(m.store.ipLeases(man.Network.Name), man.ID, stale)
 	if err != nil {
 		return fail(err)
@@ -226,6 +229,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest) error {
 	if err := rootfs.Mount(); err != nil {
 		return err
 	}
+	failpoint.Hit("create:mounted")
 	vars := env(man.Spec)
 	workdir := man.Spec.Workdir
 	if workdir == "" {
@@ -239,6 +243,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest) error {
 	if err := man.Network.AttachVeth(man.Endpoint); err != nil {
 		return err
 	}
+	failpoint.Hit("create:attached")
 	var fwd []virtns.PortForward
 	for _, p := range man.Spec.Ports {
 		fwd = append(fwd, virtns.PortForward{HostPort: p.HostPort, PodPort: p.PodPort, Protocol: p.Protocol})
@@ -257,6 +262,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("create pod %s: %w", man.Spec.Name, err)
 	}
+	failpoint.Hit("create:started")
 	man.State = StateCreated
 	return m.store.save(man)
 }
@@ -270,6 +276,7 @@ func (m *Manager) teardown(ctx context.Context, man *Manifest) error {
 	if err := m.teardownResources(man); err != nil {
 		return err
 	}
+	failpoint.Hit("rm:torn-down")
 	lk, err := m.store.lock(ctx)
 	if err != nil {
 		return err
@@ -286,6 +293,7 @@ func (m *Manager) teardownResources(man *Manifest) error {
 			return err
 		}
 	}
+	failpoint.Hit("rm:marked")
 	rootfs := m.rootfs(man)
 	return errors.Join(
 		m.store.runtime().Destroy(man.ID, man.CgroupPath),

@@ -22,6 +22,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	os.Chmod(dir, 0o755) // TestNotRoot runs the binary as nobody
 	podctlBin, err = harness.Build(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -62,8 +62,9 @@ func PrepareHWBreakpointChild(args []string) bool {
 // could not kill it.
 //
 // The probe attaches to the thread the child reports, so HWBreakpointChild
-// works from any goroutine; with PrepareHWBreakpointChild called from main's
-// init, that thread is the main thread (its id is the process id).
+// works from any goroutine. Called from an init function of package main, or
+// from main after PrepareHWBreakpointChild ran in an init function, it runs
+// on the process's main thread (thread id = process id).
 func HWBreakpointChild() {
 	runtime.LockOSThread()
 	fmt.Fprintf(os.Stdout, "%s addr=%#x func=%#x tid=%d\n", hwbpChildBanner,

@@ -104,7 +104,7 @@ func (r *runner) checkOverlay(ctx context.Context) []Check {
 func hasFilesystem(fstype string) (bool, error) {
 	f, err := os.Open("/proc/filesystems")
 	if err != nil {
-		return false, fmt.Errorf("read filesystems: %w", err)
+		return false, fmt.Errorf("open /proc/filesystems: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)

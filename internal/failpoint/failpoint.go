@@ -1,0 +1,23 @@
+// Package failpoint lets end-to-end tests kill podctl at a named step, to
+// check that whatever a crash leaves behind is finished or rolled back by
+// the next command. A failpoint is armed by setting PODCTL_FAILPOINT to its
+// name in podctl's environment; unarmed, Hit costs one environment lookup.
+package failpoint
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// EnvVar names the environment variable that arms a failpoint.
+const EnvVar = "PODCTL_FAILPOINT"
+
+// Hit kills the process with SIGKILL, as abruptly as a crash or an OOM
+// kill would, when the failpoint name is armed.
+func Hit(name string) {
+	if os.Getenv(EnvVar) == name {
+		unix.Kill(os.Getpid(), unix.SIGKILL)
+		select {} // SIGKILL is not catchable; never proceed
+	}
+}
