@@ -331,14 +331,17 @@ func rmCommand(g *globalOptions) *cobra.Command {
 }
 
 func doctorCommand() *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON bool
+		criu   string
+	)
 	c := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check that this machine has everything podctl needs",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			self, _ := os.Executable()
-			r := doctor.Run(c.Context(), doctor.Options{SelfExe: self})
+			r := doctor.Run(c.Context(), doctor.Options{SelfExe: self, CRIUPath: criu})
 			var err error
 			if asJSON {
 				err = r.WriteJSON(c.OutOrStdout())
@@ -356,6 +359,7 @@ func doctorCommand() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().StringVar(&criu, "criu", "", "CRIU binary to check (default: criu on PATH)")
 	return c
 }
 

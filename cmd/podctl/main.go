@@ -32,7 +32,7 @@ func init() {
 		libcontainer.Init() // never returns
 	case "_podinit":
 		os.Exit(podinit.Main(os.Args[2:]))
-	case "_hwbp-child":
+	case doctor.HWBreakpointChildArg:
 		doctor.HWBreakpointChild()
 	}
 }
