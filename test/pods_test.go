@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/console"
+
 	"github.com/podctl/podctl/test/harness"
 )
 
@@ -223,5 +225,47 @@ func TestImageDirectory(t *testing.T) {
 	// The image itself is never written to.
 	if entries, _ := os.ReadDir(filepath.Join(img, "tmp")); len(entries) != 0 {
 		t.Errorf("pod wrote into its image: %v", entries)
+	}
+}
+
+func TestExecTTY(t *testing.T) {
+	h := newHost(t)
+	h.MustPodctl("create", "--name", "tty", "--", "sleep", "1000")
+	master, slavePath, err := console.NewPty()
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	defer master.Close()
+	slave, err := os.OpenFile(slavePath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	var out strings.Builder
+	copied := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			out.Write(buf[:n])
+			if err != nil || strings.Contains(out.String(), "END") {
+				close(copied)
+				return
+			}
+		}
+	}()
+	cmd := h.Command(h.Binary, "--root", h.Root, "exec", "-t", "tty", "--", "sh", "-c", "tty; test -t 0 && echo stdin-is-tty; echo END")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	if r := h.RunCmd(cmd); r.Code != 0 {
+		t.Fatalf("exec -t: exit %d", r.Code)
+	}
+	select {
+	case <-copied:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no END from the pod's terminal; got %q", out.String())
+	}
+	// The terminal is the pod's own (its private devpts), not the host's.
+	if got := out.String(); !strings.Contains(got, "/dev/pts/0") || !strings.Contains(got, "stdin-is-tty") {
+		t.Errorf("exec -t output %q: want a terminal from the pod's devpts", got)
 	}
 }
