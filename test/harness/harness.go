@@ -239,3 +239,43 @@ func BuildStatic(out, pkg string) error {
 	}
 	return nil
 }
+
+// World is a network namespace standing for "the internet" as seen from a
+// host: a peer on a point-to-point link with no route back to any pod
+// subnet, so a pod reaches it only through the host's masquerading.
+type World struct {
+	NSPath string
+	// Addr is the world's address; HostAddr the host's end of the link.
+	Addr, HostAddr string
+}
+
+// AddWorld links a new world namespace to the host.
+func (h *Host) AddWorld(tb testing.TB) World {
+	tb.Helper()
+	b := make([]byte, 3)
+	rand.Read(b)
+	name := "podctl-w-" + hex.EncodeToString(b)
+	if r := h.Run("ip", "netns", "add", name); r.Code != 0 {
+		tb.Fatalf("add world netns: %s", r.Stderr)
+	}
+	tb.Cleanup(func() { netns.DeleteNamed(name) })
+	w := World{NSPath: "/run/netns/" + name, Addr: "198.51.100.2", HostAddr: "198.51.100.1"}
+	for _, argv := range [][]string{
+		{"ip", "link", "add", "wd0", "type", "veth", "peer", "name", "wd1", "netns", name},
+		{"ip", "addr", "add", w.HostAddr + "/24", "dev", "wd0"},
+		{"ip", "link", "set", "wd0", "up"},
+		{"ip", "-n", name, "addr", "add", w.Addr + "/24", "dev", "wd1"},
+		{"ip", "-n", name, "link", "set", "wd1", "up"},
+		{"ip", "-n", name, "link", "set", "lo", "up"},
+	} {
+		if r := h.Run(argv...); r.Code != 0 {
+			tb.Fatalf("%v: %s", argv, r.Stderr)
+		}
+	}
+	return w
+}
+
+// Command returns an unstarted command that runs argv in the world.
+func (w World) Command(argv ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=" + w.NSPath, "--"}, argv...)...)
+}
