@@ -14,6 +14,7 @@ import (
 
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/failpoint"
+	"github.com/podctl/podctl/internal/statedir"
 	"github.com/podctl/podctl/virtns"
 )
 
@@ -137,7 +138,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Manifest, error) {
 // reserve claims, under the state lock, everything that must be unique:
 // the name, an address and the published ports, and records the pod as
 // creating. It returns with the pod's operation lock held.
-func (m *Manager) reserve(ctx context.Context, spec Spec) (*Manifest, interface{ Unlock() }, error) {
+func (m *Manager) reserve(ctx context.Context, spec Spec) (*Manifest, *statedir.Lock, error) {
 	lk, err := m.store.lock(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -160,7 +161,7 @@ func (m *Manager) reserve(ctx context.Context, spec Spec) (*Manifest, interface{
 	}
 	man := &Manifest{Version: ManifestVersion, ID: newID(), Spec: spec, State: StateCreating, CreatedAt: time.Now().UTC()}
 	man.CgroupPath = "/podctl/" + man.ID
-	fail := func(err error) (*Manifest, interface{ Unlock() }, error) {
+	fail := func(err error) (*Manifest, *statedir.Lock, error) {
 		m.teardownResources(man)
 		m.forgetLocked(man)
 		podLock.Unlock()
@@ -386,7 +387,7 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 }
 
 // loadLocked loads a pod's manifest with its operation lock held.
-func (m *Manager) loadLocked(ctx context.Context, name string) (*Manifest, interface{ Unlock() }, error) {
+func (m *Manager) loadLocked(ctx context.Context, name string) (*Manifest, *statedir.Lock, error) {
 	if _, err := m.store.Load(name); err != nil {
 		return nil, nil, err
 	}
