@@ -42,7 +42,10 @@ func NewNetwork(name, bridge, subnet string, isolated bool) (Network, error) {
 	if err != nil || !p.Addr().Is4() || p.Bits() > 30 || p.Bits() < 8 {
 		return Network{}, errdefs.New(errdefs.InvalidArgument, "invalid subnet %q: want an IPv4 CIDR from /8 to /30", subnet)
 	}
-	if len(bridge) == 0 || len(bridge) > unix.IFNAMSIZ-1 || strings.ContainsAny(bridge, "/ :") {
+	// The kernel's dev_valid_name: 1-15 bytes, not "." or "..", no '/',
+	// ':' or white space.
+	if len(bridge) == 0 || len(bridge) > unix.IFNAMSIZ-1 || bridge == "." || bridge == ".." ||
+		strings.ContainsAny(bridge, "/: \t\n\v\f\r") {
 		return Network{}, errdefs.New(errdefs.InvalidArgument, "invalid bridge name %q", bridge)
 	}
 	p = p.Masked()

@@ -122,11 +122,32 @@ func (l *Lock) Unlock() {
 }
 
 // Leases is a directory of named claims. A lease is a file whose name is the
-// claimed key (an address, "tcp-8080") and whose content is its owner. It is
-// created with O_EXCL, so two processes can never both take one key; a
-// caller that also holds a lock around allocation gets "first free key"
-// semantics.
+// claimed key (an address, "tcp-8080") and whose content is its owner.
+// Take and Release hold an flock on the directory (Dir/.lock) while they
+// look and change, so two processes can never both take one key, even when
+// one of them reclaims a stale lease; a caller that also holds a lock
+// around a whole allocation gets "first free key" semantics.
 type Leases struct{ Dir string }
+
+// lock serializes lease changes across processes. The critical sections
+// are a few file operations, so it blocks in flock rather than polling.
+func (l Leases) lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(l.Dir, ".lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock leases %s: %w", l.Dir, err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock leases %s: %w", l.Dir, err)
+	}
+	return func() { f.Close() }, nil
+}
 
 // Take claims key for owner. A key already held by an owner for which
 // stale returns true is reclaimed (its owner died before releasing it). It
@@ -135,6 +156,11 @@ func (l Leases) Take(key, owner string, stale func(owner string) bool) (ok bool,
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 		return false, "", fmt.Errorf("lease %s: %w", key, err)
 	}
+	unlock, err := l.lock()
+	if err != nil {
+		return false, "", err
+	}
+	defer unlock()
 	path := filepath.Join(l.Dir, key)
 	for attempt := 0; attempt < 2; attempt++ {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -189,6 +215,14 @@ func (l Leases) Owner(key string) (string, error) {
 // Release drops owner's claim on key. Releasing a key that owner does not
 // hold is a no-op, so teardown can call it unconditionally.
 func (l Leases) Release(key, owner string) error {
+	if _, err := os.Stat(l.Dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	unlock, err := l.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	holder, err := l.Owner(key)
 	if err != nil || holder != owner {
 		return err
