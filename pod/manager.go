@@ -57,9 +57,6 @@ func NewManager(opts Options) (*Manager, error) {
 	return &Manager{opts: opts, store: Store{Root: root}}, nil
 }
 
-// Root returns the state root.
-func (m *Manager) Root() string { return m.opts.Root }
-
 func (m *Manager) rootfs(man *Manifest) virtns.Rootfs {
 	image := man.Spec.Image
 	if image == ImageHost || image == "" {
@@ -198,11 +195,8 @@ func (m *Manager) reserve(ctx context.Context, spec Spec) (*Manifest, *statedir.
 func portKey(p Port) string { return fmt.Sprintf("%s-%d", p.Protocol, p.HostPort) }
 
 func (m *Manager) podNameByID(id string) string {
-	names, _ := m.store.names()
-	for _, n := range names {
-		if man, err := m.store.Load(n); err == nil && man.ID == id {
-			return n
-		}
+	if name, _ := m.store.nameOfID(id); name != "" {
+		return name
 	}
 	return "pod " + id
 }
@@ -560,23 +554,14 @@ func (m *Manager) Exec(ctx context.Context, name string, o ExecOptions) (int, er
 	})
 }
 
-// LogPath returns the host path of a pod's log.
-func (m *Manager) LogPath(name string) (string, error) {
-	man, err := m.store.Load(name)
-	if err != nil {
-		return "", err
-	}
-	return m.upperPath(man, virtns.LogPath), nil
-}
-
 // Logs copies a pod's log to w. With follow it keeps copying what the pod
 // writes until the pod exits or ctx is done.
 func (m *Manager) Logs(ctx context.Context, name string, follow bool, w io.Writer) error {
-	path, err := m.LogPath(name)
+	man, err := m.store.Load(name)
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(path)
+	f, err := os.Open(m.upperPath(man, virtns.LogPath))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -591,7 +576,7 @@ func (m *Manager) Logs(ctx context.Context, name string, follow bool, w io.Write
 		if !follow {
 			return nil
 		}
-		st, err := m.Inspect(ctx, name)
+		st, err := m.status(man)
 		if err != nil || (st.Status != "running" && st.Status != "paused" && st.Status != string(StateCreating)) {
 			_, err := io.Copy(w, f) // what was written before it exited
 			return err

@@ -152,23 +152,30 @@ func (s Store) names() ([]string, error) {
 	return out, nil
 }
 
-// podIDExists reports whether any pod has the given ID. Leases whose owner
-// fails this test were left by a podctl that died and are reclaimed.
-func (s Store) podIDExists(id string) bool {
+// nameOfID returns the name of the pod with the given ID, or "" when no
+// pod has it. An unreadable manifest is an error: the ID may be its.
+func (s Store) nameOfID(id string) (string, error) {
 	names, err := s.names()
 	if err != nil {
-		return true // when in doubt, keep the lease
+		return "", err
 	}
 	for _, n := range names {
 		m, err := s.Load(n)
 		if err == nil && m.ID == id {
-			return true
+			return n, nil
 		}
 		if err != nil && !errdefs.Is(err, errdefs.NotFound) {
-			return true
+			return "", err
 		}
 	}
-	return false
+	return "", nil
+}
+
+// podIDExists reports whether any pod has the given ID. Leases whose owner
+// fails this test were left by a podctl that died and are reclaimed.
+func (s Store) podIDExists(id string) bool {
+	name, err := s.nameOfID(id)
+	return name != "" || err != nil // when in doubt, keep the lease
 }
 
 func newID() string {

@@ -115,7 +115,6 @@ func (c PodConfig) libcontainerConfig() *configs.Config {
 // initReport is what the pod init tells podctl once it has started (or
 // failed to start) the payload.
 type initReport struct {
-	PID   int    `json:"pid,omitempty"`
 	Error string `json:"error,omitempty"`
 	Kind  int    `json:"kind,omitempty"`
 }
@@ -202,9 +201,9 @@ func readReport(ctx context.Context, r *os.File) (initReport, error) {
 }
 
 // WriteReport is the pod init's side of the start handshake: it writes one
-// JSON line to w (fd 3 of the init).
-func WriteReport(w io.Writer, pid int, startErr error) error {
-	rep := initReport{PID: pid}
+// JSON line to w (fd 3 of the init): {} when the payload started.
+func WriteReport(w io.Writer, startErr error) error {
+	var rep initReport
 	if startErr != nil {
 		rep.Error = startErr.Error()
 		rep.Kind = int(errdefs.KindOf(startErr))
@@ -290,21 +289,31 @@ func (rt Runtime) Stop(ctx context.Context, id string) error {
 }
 
 func (rt Runtime) waitStopped(ctx context.Context, id string) error {
+	err := poll(ctx, func() (bool, error) {
+		st, _, err := rt.State(id)
+		return st != StatusRunning && st != StatusPaused, err
+	})
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", id, err)
+	}
+	return nil
+}
+
+// poll calls done with a growing pause (1 ms up to 32 ms) until it reports
+// true or an error, or ctx ends.
+func poll(ctx context.Context, done func() (bool, error)) error {
 	delay := time.Millisecond
 	for {
-		st, _, err := rt.State(id)
-		if err != nil {
+		ok, err := done()
+		if ok || err != nil {
 			return err
-		}
-		if st != StatusRunning && st != StatusPaused {
-			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("stop %s: %w", id, ctx.Err())
+			return ctx.Err()
 		case <-time.After(delay):
 		}
-		if delay < 50*time.Millisecond {
+		if delay < 32*time.Millisecond {
 			delay *= 2
 		}
 	}
@@ -341,19 +350,21 @@ func destroyCgroup(path string) error {
 	if !mgr.Exists() {
 		return nil
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		pids, err := mgr.GetAllPids()
-		if err != nil || len(pids) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("cgroup %s: processes %v survive SIGKILL", path, pids)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var pids []int
+	err = poll(ctx, func() (bool, error) {
+		var err error
+		if pids, err = mgr.GetAllPids(); err != nil || len(pids) == 0 {
+			return true, nil
 		}
 		for _, pid := range pids {
 			unix.Kill(pid, unix.SIGKILL)
 		}
-		time.Sleep(2 * time.Millisecond)
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("cgroup %s: processes %v survive SIGKILL", path, pids)
 	}
 	if err := mgr.Destroy(); err != nil {
 		return fmt.Errorf("cgroup %s: %w", path, err)
@@ -365,14 +376,14 @@ func destroy(ctr *libcontainer.Container) error {
 	if st, err := ctr.Status(); err == nil && st != libcontainer.Stopped {
 		ctr.Signal(unix.SIGKILL)
 		// The init of a PID namespace takes its whole tree with it;
-		// wait until it is gone so that Destroy can remove the cgroup.
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if st, err := ctr.Status(); err != nil || st == libcontainer.Stopped {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		// wait until it is gone so that Destroy can remove the cgroup
+		// (if it never goes, Destroy reports the busy cgroup).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		poll(ctx, func() (bool, error) {
+			st, err := ctr.Status()
+			return err != nil || st == libcontainer.Stopped, nil
+		})
+		cancel()
 	}
 	if err := ctr.Destroy(); err != nil {
 		return fmt.Errorf("destroy %s: %w", ctr.ID(), err)

@@ -199,17 +199,6 @@ func (f Firewall) RemovePod(podID string) error {
 	return f.deleteTagged(c, PodTag(podID))
 }
 
-// CountTagged returns how many rules in the table carry tag. Tests use it
-// to check that nothing is left behind.
-func (f Firewall) CountTagged(tagName string) (int, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return 0, fmt.Errorf("nftables: %w", err)
-	}
-	rules, err := f.rulesTagged(c, tagName)
-	return len(rules), err
-}
-
 func (Firewall) rulesTagged(c *nftables.Conn, tagName string) ([]*nftables.Rule, error) {
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
 	if err != nil {
@@ -253,19 +242,6 @@ func (f Firewall) deleteTagged(c *nftables.Conn, tagName string) error {
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: delete rules %s: %w", tagName, err)
-	}
-	return nil
-}
-
-// DeleteTable removes podctl's table and everything in it.
-func (Firewall) DeleteTable() error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	c.DelTable(table)
-	if err := c.Flush(); err != nil && !strings.Contains(err.Error(), "no such file") {
-		return fmt.Errorf("nftables: delete table: %w", err)
 	}
 	return nil
 }

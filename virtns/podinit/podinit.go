@@ -80,7 +80,7 @@ func Main(args []string) int {
 		}
 		fail(report, errdefs.New(kind, "start %s: %w", path, err))
 	}
-	virtns.WriteReport(report, pid, nil)
+	virtns.WriteReport(report, nil)
 	report.Close()
 
 	for sig := range sigs {
@@ -164,6 +164,6 @@ func writeExit(status int) {
 }
 
 func fail(report *os.File, err error) {
-	virtns.WriteReport(report, 0, err)
+	virtns.WriteReport(report, err)
 	os.Exit(int(errdefs.KindOf(err)))
 }
