@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,6 +26,9 @@ type Options struct {
 	// Bridge and Subnet configure the default network when it is first
 	// created ("" for DefaultBridge and DefaultSubnet).
 	Bridge, Subnet string
+	// Uplink is a host interface to enslave to the default network's
+	// bridge when it is created (see virtns.Network.Uplink).
+	Uplink string
 	// InitBinary is the podctl binary pods use as their init (the running
 	// executable when empty).
 	InitBinary string
@@ -62,7 +66,7 @@ func (m *Manager) rootfs(man *Manifest) virtns.Rootfs {
 	if image == ImageHost || image == "" {
 		image = "/"
 	}
-	return virtns.Rootfs{Image: image, PodDir: m.store.podDir(man.Spec.Name), Hostname: man.Spec.Name, Hide: []string{m.opts.Root}}
+	return virtns.Rootfs{Image: image, PodDir: m.store.podDir(man.Spec.Name), Hostname: man.hostname(), Hide: []string{m.opts.Root}}
 }
 
 // env is the environment of the pod's processes: defaults overridden by
@@ -117,7 +121,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Manifest, error) {
 			return nil, err
 		}
 	}
-	man, podLock, err := m.reserve(ctx, spec)
+	man, podLock, err := m.reserve(ctx, spec, reservation{})
 	if err != nil {
 		return nil, err
 	}
@@ -132,10 +136,19 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Manifest, error) {
 	return man, nil
 }
 
+// reservation is what a restored pod brings along and must keep.
+type reservation struct {
+	// IP, when valid, is the address the pod must have.
+	IP netip.Addr
+	// Hostname, when set, is the pod's hostname.
+	Hostname string
+}
+
 // reserve claims, under the state lock, everything that must be unique:
-// the name, an address and the published ports, and records the pod as
-// creating. It returns with the pod's operation lock held.
-func (m *Manager) reserve(ctx context.Context, spec Spec) (*Manifest, *statedir.Lock, error) {
+// the name, an address (want.IP if set) and the published ports, and
+// records the pod as creating. It returns with the pod's operation lock
+// held.
+func (m *Manager) reserve(ctx context.Context, spec Spec, want reservation) (*Manifest, *statedir.Lock, error) {
 	lk, err := m.store.lock(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -157,6 +170,9 @@ func (m *Manager) reserve(ctx context.Context, spec Spec) (*Manifest, *statedir.
 		return nil, nil, fmt.Errorf("create pod %s: %w", spec.Name, err)
 	}
 	man := &Manifest{Version: ManifestVersion, ID: newID(), Spec: spec, State: StateCreating, CreatedAt: time.Now().UTC()}
+	if want.Hostname != spec.Name {
+		man.Hostname = want.Hostname
+	}
 	man.CgroupPath = "/podctl/" + man.ID
 	fail := func(err error) (*Manifest, *statedir.Lock, error) {
 		m.teardownResources(man)
@@ -181,7 +197,12 @@ func (m *Manager) reserve(ctx context.Context, spec Spec) (*Manifest, *statedir.
 		}
 	}
 	failpoint.Hit("create:ports-leased")
-	ip, err := man.Network.AllocateIP(m.store.ipLeases(man.Network.Name), man.ID, stale)
+	ip := want.IP
+	if ip.IsValid() {
+		err = m.takeIP(man, ip, stale)
+	} else {
+		ip, err = man.Network.AllocateIP(m.store.ipLeases(man.Network.Name), man.ID, stale)
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -190,6 +211,22 @@ func (m *Manager) reserve(ctx context.Context, spec Spec) (*Manifest, *statedir.
 		return fail(err)
 	}
 	return man, podLock, nil
+}
+
+// takeIP leases a restored pod's own address.
+func (m *Manager) takeIP(man *Manifest, ip netip.Addr, stale func(string) bool) error {
+	n := man.Network
+	if !n.Subnet.Contains(ip) || ip == n.Gateway || ip == n.Subnet.Addr() {
+		return errdefs.New(errdefs.Conflict, "address %s does not fit network %s (%s) on this host", ip, n.Name, n.Subnet)
+	}
+	ok, holder, err := m.store.ipLeases(n.Name).Take(ip.String(), man.ID, stale)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errdefs.New(errdefs.Conflict, "address %s is already taken on this host (by %s)", ip, m.podNameByID(holder))
+	}
+	return nil
 }
 
 func portKey(p Port) string { return fmt.Sprintf("%s-%d", p.Protocol, p.HostPort) }
@@ -239,17 +276,13 @@ func (m *Manager) build(ctx context.Context, man *Manifest) error {
 		return err
 	}
 	failpoint.Hit("create:attached")
-	var fwd []virtns.PortForward
-	for _, p := range man.Spec.Ports {
-		fwd = append(fwd, virtns.PortForward{HostPort: p.HostPort, PodPort: p.PodPort, Protocol: p.Protocol})
-	}
-	if err := (virtns.Firewall{}).AddPorts(man.ID, man.Endpoint.IP, fwd); err != nil {
+	if err := (virtns.Firewall{}).AddPorts(man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
 		return err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_, err = m.store.runtime().Start(startCtx, virtns.PodConfig{
-		ID: man.ID, Hostname: man.Spec.Name, Rootfs: rootfsPath, InitBinary: m.opts.InitBinary,
+		ID: man.ID, Hostname: man.hostname(), Rootfs: rootfsPath, InitBinary: m.opts.InitBinary,
 		CgroupPath: man.CgroupPath, MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
 		Network: man.Network, Endpoint: man.Endpoint,
 		Path: path, Args: man.Spec.Command, Env: vars, Cwd: workdir,
@@ -338,14 +371,17 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 		if err != nil && !errdefs.Is(err, errdefs.NotFound) {
 			return err
 		}
-		if man != nil && man.State == StateCreated {
+		if man != nil && (man.State == StateCreated || man.State == StateCheckpointed) {
 			continue
 		}
 		pl, err := m.store.tryLockPod(name)
 		if err != nil {
 			continue // someone is working on it
 		}
-		if man == nil {
+		if man != nil && man.State == StateRestoring {
+			// Its archive is intact: undo the restore, keep the pod.
+			err = m.backToCheckpointed(man)
+		} else if man == nil {
 			// Crashed between creating the directory and writing the
 			// manifest: nothing else exists yet.
 			err = os.RemoveAll(m.store.podDir(name))

@@ -85,8 +85,8 @@ func (m *Manager) ensureNetworkLocked(name string) (virtns.Network, error) {
 		return n, err
 	}
 	if ok && name == DefaultNetwork {
-		if (m.opts.Bridge != "" && m.opts.Bridge != n.Bridge) || (m.opts.Subnet != "" && m.opts.Subnet != n.Subnet.String()) {
-			return n, errdefs.New(errdefs.Conflict, "the default network already exists with bridge %s and subnet %s; remove every pod to change it", n.Bridge, n.Subnet)
+		if (m.opts.Bridge != "" && m.opts.Bridge != n.Bridge) || (m.opts.Subnet != "" && m.opts.Subnet != n.Subnet.String()) || (m.opts.Uplink != "" && m.opts.Uplink != n.Uplink) {
+			return n, errdefs.New(errdefs.Conflict, "the default network already exists with bridge %s, subnet %s and uplink %q; remove every pod to change it", n.Bridge, n.Subnet, n.Uplink)
 		}
 	}
 	if !ok {
@@ -117,7 +117,9 @@ func (m *Manager) newNetwork(name string) (virtns.Network, error) {
 		if subnet == "" {
 			subnet = DefaultSubnet
 		}
-		return virtns.NewNetwork(name, bridge, subnet, true)
+		n, err := virtns.NewNetwork(name, bridge, subnet, true)
+		n.Uplink = m.opts.Uplink
+		return n, err
 	}
 	existing, err := m.store.networks()
 	if err != nil {

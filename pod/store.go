@@ -31,6 +31,13 @@ const (
 	StateCreating State = "creating"
 	StateCreated  State = "created"
 	StateRemoving State = "removing"
+	// StateCheckpointed is a pod stopped by `podctl checkpoint`: its
+	// name, address and ports stay reserved and its archive is in its
+	// directory, for `podctl restore NAME`.
+	StateCheckpointed State = "checkpointed"
+	// StateRestoring is a checkpointed pod being restored. A podctl that
+	// dies meanwhile leaves it to be put back to checkpointed.
+	StateRestoring State = "restoring"
 )
 
 // ManifestVersion is the version of the manifest format.
@@ -48,6 +55,19 @@ type Manifest struct {
 	Endpoint  virtns.Endpoint `json:"endpoint"`
 	// CgroupPath is the pod's cgroup relative to each hierarchy's root.
 	CgroupPath string `json:"cgroupPath"`
+	// Hostname is the pod's hostname when it differs from its name (a
+	// pod restored under a new name keeps the hostname it had).
+	Hostname string `json:"hostname,omitempty"`
+	// Checkpoint is the archive of a checkpointed pod.
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+// hostname is the pod's hostname.
+func (m *Manifest) hostname() string {
+	if m.Hostname != "" {
+		return m.Hostname
+	}
+	return m.Spec.Name
 }
 
 // Store is podctl's state directory:

@@ -68,7 +68,9 @@ var defaultCaps = []string{
 	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
-func (c PodConfig) libcontainerConfig() *configs.Config {
+// libcontainerConfig is the pod's libcontainer configuration; criuConfig is
+// the CRIU configuration file its checkpoints and restores use.
+func (c PodConfig) libcontainerConfig(criuConfig string) *configs.Config {
 	const noexec = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
 	res := &cgroups.Resources{Memory: c.MemoryLimit}
 	if c.PidsLimit > 0 {
@@ -100,6 +102,7 @@ func (c PodConfig) libcontainerConfig() *configs.Config {
 			{Source: c.InitBinary, Destination: InitPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY},
 		},
 		Networks: []*configs.Network{{Type: "loopback"}},
+		Labels:   []string{criuConfigLabel + "=" + criuConfig},
 		Version:  "1.2.0",
 	}
 	if c.Endpoint.PodVeth != "" {
@@ -126,7 +129,7 @@ func (rt Runtime) Start(ctx context.Context, c PodConfig) (pid int, err error) {
 	if err := os.MkdirAll(rt.StateDir, 0o700); err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.ID, err)
 	}
-	ctr, err := libcontainer.Create(rt.StateDir, c.ID, c.libcontainerConfig())
+	ctr, err := libcontainer.Create(rt.StateDir, c.ID, c.libcontainerConfig(rt.criuConfigPath(c.ID)))
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.ID, err)
 	}
@@ -331,6 +334,12 @@ func (rt Runtime) Destroy(id, cgroupPath string) error {
 		// A crash between libcontainer's mkdir and its first state
 		// write leaves a directory Load cannot read.
 		err = os.RemoveAll(filepath.Join(rt.StateDir, id))
+	}
+	if err == nil {
+		err = os.Remove(rt.criuConfigPath(id))
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("destroy %s: %w", id, err)

@@ -33,6 +33,10 @@ type Network struct {
 	Subnet   netip.Prefix `json:"subnet"`
 	Gateway  netip.Addr   `json:"gateway"`
 	Isolated bool         `json:"isolated"`
+	// Uplink, if set, is a host interface enslaved to the bridge (not
+	// isolated): the pods share its LAN, so a pod's address is reachable
+	// on whichever host of that LAN it lives.
+	Uplink string `json:"uplink,omitempty"`
 }
 
 // NewNetwork validates a bridge name and an IPv4 subnet and returns the
@@ -50,6 +54,14 @@ func NewNetwork(name, bridge, subnet string, isolated bool) (Network, error) {
 	}
 	p = p.Masked()
 	return Network{Name: name, Bridge: bridge, Subnet: p, Gateway: p.Addr().Next(), Isolated: isolated}, nil
+}
+
+// bridgeMAC is the bridge's fixed MAC, derived from the gateway address:
+// every host gives the same network the same gateway MAC, so a pod that
+// moves keeps a valid ARP entry for its gateway.
+func (n Network) bridgeMAC() net.HardwareAddr {
+	g := n.Gateway.As4()
+	return net.HardwareAddr{0x02, 0x50, g[0], g[1], g[2], g[3]}
 }
 
 // Endpoint is one pod's attachment to a network: a veth pair whose host end
@@ -91,10 +103,9 @@ func (n Network) EnsureBridge() error {
 		if !errors.As(err, &nf) {
 			return fmt.Errorf("bridge %s: %w", n.Bridge, err)
 		}
-		g := n.Gateway.As4()
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{
 			Name:         n.Bridge,
-			HardwareAddr: net.HardwareAddr{0x02, 0x50, g[0], g[1], g[2], g[3]},
+			HardwareAddr: n.bridgeMAC(),
 		}}
 		if err := netlink.LinkAdd(br); err != nil {
 			return fmt.Errorf("create bridge %s: %w", n.Bridge, err)
@@ -107,6 +118,20 @@ func (n Network) EnsureBridge() error {
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bridge %s: up: %w", n.Bridge, err)
+	}
+	if n.Uplink != "" {
+		up, err := netlink.LinkByName(n.Uplink)
+		if err != nil {
+			return fmt.Errorf("bridge %s: uplink %s: %w", n.Bridge, n.Uplink, err)
+		}
+		if up.Attrs().MasterIndex != link.Attrs().Index {
+			if err := netlink.LinkSetMaster(up, link); err != nil {
+				return fmt.Errorf("bridge %s: enslave uplink %s: %w", n.Bridge, n.Uplink, err)
+			}
+		}
+		if err := netlink.LinkSetUp(up); err != nil {
+			return fmt.Errorf("bridge %s: uplink %s up: %w", n.Bridge, n.Uplink, err)
+		}
 	}
 	for file, val := range map[string]string{
 		"/proc/sys/net/ipv4/ip_forward":                           "1",
@@ -245,4 +270,32 @@ func (n Network) AllocateIP(leases statedir.Leases, owner string, stale func(str
 		}
 	}
 	return netip.Addr{}, errdefs.New(errdefs.Conflict, "network %s: no free address in %s", n.Name, n.Subnet)
+}
+
+// AdoptVeth puts the host end of a restored pod's veth pair (made by CRIU
+// under the endpoint's host name) on the network's bridge, isolated on an
+// isolated network, and brings it up. Until then the restored pod's
+// namespace receives nothing, which is what keeps packets away from its
+// sockets while CRIU is still restoring them.
+func (n Network) AdoptVeth(ep Endpoint) error {
+	br, err := netlink.LinkByName(n.Bridge)
+	if err != nil {
+		return fmt.Errorf("adopt %s: bridge %s: %w", ep.HostVeth, n.Bridge, err)
+	}
+	host, err := netlink.LinkByName(ep.HostVeth)
+	if err != nil {
+		return fmt.Errorf("adopt %s: %w", ep.HostVeth, err)
+	}
+	if err := netlink.LinkSetMaster(host, br); err != nil {
+		return fmt.Errorf("adopt %s: enslave to %s: %w", ep.HostVeth, n.Bridge, err)
+	}
+	if n.Isolated {
+		if err := netlink.LinkSetIsolated(host, true); err != nil {
+			return fmt.Errorf("adopt %s: isolate: %w", ep.HostVeth, err)
+		}
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return fmt.Errorf("adopt %s: up: %w", ep.HostVeth, err)
+	}
+	return nil
 }

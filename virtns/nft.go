@@ -30,7 +30,7 @@ const TableName = "podctl"
 //	  chain forward     { type filter hook forward priority filter
 //	                      ct status dnat accept
 //	                      iifname BRIDGE oifname @bridges oifname != BRIDGE drop  # per network: none reaches another
-//	                      iifname BRIDGE oifname BRIDGE drop }                    # per isolated network: no hairpin routing
+//	                      iifname BRIDGE oifname BRIDGE ether daddr BRIDGEMAC drop } # per isolated network: no hairpin routing
 //	}
 //
 // The forward rules name both bridges rather than "any pod bridge to any
@@ -138,7 +138,7 @@ func (f Firewall) AddNetwork(n Network) error {
 	fwd := baseChains()[3]
 	c.AddRule(&nftables.Rule{Table: table, Chain: fwd, UserData: t, Exprs: dropToOtherBridges(n.Bridge)})
 	if n.Isolated {
-		c.AddRule(&nftables.Rule{Table: table, Chain: fwd, UserData: t, Exprs: dropHairpin(n.Bridge)})
+		c.AddRule(&nftables.Rule{Table: table, Chain: fwd, UserData: t, Exprs: dropHairpin(n)})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: network %s: %w", n.Name, err)
@@ -190,13 +190,17 @@ func (f Firewall) AddPorts(podID string, ip netip.Addr, ports []PortForward) err
 	return nil
 }
 
-// RemovePod deletes every rule tagged with the pod's tag.
+// RemovePod deletes every rule tagged with the pod's tag, its network
+// lock included.
 func (f Firewall) RemovePod(podID string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	return f.deleteTagged(c, PodTag(podID))
+	if err := f.deleteTagged(c, PodTag(podID)); err != nil {
+		return err
+	}
+	return f.UnlockPod(podID)
 }
 
 func (Firewall) rulesTagged(c *nftables.Conn, tagName string) ([]*nftables.Rule, error) {
@@ -289,9 +293,19 @@ func dropToOtherBridges(bridge string) []expr.Any {
 	return append(e, &expr.Verdict{Kind: expr.VerdictDrop})
 }
 
-func dropHairpin(bridge string) []expr.Any {
-	e := matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, bridge)
-	e = append(e, matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, bridge)...)
+// dropHairpin drops packets a pod sends to the gateway's MAC that the
+// host would route back out of the same bridge: one pod reaching another
+// through the host despite port isolation. Matching the Ethernet
+// destination (the bridge's own MAC) spares frames merely bridged between
+// a pod and an uplink port, which br_netfilter also shows to this hook
+// with the bridge as both interfaces.
+func dropHairpin(n Network) []expr.Any {
+	e := matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, n.Bridge)
+	e = append(e, matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, n.Bridge)...)
+	e = append(e,
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 0, Len: 6},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: n.bridgeMAC()},
+	)
 	return append(e, &expr.Verdict{Kind: expr.VerdictDrop})
 }
 

@@ -21,14 +21,14 @@ import (
 
 // globalOptions are the flags every command shares.
 type globalOptions struct {
-	root, bridge, subnet string
+	root, bridge, subnet, uplink string
 }
 
 func (g *globalOptions) manager() (*pod.Manager, error) {
 	if os.Geteuid() != 0 {
 		return nil, errdefs.New(errdefs.NotRoot, "podctl must run as root")
 	}
-	return pod.NewManager(pod.Options{Root: g.root, Bridge: g.bridge, Subnet: g.subnet})
+	return pod.NewManager(pod.Options{Root: g.root, Bridge: g.bridge, Subnet: g.subnet, Uplink: g.uplink})
 }
 
 func newRootCommand() *cobra.Command {
@@ -46,12 +46,14 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.root, "root", defaultRoot, "state directory (env PODCTL_ROOT)")
 	root.PersistentFlags().StringVar(&g.bridge, "bridge", "", "bridge of the default pod network, when it is created (default "+pod.DefaultBridge+")")
 	root.PersistentFlags().StringVar(&g.subnet, "subnet", "", "subnet of the default pod network, when it is created (default "+pod.DefaultSubnet+")")
+	root.PersistentFlags().StringVar(&g.uplink, "uplink", os.Getenv("PODCTL_UPLINK"), "host interface to bridge into the default pod network, when it is created (env PODCTL_UPLINK)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return errdefs.New(errdefs.Usage, "%s (see podctl %s --help)", err, c.Name())
 	})
 	root.AddCommand(
 		createCommand(g), execCommand(g), psCommand(g), inspectCommand(g),
 		logsCommand(g), stopCommand(g), rmCommand(g), doctorCommand(),
+		checkpointCommand(g), restoreCommand(g), migrateCommand(g), dockCommand(g), pkiCommand(),
 	)
 	return root
 }

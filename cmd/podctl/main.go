@@ -6,12 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
 
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces before the Go runtime starts, for `podctl init`
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/podctl/podctl/internal/doctor"
@@ -38,6 +40,9 @@ func init() {
 }
 
 func main() {
+	// libcontainer logs CRIU's failures through logrus; podctl reports
+	// them itself, in one line.
+	logrus.SetOutput(io.Discard)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()

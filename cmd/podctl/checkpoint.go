@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podctl/podctl/checkpoint"
+	"github.com/podctl/podctl/pod"
+)
+
+func checkpointCommand(g *globalOptions) *cobra.Command {
+	var (
+		o        pod.CheckpointOptions
+		compress string
+		asJSON   bool
+	)
+	c := &cobra.Command{
+		Use:   "checkpoint [OPTIONS] POD",
+		Short: "Freeze a pod and write it to a self-contained archive",
+		Args:  exactArgs(1, "one pod name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			comp, err := checkpoint.ParseCompression(compress)
+			if err != nil {
+				return err
+			}
+			o.Compression = comp
+			m, err := g.manager()
+			if err != nil {
+				return err
+			}
+			res, err := m.Checkpoint(c.Context(), args[0], o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(c.OutOrStdout(), res)
+			}
+			t := res.Timings
+			fmt.Fprintf(c.OutOrStdout(), "%s (%s): frozen %s, dump %s, write %s, total %s\n",
+				res.Archive, byteSize(res.Bytes), ms(t.Frozen), ms(t.Dump), ms(t.Write), ms(t.Total))
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&o.Output, "output", "o", "", "write the archive to FILE (default: keep it in the pod's directory and leave the pod checkpointed)")
+	c.Flags().BoolVar(&o.LeaveRunning, "leave-running", false, "let the pod carry on after the checkpoint")
+	c.Flags().StringVar(&compress, "compress", "zstd", "archive compression: zstd or none")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
+func restoreCommand(g *globalOptions) *cobra.Command {
+	var (
+		o      pod.RestoreOptions
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "restore [OPTIONS] FILE|POD",
+		Short: "Restart a pod from an archive or from its last checkpoint",
+		Args:  exactArgs(1, "an archive file or a checkpointed pod's name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if o.Name != "" {
+				if err := pod.ValidateName(o.Name); err != nil {
+					return err
+				}
+			}
+			m, err := g.manager()
+			if err != nil {
+				return err
+			}
+			man, t, err := m.Restore(c.Context(), args[0], o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(c.OutOrStdout(), map[string]any{"name": man.Spec.Name, "ip": man.Endpoint.IP, "timings": t})
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s restored (%s): restore %s, total %s\n", man.Spec.Name, man.Endpoint.IP, ms(t.Restore), ms(t.Total))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&o.Name, "name", "", "name of the restored pod (default: the archived name)")
+	c.Flags().BoolVar(&o.Force, "force", false, "restore even if this host's CPU lacks features of the source's")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
+// ms formats a duration in milliseconds.
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// byteSize formats a byte count.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

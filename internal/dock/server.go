@@ -1,0 +1,369 @@
+package dock
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podctl/podctl/internal/cpufeat"
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/failpoint"
+	"github.com/podctl/podctl/internal/version"
+	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/restart"
+	"github.com/podctl/podctl/virtns"
+)
+
+// Server is a dock: it receives migrating pods and restores them with its
+// Manager.
+type Server struct {
+	// Manager restores received pods.
+	Manager *pod.Manager
+	// TLS must require and verify client certificates (pki.ServerConfig).
+	TLS *tls.Config
+	// Log receives one line per migration.
+	Log *slog.Logger
+	// Limits bound what an archive may hold.
+	Limits restart.Limits
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+// session joins a migration's archive request with its page tunnel.
+type session struct {
+	// tunnel receives the page tunnel's request once it arrives.
+	tunnel chan pageTunnel
+}
+
+// pageTunnel is the dock's end of a page tunnel request: bytes from the
+// source CRIU arrive on r and go back on w. The handler returns when done
+// is closed.
+type pageTunnel struct {
+	r    io.Reader
+	w    io.Writer
+	done chan struct{}
+}
+
+// Serve accepts connections on ln until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.Log == nil {
+		s.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if s.Limits == (restart.Limits{}) {
+		s.Limits = restart.DefaultLimits()
+	}
+	s.sessions = map[string]*session{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+pathHello, s.hello)
+	mux.HandleFunc("POST "+pathPods, s.receive)
+	mux.HandleFunc("POST "+pathPages, s.pages)
+	cfg := s.TLS.Clone()
+	cfg.NextProtos = []string{"h2"}
+	srv := &http.Server{
+		Handler:   mux,
+		TLSConfig: cfg,
+		BaseContext: func(net.Listener) context.Context {
+			return ctx
+		},
+		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
+		Protocols: func() *http.Protocols {
+			var p http.Protocols
+			p.SetHTTP2(true)
+			return &p
+		}(),
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(tls.NewListener(ln, cfg))
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// LocalHello describes this host as a dock.
+func LocalHello(ctx context.Context) *Hello {
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	host, _ := os.Hostname()
+	h := &Hello{
+		PodctlVersion: version.Version, ISA: runtime.GOARCH, OS: runtime.GOOS,
+		Kernel: unix.ByteSliceToString(uts.Release[:]), Hostname: host,
+		CRIUVersion: virtns.CRIUVersion(ctx),
+	}
+	h.CPUFeatures, _ = cpufeat.Host()
+	if h.CRIUVersion != "" {
+		h.Capabilities = append(h.Capabilities, "criu", "criu-lazy")
+	}
+	return h
+}
+
+func (s *Server) hello(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(LocalHello(r.Context()))
+}
+
+var sessionRE = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
+
+func (s *Server) openSession(id string) (*session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[id]; ok {
+		return nil, errdefs.New(errdefs.Conflict, "session %s is already in use", id)
+	}
+	ss := &session{tunnel: make(chan pageTunnel)}
+	s.sessions[id] = ss
+	return ss, nil
+}
+
+func (s *Server) closeSession(id string) {
+	s.mu.Lock()
+	delete(s.sessions, id)
+	s.mu.Unlock()
+}
+
+// pages is the dock's end of a page tunnel: it hands the request's body
+// and response to the session's archive handler and waits until that is
+// done with them.
+func (s *Server) pages(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("session")
+	s.mu.Lock()
+	ss := s.sessions[id]
+	s.mu.Unlock()
+	if ss == nil {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	t := pageTunnel{r: r.Body, w: flushWriter{w, rc}, done: make(chan struct{})}
+	select {
+	case ss.tunnel <- t:
+		<-t.done
+	case <-r.Context().Done():
+	}
+}
+
+// flushWriter flushes every write, so the tunnel adds no latency.
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
+}
+
+// receive restores one migrating pod from the request's archive stream,
+// reporting progress as JSON events.
+func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	id, lazy := q.Get("session"), q.Get("lazy") == "1"
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	send := func(e Event) error {
+		if err := enc.Encode(e); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	fail := func(err error) {
+		s.Log.Warn("receive failed", "session", id, "err", err)
+		send(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})
+	}
+	if !sessionRE.MatchString(id) {
+		fail(errdefs.New(errdefs.InvalidArgument, "bad session id"))
+		return
+	}
+	ss, err := s.openSession(id)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer s.closeSession(id)
+	counted := &countingReader{r: r.Body}
+	rd, err := restart.NewReader(counted, s.Limits)
+	if err != nil {
+		fail(err)
+		return
+	}
+	am, err := rd.Manifest()
+	if err != nil {
+		fail(err)
+		return
+	}
+	in, err := s.Manager.Receive(ctx, am, pod.RestoreOptions{Name: q.Get("name"), Force: q.Get("force") == "1"})
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer in.Close()
+	man := in.Manifest()
+	log := s.Log.With("session", id, "pod", man.Spec.Name, "ip", man.Endpoint.IP)
+	if err := send(Event{Type: EventAccepted, Pod: man.Spec.Name, IP: man.Endpoint.IP.String()}); err != nil {
+		log.Warn("source went away", "err", err)
+		return
+	}
+	pagesDir := filepath.Join(in.Staging(), "pages")
+	if err := os.Mkdir(pagesDir, 0o700); err != nil {
+		fail(err)
+		return
+	}
+	// Stop-and-copy: a page server receives memory while the source dumps.
+	var pagesDone chan error
+	if !lazy {
+		pagesDone = make(chan error, 1)
+		go func() { pagesDone <- s.tunnelTo(ctx, ss, pagesDir, virtns.PageServer) }()
+	}
+	failpoint.Hit("dock:accepted")
+	ex, err := rd.Extract(ctx, filepath.Join(in.Staging(), "archive"))
+	if err != nil {
+		fail(err)
+		return
+	}
+	failpoint.Hit("dock:extracted")
+	var lazyDone chan error
+	if lazy {
+		lazyDone = make(chan error, 1)
+		go func() { lazyDone <- s.tunnelTo(ctx, ss, ex.CRIUDir, virtns.LazyPages) }()
+		if err := waitForFile(ctx, filepath.Join(ex.CRIUDir, "lazy-pages.socket"), lazyDone); err != nil {
+			fail(fmt.Errorf("lazy-pages daemon: %w", err))
+			return
+		}
+	} else {
+		if err := <-pagesDone; err != nil {
+			fail(fmt.Errorf("receive pages: %w", err))
+			return
+		}
+		if err := moveFiles(pagesDir, ex.CRIUDir); err != nil {
+			fail(err)
+			return
+		}
+	}
+	start := time.Now()
+	if _, err := in.Start(ctx, ex.CRIUDir, ex.UpperDir, lazy); err != nil {
+		fail(err)
+		return
+	}
+	restoreTime := time.Since(start)
+	if err := send(Event{Type: EventRestored, Pod: man.Spec.Name, IP: man.Endpoint.IP.String(), Restore: restoreTime, Bytes: counted.n}); err != nil {
+		// The source cannot know the pod runs here and will resume its
+		// own copy: this one must go.
+		log.Warn("source went away before learning of the restore; removing the pod", "err", err)
+		s.Manager.Remove(context.Background(), man.Spec.Name, true)
+		return
+	}
+	log.Info("pod restored", "restore", restoreTime, "bytes", counted.n, "lazy", lazy)
+	if lazy {
+		if err := <-lazyDone; err != nil {
+			log.Warn("post-copy failed", "err", err)
+			send(Event{Type: EventError, Error: "post-copy: " + err.Error(), Kind: int(errdefs.KindOf(err))})
+			return
+		}
+		send(Event{Type: EventComplete, Pod: man.Spec.Name})
+		log.Info("post-copy complete")
+	}
+}
+
+// tunnelTo waits for the session's page tunnel and runs a CRIU page
+// helper (page server or lazy-pages daemon) on dir connected to it.
+func (s *Server) tunnelTo(ctx context.Context, ss *session, dir string, helper func(context.Context, string, *os.File) error) error {
+	var t pageTunnel
+	select {
+	case t = <-ss.tunnel:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * time.Minute):
+		return errors.New("the source never opened the page tunnel")
+	}
+	ours, theirs, err := socketPair()
+	if err != nil {
+		close(t.done)
+		return err
+	}
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay(ours, t.r, t.w) }()
+	err = helper(ctx, dir, theirs)
+	theirs.Close()
+	ours.Close()
+	close(t.done) // ends the tunnel request, which unblocks the relay
+	<-relayDone
+	return err
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// moveFiles moves every file of src into dst.
+func moveFiles(src, dst string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.Rename(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitForFile polls for path to appear, failing early if exited reports.
+func waitForFile(ctx context.Context, path string, exited <-chan error) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			if err == nil {
+				err = errors.New("exited early")
+			}
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,259 @@
+package pod
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/podctl/podctl/checkpoint"
+	"github.com/podctl/podctl/internal/cpufeat"
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/failpoint"
+	"github.com/podctl/podctl/internal/statedir"
+	"github.com/podctl/podctl/internal/version"
+	"github.com/podctl/podctl/virtns"
+	"golang.org/x/sys/unix"
+)
+
+// archiveName is where a pod's last checkpoint is kept in its directory.
+const archiveName = "checkpoint.tar.zst"
+
+// CheckpointOptions tune Manager.Checkpoint.
+type CheckpointOptions struct {
+	// Output is the archive's path; empty keeps the archive in the pod's
+	// directory and leaves the pod "checkpointed", ready for Restore.
+	Output string
+	// LeaveRunning lets the pod carry on once it is dumped.
+	LeaveRunning bool
+	// Compression of the archive.
+	Compression checkpoint.Compression
+}
+
+// Timings are the phases of a checkpoint, restore or migration.
+type Timings struct {
+	// Frozen is how long the pod was stopped on the source: from the
+	// freeze to its resumption (or, when it was not to resume, to its
+	// last moment there).
+	Frozen time.Duration `json:"frozenNs"`
+	// Dump is CRIU's dump.
+	Dump time.Duration `json:"dumpNs"`
+	// Write is writing (or sending) the archive after the dump.
+	Write time.Duration `json:"writeNs"`
+	// Restore is CRIU's restore plus reconnecting the network.
+	Restore time.Duration `json:"restoreNs,omitempty"`
+	// Total is the whole operation.
+	Total time.Duration `json:"totalNs"`
+}
+
+// CheckpointResult describes a finished checkpoint.
+type CheckpointResult struct {
+	Archive string  `json:"archive"`
+	Bytes   int64   `json:"bytes"`
+	Timings Timings `json:"timings"`
+}
+
+// Checkpoint freezes a running pod, dumps it with CRIU and writes it, with
+// its writable layer and manifest, into one archive. The pod stays frozen
+// and cut from the network until the archive is safely on disk: if
+// anything fails it is thawed and carries on as if nothing happened; if
+// all went well it either carries on (LeaveRunning) or is stopped and kept
+// as "checkpointed" (or, with Output set, simply left stopped).
+func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptions) (*CheckpointResult, error) {
+	start := time.Now()
+	man, pl, err := m.loadLocked(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer pl.Unlock()
+	if err := m.requireRunning(man); err != nil {
+		return nil, err
+	}
+	if o.Compression == "" {
+		o.Compression = checkpoint.CompressionZstd
+	}
+	out := o.Output
+	if out == "" {
+		out = filepath.Join(m.store.podDir(name), archiveName)
+	}
+	out, err = filepath.Abs(out)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
+	if err != nil {
+		return nil, errdefs.New(errdefs.InvalidArgument, "checkpoint %s: cannot write %s: %v", name, out, err)
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	imagesDir, err := m.tempDir("images-" + man.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(imagesDir)
+
+	res := &CheckpointResult{Archive: out}
+	fp, err := m.freezeAndDump(ctx, man, virtns.CheckpointOptions{ImagesDir: imagesDir})
+	if err != nil {
+		return nil, err
+	}
+	res.Timings.Dump = time.Since(fp.frozenAt)
+	writeStart := time.Now()
+	err = func() error {
+		w, err := checkpoint.NewWriter(tmp, o.Compression, m.archiveManifest(man, fp.criuVersion(), false))
+		if err != nil {
+			return err
+		}
+		if err := w.AddCRIUImages(imagesDir); err != nil {
+			return err
+		}
+		if err := w.AddUpperLayer(m.upperPath(man, "/")); err != nil {
+			return err
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		res.Bytes = w.BytesWritten()
+		failpoint.Hit("checkpoint:written")
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp.Name(), out); err != nil {
+			return err
+		}
+		return statedir.SyncDir(filepath.Dir(out))
+	}()
+	res.Timings.Write = time.Since(writeStart)
+	if err != nil {
+		res.Timings.Frozen = time.Since(fp.frozenAt)
+		if rerr := fp.resume(); rerr != nil {
+			return nil, fmt.Errorf("checkpoint %s: %w (and resuming the pod failed: %v)", name, err, rerr)
+		}
+		return nil, fmt.Errorf("checkpoint %s: write archive: %w", name, err)
+	}
+	if o.LeaveRunning {
+		err = fp.resume()
+	} else {
+		err = m.stopCheckpointed(man, o.Output == "", out)
+	}
+	res.Timings.Frozen = time.Since(fp.frozenAt)
+	res.Timings.Total = time.Since(start)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: archive written to %s, but: %w", name, out, err)
+	}
+	return res, nil
+}
+
+func (m *Manager) requireRunning(man *Manifest) error {
+	st, err := m.status(man)
+	if err != nil {
+		return err
+	}
+	if st.Status != string(virtns.StatusRunning) {
+		return errdefs.New(errdefs.NotRunning, "pod %s is not running (%s)", man.Spec.Name, st.Status)
+	}
+	return nil
+}
+
+// tempDir makes a private scratch directory under the state root.
+func (m *Manager) tempDir(prefix string) (string, error) {
+	dir := filepath.Join(m.opts.Root, "tmp")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(dir, prefix+"-")
+}
+
+// frozenPod is a pod stopped by the freezer, cut from the network and
+// dumped, that can still either resume or be stopped for good.
+type frozenPod struct {
+	m        *Manager
+	man      *Manifest
+	frozenAt time.Time
+	criuVer  chan string
+}
+
+// freezeAndDump freezes the pod, takes it off the network and dumps it
+// with CRIU, leaving it frozen. On error the pod has been resumed.
+func (m *Manager) freezeAndDump(ctx context.Context, man *Manifest, o virtns.CheckpointOptions) (*frozenPod, error) {
+	fp := &frozenPod{m: m, man: man, criuVer: make(chan string, 1)}
+	go func() { fp.criuVer <- virtns.CRIUVersion(ctx) }()
+	fp.frozenAt = time.Now()
+	if err := virtns.Freeze(man.CgroupPath); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", man.Spec.Name, err)
+	}
+	if err := (virtns.Firewall{}).LockPod(man.ID, man.Endpoint); err != nil {
+		virtns.Thaw(man.CgroupPath)
+		return nil, fmt.Errorf("checkpoint %s: %w", man.Spec.Name, err)
+	}
+	o.LeaveRunning = true // frozen, thanks to the freezer: CRIU restores the state it found
+	if err := m.store.runtime().Checkpoint(ctx, man.ID, o); err != nil {
+		if rerr := fp.resume(); rerr != nil {
+			return nil, fmt.Errorf("%w (and resuming the pod failed: %v)", err, rerr)
+		}
+		return nil, err
+	}
+	failpoint.Hit("checkpoint:dumped")
+	return fp, nil
+}
+
+func (fp *frozenPod) criuVersion() string { return <-fp.criuVer }
+
+// resume reconnects and thaws the pod.
+func (fp *frozenPod) resume() error {
+	return errors.Join(virtns.Firewall{}.UnlockPod(fp.man.ID), virtns.Thaw(fp.man.CgroupPath))
+}
+
+// stopCheckpointed ends a pod whose checkpoint is safely written. With
+// keep, the pod stays known as "checkpointed" (its name, address and
+// ports still reserved for its restore), its archive at archive.
+// Otherwise it is just stopped, like a pod whose command exited.
+func (m *Manager) stopCheckpointed(man *Manifest, keep bool, archive string) error {
+	rootfs := m.rootfs(man)
+	err := errors.Join(
+		m.store.runtime().Destroy(man.ID, man.CgroupPath),
+		virtns.DetachVeth(man.Endpoint),
+	)
+	if err != nil || !keep {
+		return err
+	}
+	if err := errors.Join(virtns.Firewall{}.RemovePod(man.ID), rootfs.Unmount()); err != nil {
+		return err
+	}
+	man.State = StateCheckpointed
+	man.Checkpoint = archive
+	return m.store.save(man)
+}
+
+// archiveManifest describes a pod for the archive about to be written.
+func (m *Manager) archiveManifest(man *Manifest, criuVer string, lazy bool) *checkpoint.Manifest {
+	podJSON, _ := json.Marshal(man)
+	feats, _ := cpufeat.Host()
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	host, _ := os.Hostname()
+	am := &checkpoint.Manifest{
+		FormatVersion: checkpoint.FormatVersion,
+		PodctlVersion: version.Version,
+		CreatedAt:     time.Now().UTC(),
+		Source: checkpoint.Source{
+			ISA: runtime.GOARCH, CPUFeatures: feats, Kernel: unix.ByteSliceToString(uts.Release[:]),
+			CRIUVersion: criuVer, Hostname: host,
+		},
+		Pod: podJSON,
+		Network: checkpoint.Network{
+			IP: man.Endpoint.IP.String(), MAC: man.Endpoint.MAC,
+		},
+		Images: checkpoint.Images{Kind: "criu", Lazy: lazy, PagesIncluded: !lazy},
+	}
+	for _, p := range man.Spec.Ports {
+		am.Network.Ports = append(am.Network.Ports, checkpoint.PublishedPort{HostPort: int(p.HostPort), PodPort: int(p.PodPort), Protocol: p.Protocol})
+	}
+	return am
+}

@@ -1,0 +1,113 @@
+package pod
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/podctl/podctl/checkpoint"
+	"github.com/podctl/podctl/internal/statedir"
+	"github.com/podctl/podctl/virtns"
+)
+
+// Outgoing is a pod on its way to another host. The sequence is Dump (the
+// pod stops running here), writing the archive with WriteArchive, then
+// Commit once the destination runs it, or Abort to resume it here; Close
+// releases it. Until Commit the source pod is intact: a failure anywhere
+// leaves it running.
+type Outgoing struct {
+	m      *Manager
+	man    *Manifest
+	lock   *statedir.Lock
+	frozen *frozenPod
+	done   bool
+}
+
+// BeginMigration takes a running pod's lock for a migration.
+func (m *Manager) BeginMigration(ctx context.Context, name string) (*Outgoing, error) {
+	man, pl, err := m.loadLocked(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.requireRunning(man); err != nil {
+		pl.Unlock()
+		return nil, err
+	}
+	return &Outgoing{m: m, man: man, lock: pl}, nil
+}
+
+// Manifest is the migrating pod's manifest.
+func (out *Outgoing) Manifest() *Manifest { return out.man }
+
+// ArchiveManifest describes the pod for its archive. Call it after Dump so
+// it records the CRIU version that dumped it.
+func (out *Outgoing) ArchiveManifest(lazy bool) *checkpoint.Manifest {
+	ver := ""
+	if out.frozen != nil {
+		ver = out.frozen.criuVersion()
+	}
+	return out.m.archiveManifest(out.man, ver, lazy)
+}
+
+// EstimatedBytes is the pod's memory use: roughly what a migration sends.
+func (out *Outgoing) EstimatedBytes() int64 {
+	return virtns.MemoryUsage(out.man.CgroupPath)
+}
+
+// TempDir makes a scratch directory for the migration's images.
+func (out *Outgoing) TempDir() (string, error) { return out.m.tempDir("migrate-" + out.man.ID) }
+
+// Dump freezes the pod, takes it off the network and dumps it (see
+// virtns.CheckpointOptions for sending pages to a page server or serving
+// them lazily). The pod stays frozen; on error it has been resumed.
+func (out *Outgoing) Dump(ctx context.Context, o virtns.CheckpointOptions) error {
+	fp, err := out.m.freezeAndDump(ctx, out.man, o)
+	if err != nil {
+		return err
+	}
+	out.frozen = fp
+	return nil
+}
+
+// FrozenAt is when the pod stopped running here (zero before Dump).
+func (out *Outgoing) FrozenAt() time.Time {
+	if out.frozen == nil {
+		return time.Time{}
+	}
+	return out.frozen.frozenAt
+}
+
+// WriteArchive adds the dumped images in imagesDir and the pod's writable
+// layer to w. The pod is frozen, so the layer matches the images.
+func (out *Outgoing) WriteArchive(w *checkpoint.Writer, imagesDir string) error {
+	if err := w.AddCRIUImages(imagesDir); err != nil {
+		return err
+	}
+	return w.AddUpperLayer(out.m.upperPath(out.man, "/"))
+}
+
+// Commit removes the pod from this host for good: the destination runs it.
+func (out *Outgoing) Commit(ctx context.Context) error {
+	out.done = true
+	if err := out.m.teardown(ctx, out.man); err != nil {
+		return fmt.Errorf("migrated pod %s runs at the destination, but removing it here failed: %w", out.man.Spec.Name, err)
+	}
+	return nil
+}
+
+// Abort resumes the pod here (if it was dumped).
+func (out *Outgoing) Abort() error {
+	if out.done || out.frozen == nil {
+		out.done = true
+		return nil
+	}
+	out.done = true
+	return out.frozen.resume()
+}
+
+// Close aborts an unfinished migration and releases the pod.
+func (out *Outgoing) Close() error {
+	err := out.Abort()
+	out.lock.Unlock()
+	return err
+}

@@ -1,0 +1,321 @@
+package pod
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/podctl/podctl/checkpoint"
+	"github.com/podctl/podctl/internal/cpufeat"
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/failpoint"
+	"github.com/podctl/podctl/internal/statedir"
+	"github.com/podctl/podctl/restart"
+	"github.com/podctl/podctl/virtns"
+)
+
+// RestoreOptions tune a restore.
+type RestoreOptions struct {
+	// Name is the restored pod's name; empty keeps the archived one. The
+	// pod keeps its hostname, address and MAC whatever its name.
+	Name string
+	// Force restores even when this host's CPU lacks features the
+	// checkpointed processes may use.
+	Force bool
+}
+
+// Restore restarts a pod from source: an archive file, or the name of a
+// pod checkpointed on this host. On error nothing of the restore is left
+// (a checkpointed pod stays checkpointed).
+func (m *Manager) Restore(ctx context.Context, source string, o RestoreOptions) (*Manifest, *Timings, error) {
+	start := time.Now()
+	path := source
+	fromPod := false
+	if _, err := os.Stat(source); err != nil {
+		if ValidateName(source) != nil || strings.ContainsRune(source, '/') {
+			return nil, nil, errdefs.New(errdefs.NotFound, "restore: no such archive: %s", source)
+		}
+		man, err := m.store.Load(source)
+		if err != nil {
+			return nil, nil, errdefs.New(errdefs.NotFound, "restore: no archive file or checkpointed pod named %s", source)
+		}
+		if man.State != StateCheckpointed {
+			return nil, nil, errdefs.New(errdefs.Conflict, "restore: pod %s is %s, not checkpointed", source, man.State)
+		}
+		if o.Name != "" && o.Name != source {
+			return nil, nil, errdefs.New(errdefs.InvalidArgument, "restore: --name cannot rename a checkpointed pod; restore it from its archive file instead")
+		}
+		path, fromPod = man.Checkpoint, true
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("restore: %w", err)
+	}
+	defer f.Close()
+	rd, err := restart.NewReader(f, restart.DefaultLimits())
+	if err != nil {
+		return nil, nil, err
+	}
+	am, err := rd.Manifest()
+	if err != nil {
+		return nil, nil, err
+	}
+	var in *Incoming
+	if fromPod {
+		in, err = m.receiveCheckpointed(ctx, source, am, o)
+	} else {
+		in, err = m.Receive(ctx, am, o)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	defer in.Close()
+	ex, err := rd.Extract(ctx, in.Staging())
+	if err != nil {
+		return nil, nil, in.fail(err)
+	}
+	t := &Timings{}
+	rs := time.Now()
+	man, err := in.Start(ctx, ex.CRIUDir, ex.UpperDir, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	t.Restore = time.Since(rs)
+	t.Total = time.Since(start)
+	return man, t, nil
+}
+
+// Incoming is a pod being restored on this host: its name, address and
+// published ports are reserved, nothing of it runs yet. It ends with
+// Start (the pod runs) or Abort (nothing of it is left), then Close.
+type Incoming struct {
+	m       *Manager
+	man     *Manifest
+	lock    *statedir.Lock
+	staging string
+	// fromCheckpoint is a restore of a pod checkpointed on this host:
+	// aborting puts it back to checkpointed instead of removing it.
+	fromCheckpoint bool
+	done           bool
+}
+
+// Manifest is the pod as it will be on this host.
+func (in *Incoming) Manifest() *Manifest { return in.man }
+
+// Staging is the scratch directory the archive is extracted into; it is
+// removed by Close.
+func (in *Incoming) Staging() string { return in.staging }
+
+// CheckRestorable refuses an archive this host cannot restore with CRIU:
+// another ISA, or (unless force) a CPU lacking features the source had.
+func CheckRestorable(am *checkpoint.Manifest, force bool) error {
+	if am.Images.Kind != "criu" {
+		return errdefs.New(errdefs.Unsupported, "archive holds %q images; this path restores only CRIU images", am.Images.Kind)
+	}
+	if am.Source.ISA != runtime.GOARCH {
+		return errdefs.New(errdefs.Unsupported, "archive was made on %s; CRIU images cannot be restored on %s (migrate a Wasm vessel pod across ISAs)", am.Source.ISA, runtime.GOARCH)
+	}
+	if force {
+		return nil
+	}
+	have, err := cpufeat.Host()
+	if err != nil {
+		return err
+	}
+	if missing := cpufeat.Missing(have, am.Source.CPUFeatures); len(missing) > 0 {
+		return errdefs.New(errdefs.Unsupported, "this host's CPU lacks features the pod may use: %s (use --force to restore anyway)", strings.Join(missing, " "))
+	}
+	return nil
+}
+
+// Receive validates an archive's manifest against this host and reserves
+// what the pod needs: its name (or o.Name), its very address and its
+// published ports. Conflicts are refused here, before anything is
+// extracted or restored.
+func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o RestoreOptions) (*Incoming, error) {
+	if err := CheckRestorable(am, o.Force); err != nil {
+		return nil, err
+	}
+	var src Manifest
+	if err := json.Unmarshal(am.Pod, &src); err != nil {
+		return nil, errdefs.New(errdefs.InvalidImage, "archive: bad pod description: %v", err)
+	}
+	spec := src.Spec
+	if o.Name != "" {
+		spec.Name = o.Name
+	}
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	ip, err := netip.ParseAddr(am.Network.IP)
+	if err != nil || ip != src.Endpoint.IP || am.Network.MAC != virtns.NewEndpoint(ip).MAC {
+		return nil, errdefs.New(errdefs.InvalidImage, "archive: inconsistent network identity (%s, %s)", am.Network.IP, am.Network.MAC)
+	}
+	if spec.Image != ImageHost {
+		if err := virtns.ValidateImage(spec.Image); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range spec.Ports {
+		if err := probeHostPort(p); err != nil {
+			return nil, err
+		}
+	}
+	man, pl, err := m.reserve(ctx, spec, reservation{IP: ip, Hostname: src.hostname()})
+	if err != nil {
+		return nil, err
+	}
+	in := &Incoming{m: m, man: man, lock: pl}
+	if in.staging, err = m.tempDir("restore-" + man.ID); err != nil {
+		return nil, in.fail(err)
+	}
+	return in, nil
+}
+
+// receiveCheckpointed starts the restore of a pod checkpointed here.
+func (m *Manager) receiveCheckpointed(ctx context.Context, name string, am *checkpoint.Manifest, o RestoreOptions) (*Incoming, error) {
+	if err := CheckRestorable(am, o.Force); err != nil {
+		return nil, err
+	}
+	man, pl, err := m.loadLocked(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if man.State != StateCheckpointed {
+		pl.Unlock()
+		return nil, errdefs.New(errdefs.Conflict, "restore: pod %s is %s, not checkpointed", name, man.State)
+	}
+	for _, p := range man.Spec.Ports {
+		if err := probeHostPort(p); err != nil {
+			pl.Unlock()
+			return nil, err
+		}
+	}
+	man.State = StateRestoring
+	if err := m.store.save(man); err != nil {
+		pl.Unlock()
+		return nil, err
+	}
+	in := &Incoming{m: m, man: man, lock: pl, fromCheckpoint: true}
+	if in.staging, err = m.tempDir("restore-" + man.ID); err != nil {
+		return nil, in.fail(err)
+	}
+	return in, nil
+}
+
+// fail aborts the restore and returns err (with the abort's own failure).
+func (in *Incoming) fail(err error) error {
+	if aerr := in.Abort(); aerr != nil {
+		return fmt.Errorf("%w (and rolling back failed: %v)", err, aerr)
+	}
+	return err
+}
+
+// Start restores the pod from CRIU images in criuDir and its writable
+// layer in upperDir (moved into place), reconnects it to the network and
+// publishes its ports. With lazy, memory pages come from a `criu
+// lazy-pages` daemon the caller runs on criuDir. On error the restore is
+// aborted.
+func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bool) (*Manifest, error) {
+	m, man := in.m, in.man
+	podDir := m.store.podDir(man.Spec.Name)
+	err := func() error {
+		if err := errors.Join(os.RemoveAll(filepath.Join(podDir, virtns.UpperDir)), os.RemoveAll(filepath.Join(podDir, "work"))); err != nil {
+			return err
+		}
+		if err := os.Rename(upperDir, filepath.Join(podDir, virtns.UpperDir)); err != nil {
+			return err
+		}
+		rootfs := m.rootfs(man)
+		if err := rootfs.Mount(); err != nil {
+			return err
+		}
+		failpoint.Hit("restore:mounted")
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		pid, err := m.store.runtime().Restore(rctx, virtns.PodConfig{
+			ID: man.ID, Hostname: man.hostname(), Rootfs: filepath.Join(podDir, virtns.RootfsDir),
+			InitBinary: m.opts.InitBinary, CgroupPath: man.CgroupPath,
+			MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
+			Network: man.Network, Endpoint: man.Endpoint,
+		}, virtns.RestoreOptions{ImagesDir: criuDir, Lazy: lazy})
+		if err != nil {
+			return err
+		}
+		failpoint.Hit("restore:restored")
+		if err := man.Network.AdoptVeth(man.Endpoint); err != nil {
+			return err
+		}
+		if err := (virtns.Firewall{}).AddPorts(man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
+			return err
+		}
+		// Tell the LAN's switches and neighbours where the address lives
+		// now; the pod's MAC is the same as before, so this only moves
+		// forwarding entries.
+		return virtns.SendGratuitousARP(ctx, fmt.Sprintf("/proc/%d/ns/net", pid), virtns.PodInterface, man.Endpoint.IP, 1)
+	}()
+	if err != nil {
+		return nil, in.fail(fmt.Errorf("restore %s: %w", man.Spec.Name, err))
+	}
+	old := man.Checkpoint
+	man.State, man.Checkpoint = StateCreated, ""
+	if err := m.store.save(man); err != nil {
+		return nil, in.fail(err)
+	}
+	if old != "" {
+		os.Remove(old)
+	}
+	in.done = true
+	return man, nil
+}
+
+// Abort undoes everything Receive and Start did.
+func (in *Incoming) Abort() error {
+	if in.done {
+		return nil
+	}
+	in.done = true
+	if in.fromCheckpoint {
+		return in.m.backToCheckpointed(in.man)
+	}
+	return in.m.teardown(context.Background(), in.man)
+}
+
+// Close releases the pod's lock and the staging directory; a restore that
+// neither started nor aborted is aborted.
+func (in *Incoming) Close() error {
+	err := in.Abort()
+	os.RemoveAll(in.staging)
+	in.lock.Unlock()
+	return err
+}
+
+// backToCheckpointed undoes a failed restore of a checkpointed pod.
+func (m *Manager) backToCheckpointed(man *Manifest) error {
+	err := errors.Join(
+		m.store.runtime().Destroy(man.ID, man.CgroupPath),
+		virtns.DetachVeth(man.Endpoint),
+		virtns.Firewall{}.RemovePod(man.ID),
+		m.rootfs(man).Unmount(),
+	)
+	if err != nil {
+		return err
+	}
+	man.State = StateCheckpointed
+	return m.store.save(man)
+}
+
+func portForwards(ports []Port) []virtns.PortForward {
+	var fwd []virtns.PortForward
+	for _, p := range ports {
+		fwd = append(fwd, virtns.PortForward{HostPort: p.HostPort, PodPort: p.PodPort, Protocol: p.Protocol})
+	}
+	return fwd
+}

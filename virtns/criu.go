@@ -1,0 +1,319 @@
+package virtns
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	cgmanager "github.com/opencontainers/cgroups/manager"
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+)
+
+// criuConfigLabel is the libcontainer label naming the CRIU configuration
+// file of a container. libcontainer passes it to every CRIU call, and CRIU
+// lets the file override RPC options: it is how podctl gives CRIU the
+// options libcontainer does not expose (the network lock method, the
+// log level, external veth declarations).
+const criuConfigLabel = "org.criu.config"
+
+// criuLogLevel keeps CRIU's logs to errors and warnings: libcontainer asks
+// for level 4, whose megabytes of debug output cost a measurable part of
+// an idle pod's checkpoint.
+const criuLogLevel = 2
+
+// criuConfigPath is where the runtime writes a container's CRIU options
+// before each checkpoint or restore.
+func (rt Runtime) criuConfigPath(id string) string {
+	return filepath.Join(rt.StateDir, id+".criu.conf")
+}
+
+func (rt Runtime) writeCRIUConfig(id string, lines ...string) error {
+	lines = append([]string{"verbosity=" + strconv.Itoa(criuLogLevel)}, lines...)
+	return os.WriteFile(rt.criuConfigPath(id), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+}
+
+// CheckpointOptions tune Runtime.Checkpoint.
+type CheckpointOptions struct {
+	// ImagesDir receives CRIU's image files (everything but memory when
+	// PageServer is set).
+	ImagesDir string
+	// LeaveRunning keeps the pod's processes after the dump. If the pod
+	// was frozen beforehand (see Freeze) it stays frozen, which is how a
+	// migration keeps it able to resume if the destination fails.
+	LeaveRunning bool
+	// PageServer, when valid, is where memory pages go: with Lazy unset,
+	// CRIU connects to a page server there and sends them; with Lazy
+	// set, CRIU listens there and serves them on demand to a restoring
+	// destination's lazy-pages daemon.
+	PageServer netip.AddrPort
+	// Lazy dumps for post-copy: CRIU returns only once every page has
+	// been fetched from its page server (or the transfer failed).
+	Lazy bool
+	// Ready, with Lazy, is called once everything but memory has been
+	// dumped and the page server is listening: the destination may
+	// restore from then on.
+	Ready func()
+}
+
+// Checkpoint dumps the pod's process tree with CRIU through libcontainer:
+// established TCP connections included (repair mode), the network locked
+// with nftables inside the pod's namespace while it is dumped, podctl's
+// init binary declared as an external bind mount. CRIU freezes the pod
+// with the cgroup freezer. If ctx ends first, CRIU is killed.
+func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions) error {
+	ctr, err := libcontainer.Load(rt.StateDir, id)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", id, err)
+	}
+	if err := rt.writeCRIUConfig(id, "network-lock nftables"); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", id, err)
+	}
+	opts := &libcontainer.CriuOpts{
+		ImagesDirectory: o.ImagesDir,
+		LeaveRunning:    o.LeaveRunning,
+		TcpEstablished:  true,
+		TcpSkipInFlight: true,
+		LinkRemap:       true,
+		FileLocks:       true,
+		LazyPages:       o.Lazy,
+		StatusFd:        -1,
+	}
+	if o.PageServer.IsValid() {
+		opts.PageServer = libcontainer.CriuPageServerInfo{Address: o.PageServer.Addr().String(), Port: int32(o.PageServer.Port())}
+	}
+	if o.Lazy && o.Ready != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %w", id, err)
+		}
+		defer r.Close()
+		defer w.Close()
+		opts.StatusFd = int(w.Fd())
+		go func() {
+			var b [1]byte
+			if n, _ := r.Read(b[:]); n == 1 {
+				o.Ready()
+			}
+		}()
+	}
+	err = runCRIU(ctx, func() error { return ctr.Checkpoint(opts) })
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w%s", id, err, criuLogTail(filepath.Join(o.ImagesDir, "dump.log")))
+	}
+	return nil
+}
+
+// RestoreOptions tune Runtime.Restore.
+type RestoreOptions struct {
+	// ImagesDir holds the CRIU images.
+	ImagesDir string
+	// Lazy restores with post-copy: memory is fetched on demand by a
+	// `criu lazy-pages` daemon the caller has started on ImagesDir.
+	Lazy bool
+}
+
+// Restore recreates a checkpointed pod from CRIU images: a new
+// libcontainer container with c's configuration (cgroup limits included)
+// whose processes, namespaces and sockets come from the images. The pod's
+// eth0 is recreated as a veth pair whose host end is named
+// c.Endpoint.HostVeth and left outside any bridge and down: the caller
+// attaches it once restore has finished, so no packet reaches a half
+// restored socket. It returns the host PID of the pod's init.
+func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (pid int, err error) {
+	if err := os.MkdirAll(rt.StateDir, 0o700); err != nil {
+		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	cfg := c.libcontainerConfig(rt.criuConfigPath(c.ID))
+	var lines []string
+	if c.Endpoint.HostVeth != "" {
+		lines = append(lines, fmt.Sprintf("external veth[%s]:%s", PodInterface, c.Endpoint.HostVeth))
+	}
+	if err := rt.writeCRIUConfig(c.ID, append(lines, "network-lock nftables")...); err != nil {
+		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	ctr, err := libcontainer.Create(rt.StateDir, c.ID, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			destroy(ctr)
+			destroyCgroup(c.CgroupPath)
+		}
+	}()
+	devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	defer devNull.Close()
+	proc := &libcontainer.Process{Args: []string{InitPath}, Init: true, Stdin: devNull, Stdout: devNull, Stderr: devNull}
+	opts := &libcontainer.CriuOpts{
+		ImagesDirectory: o.ImagesDir,
+		TcpEstablished:  true,
+		FileLocks:       true,
+		LazyPages:       o.Lazy,
+		StatusFd:        -1,
+	}
+	if err := runCRIU(ctx, func() error { return ctr.Restore(proc, opts) }); err != nil {
+		return 0, fmt.Errorf("restore %s: %w%s", c.ID, err, criuLogTail(filepath.Join(o.ImagesDir, "restore.log")))
+	}
+	if pid, err = proc.Pid(); err != nil {
+		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	return pid, nil
+}
+
+// runCRIU runs a libcontainer call that drives CRIU and, if ctx ends
+// before it returns, kills the CRIU processes this process started so the
+// call returns instead of hanging (a lazy restore whose page source died
+// waits forever otherwise).
+func runCRIU(ctx context.Context, call func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- call() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		killChildren("criu")
+		err := <-done
+		return fmt.Errorf("%w (criu: %v)", ctx.Err(), err)
+	}
+}
+
+// killChildren SIGKILLs this process's children whose command is comm.
+func killChildren(comm string) {
+	self := os.Getpid()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		fields := strings.Fields(s[close+1:])
+		if len(fields) < 2 || s[open+1:close] != comm {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(fields[1]); ppid == self {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// criuLogTail returns the first meaningful error line of a CRIU log (the
+// cause; later ones are consequences), formatted to be appended to an
+// error message ("" if there is none).
+func criuLogTail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var last string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		// The missing CAP_SYS_RESOURCE's rlimit complaint is harmless.
+		if line := sc.Text(); strings.Contains(line, "Error") && !strings.Contains(line, "RLIMIT_NOFILE") {
+			last = strings.TrimSpace(line)
+			break
+		}
+	}
+	if last == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (%s: %s)", filepath.Base(path), last)
+}
+
+// Freeze stops every process of the pod's cgroup with the freezer, so the
+// pod can be dumped while it stays able to resume (Thaw).
+func Freeze(cgroupPath string) error { return setFreezer(cgroupPath, cgroups.Frozen) }
+
+// Thaw resumes a frozen pod.
+func Thaw(cgroupPath string) error { return setFreezer(cgroupPath, cgroups.Thawed) }
+
+func setFreezer(path string, state cgroups.FreezerState) error {
+	mgr, err := cgmanager.New(&cgroups.Cgroup{Path: path, Resources: &cgroups.Resources{}})
+	if err != nil {
+		return fmt.Errorf("cgroup %s: %w", path, err)
+	}
+	if err := mgr.Freeze(state); err != nil {
+		return fmt.Errorf("cgroup %s: set freezer %s: %w", path, state, err)
+	}
+	return nil
+}
+
+// WaitPodGone waits until the pod's init has exited.
+func (rt Runtime) WaitPodGone(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return rt.waitStopped(ctx, id)
+}
+
+// PageServer runs `criu page-server` writing the memory pages a dumping
+// CRIU sends over sock into dir, and returns when the dump side is done
+// (or ctx ends, which kills it).
+func PageServer(ctx context.Context, dir string, sock *os.File) error {
+	return runHelper(ctx, dir, "page-server.log", sock, "page-server")
+}
+
+// LazyPages runs `criu lazy-pages` for a lazy restore from dir: it serves
+// the restored processes' page faults, and fetches every remaining page in
+// the background, from the page server of the dumping CRIU at the other
+// end of sock. It returns once all pages have been delivered.
+func LazyPages(ctx context.Context, dir string, sock *os.File) error {
+	return runHelper(ctx, dir, "lazy-pages.log", sock, "lazy-pages", "--page-server")
+}
+
+func runHelper(ctx context.Context, dir, logFile string, sock *os.File, args ...string) error {
+	args = append(args, "--images-dir", dir, "--ps-socket", "3", "--log-file", logFile, "-v"+strconv.Itoa(criuLogLevel))
+	cmd := exec.CommandContext(ctx, "criu", args...)
+	cmd.ExtraFiles = []*os.File{sock}
+	cmd.WaitDelay = time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("criu %s: %w%s%s", args[0], err, strings.TrimSpace(" "+string(out)), criuLogTail(filepath.Join(dir, logFile)))
+	}
+	return nil
+}
+
+// CRIUVersion asks the CRIU on PATH for its version ("" if it cannot).
+func CRIUVersion(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "criu", "--version").Output()
+	if err != nil {
+		return ""
+	}
+	var v string
+	fmt.Sscanf(string(out), "Version: %s", &v)
+	return v
+}
+
+// MemoryUsage is the memory a pod's cgroup uses, in bytes (0 if unknown).
+func MemoryUsage(cgroupPath string) int64 {
+	mgr, err := cgmanager.New(&cgroups.Cgroup{Path: cgroupPath, Resources: &cgroups.Resources{}})
+	if err != nil {
+		return 0
+	}
+	st, err := mgr.GetStats()
+	if err != nil {
+		return 0
+	}
+	return int64(st.MemoryStats.Usage.Usage)
+}
