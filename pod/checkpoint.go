@@ -99,8 +99,8 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 	defer os.RemoveAll(imagesDir)
 
 	res := &CheckpointResult{Archive: out}
-	fp, err := m.freezeAndDump(ctx, man, virtns.CheckpointOptions{ImagesDir: imagesDir})
-	if err != nil {
+	fp := m.newFrozenPod(ctx, man)
+	if err := fp.freezeAndDump(ctx, virtns.CheckpointOptions{ImagesDir: imagesDir}); err != nil {
 		return nil, err
 	}
 	res.Timings.Dump = time.Since(fp.frozenAt)
@@ -175,32 +175,46 @@ func (m *Manager) tempDir(prefix string) (string, error) {
 type frozenPod struct {
 	m        *Manager
 	man      *Manifest
-	frozenAt time.Time
+	frozenAt time.Time // the pod's last moment running
+	lockedAt time.Time // frozen and off the network: CRIU starts
 	criuVer  chan string
 }
 
-// freezeAndDump freezes the pod, takes it off the network and dumps it
-// with CRIU, leaving it frozen. On error the pod has been resumed.
-func (m *Manager) freezeAndDump(ctx context.Context, man *Manifest, o virtns.CheckpointOptions) (*frozenPod, error) {
+// newFrozenPod prepares to freeze and dump a pod; it starts asking CRIU
+// for its version meanwhile, for the archive's manifest.
+func (m *Manager) newFrozenPod(ctx context.Context, man *Manifest) *frozenPod {
 	fp := &frozenPod{m: m, man: man, criuVer: make(chan string, 1)}
 	go func() { fp.criuVer <- virtns.CRIUVersion(ctx) }()
+	return fp
+}
+
+// freezeAndDump freezes the pod, locks its network and dumps it with
+// CRIU, leaving it frozen. It records when the pod stopped (frozenAt)
+// before anything else, so that o.Ready, called during a lazy dump, sees
+// it. On error the pod has been resumed.
+func (fp *frozenPod) freezeAndDump(ctx context.Context, o virtns.CheckpointOptions) error {
+	man := fp.man
 	fp.frozenAt = time.Now()
 	if err := virtns.Freeze(man.CgroupPath); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", man.Spec.Name, err)
+		return fmt.Errorf("checkpoint %s: %w", man.Spec.Name, err)
 	}
 	if err := (virtns.Firewall{}).LockPod(man.ID, man.Endpoint); err != nil {
 		virtns.Thaw(man.CgroupPath)
-		return nil, fmt.Errorf("checkpoint %s: %w", man.Spec.Name, err)
+		return fmt.Errorf("checkpoint %s: %w", man.Spec.Name, err)
 	}
-	o.LeaveRunning = true // frozen, thanks to the freezer: CRIU restores the state it found
-	if err := m.store.runtime().Checkpoint(ctx, man.ID, o); err != nil {
+	fp.lockedAt = time.Now()
+	// The pod is frozen by podctl, so CRIU leaves it frozen (it restores
+	// the freezer state it found) instead of killing it: the pod can still
+	// resume if what follows the dump fails.
+	o.LeaveRunning = true
+	if err := fp.m.store.runtime().Checkpoint(ctx, man.ID, o); err != nil {
 		if rerr := fp.resume(); rerr != nil {
-			return nil, fmt.Errorf("%w (and resuming the pod failed: %v)", err, rerr)
+			return fmt.Errorf("%w (and resuming the pod failed: %v)", err, rerr)
 		}
-		return nil, err
+		return err
 	}
 	failpoint.Hit("checkpoint:dumped")
-	return fp, nil
+	return nil
 }
 
 func (fp *frozenPod) criuVersion() string { return <-fp.criuVer }

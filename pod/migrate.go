@@ -20,6 +20,7 @@ type Outgoing struct {
 	man    *Manifest
 	lock   *statedir.Lock
 	frozen *frozenPod
+	failed bool // Dump failed (and resumed the pod)
 	done   bool
 }
 
@@ -33,20 +34,15 @@ func (m *Manager) BeginMigration(ctx context.Context, name string) (*Outgoing, e
 		pl.Unlock()
 		return nil, err
 	}
-	return &Outgoing{m: m, man: man, lock: pl}, nil
+	return &Outgoing{m: m, man: man, lock: pl, frozen: m.newFrozenPod(ctx, man)}, nil
 }
 
 // Manifest is the migrating pod's manifest.
 func (out *Outgoing) Manifest() *Manifest { return out.man }
 
-// ArchiveManifest describes the pod for its archive. Call it after Dump so
-// it records the CRIU version that dumped it.
+// ArchiveManifest describes the pod for its archive.
 func (out *Outgoing) ArchiveManifest(lazy bool) *checkpoint.Manifest {
-	ver := ""
-	if out.frozen != nil {
-		ver = out.frozen.criuVersion()
-	}
-	return out.m.archiveManifest(out.man, ver, lazy)
+	return out.m.archiveManifest(out.man, out.frozen.criuVersion(), lazy)
 }
 
 // EstimatedBytes is the pod's memory use: roughly what a migration sends.
@@ -60,22 +56,22 @@ func (out *Outgoing) TempDir() (string, error) { return out.m.tempDir("migrate-"
 // Dump freezes the pod, takes it off the network and dumps it (see
 // virtns.CheckpointOptions for sending pages to a page server or serving
 // them lazily). The pod stays frozen; on error it has been resumed.
+//
+// Dump may run in another goroutine; FrozenAt and LockedAt may be read
+// once o.Ready has been called or Dump has returned.
 func (out *Outgoing) Dump(ctx context.Context, o virtns.CheckpointOptions) error {
-	fp, err := out.m.freezeAndDump(ctx, out.man, o)
-	if err != nil {
+	if err := out.frozen.freezeAndDump(ctx, o); err != nil {
+		out.failed = true
 		return err
 	}
-	out.frozen = fp
 	return nil
 }
 
-// FrozenAt is when the pod stopped running here (zero before Dump).
-func (out *Outgoing) FrozenAt() time.Time {
-	if out.frozen == nil {
-		return time.Time{}
-	}
-	return out.frozen.frozenAt
-}
+// FrozenAt is when the pod stopped running here.
+func (out *Outgoing) FrozenAt() time.Time { return out.frozen.frozenAt }
+
+// LockedAt is when the pod was frozen and off the network, ready for CRIU.
+func (out *Outgoing) LockedAt() time.Time { return out.frozen.lockedAt }
 
 // WriteArchive adds the dumped images in imagesDir and the pod's writable
 // layer to w. The pod is frozen, so the layer matches the images.
@@ -95,9 +91,14 @@ func (out *Outgoing) Commit(ctx context.Context) error {
 	return nil
 }
 
+// HandOver records that the destination runs the pod: from now on the
+// pod must never resume here, even if the migration fails afterwards
+// (post-copy); Close then leaves it frozen.
+func (out *Outgoing) HandOver() { out.done = true }
+
 // Abort resumes the pod here (if it was dumped).
 func (out *Outgoing) Abort() error {
-	if out.done || out.frozen == nil {
+	if out.done || out.failed || out.frozen.frozenAt.IsZero() {
 		out.done = true
 		return nil
 	}

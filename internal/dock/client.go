@@ -190,6 +190,9 @@ func Migrate(ctx context.Context, m *pod.Manager, name string, c *Client, o Migr
 		respCh <- response{resp, err}
 	}()
 	aw, err := checkpoint.NewWriter(countWriter{pw, &archiveBytes}, checkpoint.CompressionNone, out.ArchiveManifest(o.Live))
+	if err == nil {
+		err = aw.Flush()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("migrate %s: send manifest: %w", name, err)
 	}
@@ -212,9 +215,9 @@ func Migrate(ctx context.Context, m *pod.Manager, name string, c *Client, o Migr
 	tunnel := &pageTunnelClient{c: c, session: sess, counter: &pageBytes}
 	stopProgress := reportProgress(progress, &archiveBytes, &pageBytes)
 	defer stopProgress()
-	dumpStart := time.Now()
 	progress("dump", 0)
 	var dumpDone chan error
+	dumpWaited := false
 	if !o.Live {
 		// CRIU connects to us and sends the pages; we forward them.
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -240,12 +243,21 @@ func Migrate(ctx context.Context, m *pod.Manager, name string, c *Client, o Migr
 		ps := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
 		ready := make(chan struct{})
 		dumpDone = make(chan error, 1)
+		// On any early return, stop CRIU and let the dump return (resuming
+		// the pod's tasks) before Close resumes the pod.
+		defer func() {
+			if !dumpWaited {
+				cancel()
+				<-dumpDone
+			}
+		}()
 		go func() {
 			dumpDone <- out.Dump(rctx, virtns.CheckpointOptions{ImagesDir: imagesDir, PageServer: ps, Lazy: true, Ready: func() { close(ready) }})
 		}()
 		select {
 		case <-ready:
 		case err := <-dumpDone:
+			dumpWaited = true
 			if err == nil {
 				err = errors.New("CRIU finished without serving pages")
 			}
@@ -253,8 +265,8 @@ func Migrate(ctx context.Context, m *pod.Manager, name string, c *Client, o Migr
 		}
 		go tunnel.forwardDial(rctx, ps)
 	}
-	res.Freeze = dumpStart.Sub(start) // refined below from FrozenAt
-	res.Dump = time.Since(dumpStart)
+	res.Freeze = out.LockedAt().Sub(out.FrozenAt())
+	res.Dump = time.Since(out.LockedAt())
 	progress("transfer", archiveBytes.Load()+pageBytes.Load())
 	transferStart := time.Now()
 	if err := out.WriteArchive(aw, imagesDir); err != nil {
@@ -270,20 +282,18 @@ func Migrate(ctx context.Context, m *pod.Manager, name string, c *Client, o Migr
 	if err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", name, err)
 	}
-	frozenAt := out.FrozenAt()
-	res.Downtime = time.Since(frozenAt)
-	res.Freeze = dumpStart.Sub(frozenAt)
-	if res.Freeze < 0 {
-		res.Freeze = 0
-	}
+	res.Downtime = time.Since(out.FrozenAt())
 	res.Restore = ev.Restore
 	res.Pod, res.IP = ev.Pod, ev.IP
+	out.HandOver()
 	failpoint.Hit("migrate:restored")
 	if o.Live {
 		pcStart := time.Now()
 		progress("post-copy", archiveBytes.Load()+pageBytes.Load())
-		if err := <-dumpDone; err != nil {
-			return nil, fmt.Errorf("migrate %s: post-copy failed after the pod resumed at %s (it cannot resume here): %w", name, c.addr, err)
+		err := <-dumpDone
+		dumpWaited = true
+		if err != nil {
+			return nil, fmt.Errorf("migrate %s: post-copy failed after the pod resumed at %s (it stays frozen here: remove it with podctl rm -f): %w", name, c.addr, err)
 		}
 		if _, err := events.expect(EventComplete); err != nil {
 			return nil, fmt.Errorf("migrate %s: post-copy: %w", name, err)
