@@ -1,0 +1,167 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podctl/podctl/test/harness"
+)
+
+// workload returns the source of a script in test/workloads.
+func workload(t testing.TB, name string) string {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(self), "workloads", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// podFile polls until a file inside the pod exists and returns it.
+func podFile(t testing.TB, h *harness.Host, pod, path string) string {
+	t.Helper()
+	var out string
+	harness.Eventually(t, 20*time.Second, func() error {
+		r := h.Podctl("exec", pod, "--", "cat", path)
+		if r.Code != 0 {
+			return fmt.Errorf("cat %s in %s: %s", path, pod, r.Stderr)
+		}
+		out = r.Stdout
+		return nil
+	})
+	return out
+}
+
+// podProcesses maps the pod-internal PIDs of a pod's processes to their
+// commands (the ps that lists them left out).
+func podProcesses(t testing.TB, h *harness.Host, pod string) map[int]string {
+	t.Helper()
+	out := h.MustPodctl("exec", pod, "--", "ps", "-eo", "pid=,comm=")
+	procs := map[int]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[1] == "ps" {
+			continue
+		}
+		pid, _ := strconv.Atoi(f[0])
+		procs[pid] = f[1]
+	}
+	return procs
+}
+
+// consecutive checks that text is the lines 1, 2, ..., n and returns n.
+func consecutive(t testing.TB, what, text string) int {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) != strconv.Itoa(i+1) {
+			t.Fatalf("%s: line %d is %q, want %d (lost, repeated or reordered)", what, i+1, l, i+1)
+		}
+	}
+	return len(lines)
+}
+
+func TestCheckpointRestoreKeepsState(t *testing.T) {
+	h := newHost(t)
+	h.MustPodctl("create", "--name", "keeper", "--", "python3", "-c", workload(t, "keeper.py"))
+	podFile(t, h, "keeper", "/tmp/ready")
+	before := podInfoIdentity(t, h, "keeper")
+	procs := podProcesses(t, h, "keeper")
+	if len(procs) < 6 { // init, keeper, 2 children, 2 grandchildren
+		t.Fatalf("expected a process tree, got %v", procs)
+	}
+
+	out := h.MustPodctl("checkpoint", "keeper")
+	p := h.Inspect("keeper")
+	if p.Status != "checkpointed" || len(p.PIDs) != 0 {
+		t.Fatalf("after checkpoint: status %s, pids %v (out %s)", p.Status, p.PIDs, out)
+	}
+	if _, err := os.Stat(filepath.Join(p.Dir, "checkpoint.tar.zst")); err != nil {
+		t.Fatalf("archive not kept in the pod's directory: %v", err)
+	}
+	logged, err := os.ReadFile(filepath.Join(p.Dir, "upper", "tmp", "append.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := consecutive(t, "append.log at checkpoint", string(logged))
+	// Restore from the pod's name: its last checkpoint.
+	h.MustPodctl("restore", "keeper")
+	if got := podInfoIdentity(t, h, "keeper"); got != before {
+		t.Fatalf("identity changed across checkpoint/restore:\nbefore %s\nafter  %s", before, got)
+	}
+	if got := podProcesses(t, h, "keeper"); fmt.Sprint(sortedMap(got)) != fmt.Sprint(sortedMap(procs)) {
+		t.Fatalf("pod-internal processes changed:\nbefore %v\nafter  %v", sortedMap(procs), sortedMap(got))
+	}
+	h.MustPodctl("exec", "keeper", "--", "touch", "/tmp/check")
+	if got := strings.TrimSpace(podFile(t, h, "keeper", "/tmp/result")); got != "pipe-payload sock-payload kids-alive mem-ok" {
+		t.Fatalf("restored state: %q", got)
+	}
+	harness.Eventually(t, 10*time.Second, func() error {
+		text := h.MustPodctl("exec", "keeper", "--", "cat", "/tmp/append.log")
+		if m := consecutive(t, "append.log after restore", text); m <= n {
+			return fmt.Errorf("append.log has %d lines, not more than the %d at checkpoint", m, n)
+		}
+		return nil
+	})
+}
+
+// podInfoIdentity is what must survive a checkpoint: address, MAC and
+// hostname.
+func podInfoIdentity(t testing.TB, h *harness.Host, pod string) string {
+	t.Helper()
+	p := h.Inspect(pod)
+	host := strings.TrimSpace(h.MustPodctl("exec", pod, "--", "hostname"))
+	mac := strings.TrimSpace(h.MustPodctl("exec", pod, "--", "cat", "/sys/class/net/eth0/address"))
+	return fmt.Sprintf("ip=%s mac=%s/%s hostname=%s", p.Endpoint.IP, p.Endpoint.MAC, mac, host)
+}
+
+func sortedMap(m map[int]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, fmt.Sprintf("%d:%s", k, v))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestCheckpointToFileLeaveRunning(t *testing.T) {
+	h := newHost(t)
+	h.MustPodctl("create", "--name", "count", "--memory", "64m", "--", "sh", "-c", `i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done`)
+	waitLog(t, h, "count", "5\n")
+	archive := filepath.Join(t.TempDir(), "count.tar")
+	h.MustPodctl("checkpoint", "--leave-running", "--compress", "none", "-o", archive, "count")
+	at := consecutive(t, "log", h.MustPodctl("logs", "count"))
+	// It carries on running.
+	harness.Eventually(t, 10*time.Second, func() error {
+		if n := consecutive(t, "log", h.MustPodctl("logs", "count")); n <= at+3 {
+			return fmt.Errorf("pod stopped counting at %d", n)
+		}
+		return nil
+	})
+	h.MustPodctl("rm", "-f", "count")
+	h.MustPodctl("restore", "--name", "again", archive)
+	p := h.Inspect("again")
+	if p.Status != "running" {
+		t.Fatalf("restored pod is %s", p.Status)
+	}
+	// It continues from where the checkpoint stopped it: the log it was
+	// restored with ends at the checkpoint and carries on from there.
+	harness.Eventually(t, 10*time.Second, func() error {
+		if n := consecutive(t, "restored log", h.MustPodctl("logs", "again")); n <= at+3 {
+			return fmt.Errorf("restored pod has counted to %d only", n)
+		}
+		return nil
+	})
+	limit := filepath.Join("/sys/fs/cgroup/memory", p.CgroupPath, "memory.limit_in_bytes")
+	if b, err := os.ReadFile(limit); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(64<<20) {
+		t.Fatalf("memory limit after restore: %q %v", b, err)
+	}
+}
