@@ -137,12 +137,14 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 		}
 		return nil, fmt.Errorf("checkpoint %s: write archive: %w", name, err)
 	}
+	// The checkpoint is durable: from here the pod either runs on or is
+	// over, so this is the end of its time frozen.
+	res.Timings.Frozen = time.Since(fp.frozenAt)
 	if o.LeaveRunning {
 		err = fp.resume()
 	} else {
 		err = m.stopCheckpointed(man, o.Output == "", out)
 	}
-	res.Timings.Frozen = time.Since(fp.frozenAt)
 	res.Timings.Total = time.Since(start)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: archive written to %s, but: %w", name, out, err)

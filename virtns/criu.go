@@ -77,15 +77,19 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	if err := rt.writeCRIUConfig(id, "network-lock nftables"); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
+	EnsureKerndatCache(ctx)
 	opts := &libcontainer.CriuOpts{
 		ImagesDirectory: o.ImagesDir,
 		LeaveRunning:    o.LeaveRunning,
-		TcpEstablished:  true,
-		TcpSkipInFlight: true,
-		LinkRemap:       true,
-		FileLocks:       true,
-		LazyPages:       o.Lazy,
-		StatusFd:        -1,
+		// libcontainer recreates the cgroup and its limits on restore, so
+		// CRIU need not dump them.
+		ManageCgroupsMode: "ignore",
+		TcpEstablished:    true,
+		TcpSkipInFlight:   true,
+		LinkRemap:         true,
+		FileLocks:         true,
+		LazyPages:         o.Lazy,
+		StatusFd:          -1,
 	}
 	if o.PageServer.IsValid() {
 		opts.PageServer = libcontainer.CriuPageServerInfo{Address: o.PageServer.Addr().String(), Port: int32(o.PageServer.Port())}
@@ -156,12 +160,14 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 	}
 	defer devNull.Close()
 	proc := &libcontainer.Process{Args: []string{InitPath}, Init: true, Stdin: devNull, Stdout: devNull, Stderr: devNull}
+	EnsureKerndatCache(ctx)
 	opts := &libcontainer.CriuOpts{
-		ImagesDirectory: o.ImagesDir,
-		TcpEstablished:  true,
-		FileLocks:       true,
-		LazyPages:       o.Lazy,
-		StatusFd:        -1,
+		ImagesDirectory:   o.ImagesDir,
+		ManageCgroupsMode: "ignore",
+		TcpEstablished:    true,
+		FileLocks:         true,
+		LazyPages:         o.Lazy,
+		StatusFd:          -1,
 	}
 	if err := runCRIU(ctx, func() error { return ctr.Restore(proc, opts) }); err != nil {
 		return 0, fmt.Errorf("restore %s: %w%s", c.ID, err, criuLogTail(filepath.Join(o.ImagesDir, "restore.log")))
