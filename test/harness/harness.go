@@ -59,6 +59,9 @@ type Host struct {
 	Root   string
 	Binary string
 	NSPath string
+	// Flags are global podctl flags passed to every podctl the host runs,
+	// after --root (a LAN host's --uplink, say).
+	Flags []string
 }
 
 // NewHost makes a host; it is torn down (pods removed, namespace deleted)
@@ -112,7 +115,14 @@ type Result struct {
 
 // Podctl runs podctl in the host and returns its result.
 func (h *Host) Podctl(args ...string) Result {
-	return h.Run(append([]string{h.Binary, "--root", h.Root}, args...)...)
+	return h.Run(h.PodctlArgv(args...)...)
+}
+
+// PodctlArgv is the command line that runs podctl with args in the host:
+// the binary, its state root and the host's Flags, then args.
+func (h *Host) PodctlArgv(args ...string) []string {
+	argv := append([]string{h.Binary, "--root", h.Root}, h.Flags...)
+	return append(argv, args...)
 }
 
 // MustPodctl runs podctl and fails the test unless it exits 0.
