@@ -363,6 +363,11 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 			return err
 		}
 	}
+	if only == "" {
+		if err := m.removeStaleTemp(); err != nil {
+			return err
+		}
+	}
 	for _, name := range names {
 		if _, err := os.Stat(m.store.podDir(name)); err != nil {
 			continue
@@ -370,6 +375,18 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 		man, err := m.store.Load(name)
 		if err != nil && !errdefs.Is(err, errdefs.NotFound) {
 			return err
+		}
+		if man != nil && man.State == StateCreated && virtns.IsFrozen(man.CgroupPath) {
+			// A checkpoint or migration died with the pod frozen and cut
+			// off: if nobody is working on it, let it run again.
+			if pl, err := m.store.tryLockPod(name); err == nil {
+				err = errors.Join(virtns.Firewall{}.UnlockPod(man.ID), virtns.Thaw(man.CgroupPath))
+				pl.Unlock()
+				if err != nil {
+					return fmt.Errorf("recover pod %s: %w", name, err)
+				}
+			}
+			continue
 		}
 		if man != nil && (man.State == StateCreated || man.State == StateCheckpointed) {
 			continue
@@ -394,6 +411,44 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 		}
 	}
 	return nil
+}
+
+// removeStaleTemp deletes scratch directories (ROOT/tmp/KIND-ID-*) that
+// no running operation uses: their pod is gone, or its lock is free.
+func (m *Manager) removeStaleTemp() error {
+	dir := filepath.Join(m.opts.Root, "tmp")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		parts := strings.SplitN(e.Name(), "-", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		name, err := m.store.nameOfID(parts[1])
+		if err != nil {
+			return err
+		}
+		if name != "" {
+			pl, err := m.store.tryLockPod(name)
+			if err != nil {
+				continue // in use
+			}
+			defer pl.Unlock()
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("remove stale %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Recover finishes or rolls back whatever a podctl that died left half
+// done (see recoverLocked). Docks call it when they start.
+func (m *Manager) Recover(ctx context.Context) error {
+	_, err := m.List(ctx)
+	return err
 }
 
 // Remove deletes a pod and everything it has. A running pod is refused

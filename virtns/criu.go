@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/cgroups"
@@ -294,6 +295,8 @@ func runHelper(ctx context.Context, dir, logFile string, sock *os.File, args ...
 	cmd := exec.CommandContext(ctx, "criu", args...)
 	cmd.ExtraFiles = []*os.File{sock}
 	cmd.WaitDelay = time.Second
+	// A dock that dies takes its page helpers with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("criu %s: %w%s%s", args[0], err, strings.TrimSpace(" "+string(out)), criuLogTail(filepath.Join(dir, logFile)))
 	}
@@ -322,4 +325,14 @@ func MemoryUsage(cgroupPath string) int64 {
 		return 0
 	}
 	return int64(st.MemoryStats.Usage.Usage)
+}
+
+// IsFrozen reports whether a pod's cgroup is frozen.
+func IsFrozen(cgroupPath string) bool {
+	mgr, err := cgmanager.New(&cgroups.Cgroup{Path: cgroupPath, Resources: &cgroups.Resources{}})
+	if err != nil {
+		return false
+	}
+	st, err := mgr.GetFreezerState()
+	return err == nil && st == cgroups.Frozen
 }

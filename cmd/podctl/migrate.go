@@ -129,6 +129,10 @@ func dockCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return errdefs.New(errdefs.Conflict, "dock: listen on %s: %v", listen, err)
 			}
+			// Finish what a dock that died left half received.
+			if err := m.Recover(c.Context()); err != nil {
+				return err
+			}
 			log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
 			log.Info("dock listening", "addr", ln.Addr().String(), "root", g.root)
 			s := &dock.Server{Manager: m, TLS: cfg, Log: log}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,23 +33,59 @@ import (
 type Client struct {
 	addr string
 	http *http.Client
+
+	mu    sync.Mutex
+	conns []net.Conn // for failpoints that cut the connection
 }
 
 // NewClient returns a client for the dock at addr (host:port), presenting
 // the certificate in tlsConfig (pki.ClientConfig).
 func NewClient(addr string, tlsConfig *tls.Config) *Client {
+	c := &Client{addr: addr}
 	cfg := tlsConfig.Clone()
 	cfg.NextProtos = []string{"h2"}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
 	tr := &http.Transport{
 		TLSClientConfig:     cfg,
 		ForceAttemptHTTP2:   true,
 		TLSHandshakeTimeout: 10 * time.Second,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dialer.DialContext(ctx, network, addr)
+			if err == nil {
+				c.mu.Lock()
+				c.conns = append(c.conns, conn)
+				c.mu.Unlock()
+			}
+			return conn, err
+		},
 	}
 	var p http.Protocols
 	p.SetHTTP2(true)
 	tr.Protocols = &p
-	return &Client{addr: addr, http: &http.Client{Transport: tr}}
+	tr.HTTP2 = http2Config()
+	c.http = &http.Client{Transport: tr}
+	return c
+}
+
+// http2Config sizes flow control for bulk transfer and pings an idle peer
+// so that a dead link fails a migration in seconds rather than hanging it
+// until TCP gives up.
+func http2Config() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxReceiveBufferPerStream:     streamWindow,
+		MaxReceiveBufferPerConnection: 2 * streamWindow,
+		SendPingTimeout:               5 * time.Second,
+		PingTimeout:                   5 * time.Second,
+	}
+}
+
+// cut closes the connections to the dock abruptly (failpoint).
+func (c *Client) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
 }
 
 // Close releases the client's connections.
@@ -189,7 +226,13 @@ func Migrate(ctx context.Context, m *pod.Manager, name string, c *Client, o Migr
 		resp, err := c.http.Do(req)
 		respCh <- response{resp, err}
 	}()
-	aw, err := checkpoint.NewWriter(countWriter{pw, &archiveBytes}, checkpoint.CompressionNone, out.ArchiveManifest(o.Live))
+	var body io.Writer = countWriter{pw, &archiveBytes}
+	if failpoint.Armed("migrate:corrupt-archive") {
+		body = &faultyWriter{w: body, at: 64 << 10, corrupt: true}
+	} else if failpoint.Armed("migrate:truncate-archive") {
+		body = &faultyWriter{w: body, at: 64 << 10}
+	}
+	aw, err := checkpoint.NewWriter(body, checkpoint.CompressionNone, out.ArchiveManifest(o.Live))
 	if err == nil {
 		err = aw.Flush()
 	}
@@ -268,6 +311,9 @@ func Migrate(ctx context.Context, m *pod.Manager, name string, c *Client, o Migr
 	res.Freeze = out.LockedAt().Sub(out.FrozenAt())
 	res.Dump = time.Since(out.LockedAt())
 	progress("transfer", archiveBytes.Load()+pageBytes.Load())
+	if failpoint.Armed("migrate:cut-after-dump") {
+		c.cut()
+	}
 	transferStart := time.Now()
 	if err := out.WriteArchive(aw, imagesDir); err != nil {
 		return nil, fmt.Errorf("migrate %s: send archive: %w", name, events.orErr(err))
@@ -411,4 +457,35 @@ func reportProgress(progress func(string, int64), a, b *atomic.Int64) (stop func
 		}
 	}()
 	return func() { close(done) }
+}
+
+// faultyWriter corrupts (flips a byte) or truncates (drops everything
+// from) a stream at offset at: failpoints for the dock's verification.
+type faultyWriter struct {
+	w       io.Writer
+	at, n   int64
+	corrupt bool
+}
+
+func (f *faultyWriter) Write(p []byte) (int, error) {
+	start := f.n
+	f.n += int64(len(p))
+	if f.n <= f.at || (!f.corrupt && start >= f.at) {
+		if start >= f.at {
+			return len(p), nil // truncated: swallowed
+		}
+		return f.w.Write(p)
+	}
+	q := append([]byte(nil), p...)
+	if f.corrupt {
+		if i := f.at - start; i >= 0 && i < int64(len(q)) {
+			q[i] ^= 0x40
+		}
+	} else {
+		q = q[:f.at-start]
+	}
+	if _, err := f.w.Write(q); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

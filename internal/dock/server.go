@@ -81,6 +81,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return ctx
 		},
 		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
+		HTTP2: http2Config(),
 		Protocols: func() *http.Protocols {
 			var p http.Protocols
 			p.SetHTTP2(true)
@@ -121,6 +122,11 @@ func (s *Server) hello(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(LocalHello(r.Context()))
 }
+
+// streamWindow is the HTTP/2 flow-control window of one stream. Go's
+// default (1 MiB on the server side) throttles a memory tunnel to a
+// fraction of what a LAN carries.
+const streamWindow = 16 << 20
 
 var sessionRE = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
 
@@ -313,10 +319,20 @@ func (s *Server) tunnelTo(ctx context.Context, ss *session, dir string, helper f
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay(ours, t.r, t.w) }()
 	err = helper(ctx, dir, theirs)
+	// The helper's last words (the page server's final acknowledgement)
+	// may still be in the socket: let the relay drain them, and the source
+	// close its side, before ending the tunnel request.
 	theirs.Close()
+	select {
+	case <-relayDone:
+	case <-time.After(10 * time.Second):
+		ours.Close()
+		close(t.done)
+		<-relayDone
+		return err
+	}
 	ours.Close()
-	close(t.done) // ends the tunnel request, which unblocks the relay
-	<-relayDone
+	close(t.done)
 	return err
 }
 

@@ -21,3 +21,8 @@ func Hit(name string) {
 		select {} // SIGKILL is not catchable; never proceed
 	}
 }
+
+// Armed reports whether the failpoint name is armed, for faults other
+// than a crash (a cut connection, corrupt data) that the caller injects
+// itself.
+func Armed(name string) bool { return os.Getenv(EnvVar) == name }
