@@ -81,7 +81,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return ctx
 		},
 		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
-		HTTP2: http2Config(),
+		HTTP2:    http2Config(),
 		Protocols: func() *http.Protocols {
 			var p http.Protocols
 			p.SetHTTP2(true)
