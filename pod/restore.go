@@ -168,6 +168,12 @@ func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o Restor
 			return nil, err
 		}
 	}
+	// The pod's veth keeps its name (derived from the address): an
+	// interface of that name that is not ours would be in the way, and
+	// rolling back must never delete it.
+	if ep := virtns.NewEndpoint(ip); virtns.LinkExists(ep.HostVeth) {
+		return nil, errdefs.New(errdefs.Conflict, "interface %s (for address %s) already exists on this host", ep.HostVeth, ip)
+	}
 	man, pl, err := m.reserve(ctx, spec, reservation{IP: ip, Hostname: src.hostname()})
 	if err != nil {
 		return nil, err
@@ -250,6 +256,9 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 			return err
 		}
 		failpoint.Hit("restore:restored")
+		if failpoint.Armed("restore:fail-after-criu") {
+			return errors.New("injected failure after CRIU restored the pod")
+		}
 		if err := man.Network.AdoptVeth(man.Endpoint); err != nil {
 			return err
 		}

@@ -299,3 +299,9 @@ func (n Network) AdoptVeth(ep Endpoint) error {
 	}
 	return nil
 }
+
+// LinkExists reports whether a network interface of that name exists.
+func LinkExists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
+}

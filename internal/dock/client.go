@@ -271,7 +271,9 @@ func Migrate(ctx context.Context, m *pod.Manager, name string, c *Client, o Migr
 		err = out.Dump(rctx, virtns.CheckpointOptions{ImagesDir: imagesDir, PageServer: netip.MustParseAddrPort(ln.Addr().String())})
 		ln.Close()
 		if err != nil {
-			return nil, fmt.Errorf("migrate %s: %w", name, err)
+			// The dock's own account (a full disk, say) beats CRIU's "the
+			// page server doesn't answer".
+			return nil, fmt.Errorf("migrate %s: %w", name, events.explain(err))
 		}
 		if err := <-tunnelDone; err != nil {
 			return nil, fmt.Errorf("migrate %s: page transfer: %w", name, err)
@@ -419,6 +421,25 @@ func (e *eventReader) expect(typ string) (*Event, error) {
 		return nil, e.err
 	}
 	return &ev, nil
+}
+
+// explain returns the dock's error if it reports one within a moment,
+// else err.
+func (e *eventReader) explain(err error) error {
+	got := make(chan error, 1)
+	go func() {
+		_, rerr := e.expect(EventRestored)
+		got <- rerr
+	}()
+	select {
+	case rerr := <-got:
+		var dockErr *errdefs.Error
+		if errors.As(rerr, &dockErr) {
+			return rerr
+		}
+	case <-time.After(2 * time.Second):
+	}
+	return err
 }
 
 // orErr explains a failed send with the dock's own error when it sent one

@@ -251,7 +251,7 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 		go func() { pagesDone <- s.tunnelTo(ctx, ss, pagesDir, virtns.PageServer) }()
 	}
 	failpoint.Hit("dock:accepted")
-	ex, err := rd.Extract(ctx, filepath.Join(in.Staging(), "archive"))
+	ex, err := extractWatching(ctx, rd, filepath.Join(in.Staging(), "archive"), pagesDone)
 	if err != nil {
 		fail(err)
 		return
@@ -266,7 +266,7 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
-		if err := <-pagesDone; err != nil {
+		if err := <-pagesDone; err != nil { // (a nil from extractWatching was put back)
 			fail(fmt.Errorf("receive pages: %w", err))
 			return
 		}
@@ -297,6 +297,34 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 		}
 		send(Event{Type: EventComplete, Pod: man.Spec.Name})
 		log.Info("post-copy complete")
+	}
+}
+
+// extractWatching extracts the archive while the page server receives
+// memory, and fails as soon as either does: a page server that ran out of
+// disk explains the failure better than the stream the source then
+// abandons. A page server that finished without error is put back on
+// pagesDone for the caller.
+func extractWatching(ctx context.Context, rd *restart.Reader, dir string, pagesDone chan error) (*restart.Extracted, error) {
+	type result struct {
+		ex  *restart.Extracted
+		err error
+	}
+	exDone := make(chan result, 1)
+	go func() {
+		ex, err := rd.Extract(ctx, dir)
+		exDone <- result{ex, err}
+	}()
+	select {
+	case r := <-exDone:
+		return r.ex, r.err
+	case err := <-pagesDone:
+		if err != nil {
+			return nil, fmt.Errorf("receive pages: %w", err)
+		}
+		pagesDone <- nil
+		r := <-exDone
+		return r.ex, r.err
 	}
 }
 

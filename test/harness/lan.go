@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -172,9 +173,17 @@ const dockStartTimeout = 20 * time.Second
 // ends, before the host is torn down.
 func (l *LAN) StartDock(tb testing.TB, i int, pkiDir string) *Dock {
 	tb.Helper()
+	return l.StartDockEnv(tb, i, pkiDir)
+}
+
+// StartDockEnv is StartDock with extra environment variables for the dock
+// (a failpoint, say).
+func (l *LAN) StartDockEnv(tb testing.TB, i int, pkiDir string, env ...string) *Dock {
+	tb.Helper()
 	h := l.Hosts[i]
 	d := &Dock{Host: h, Addr: l.DockAddr(i), done: make(chan struct{})}
 	d.cmd = h.Command(h.PodctlArgv("dock", "--listen", "0.0.0.0:"+strconv.Itoa(DockPort), "--pki", pkiDir, "--cert", "node")...)
+	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = &d.out, &d.out
 	if err := d.cmd.Start(); err != nil {
 		tb.Fatalf("start dock on host %d: %v", i, err)
@@ -229,6 +238,9 @@ func (d *Dock) Exited() bool {
 		return false
 	}
 }
+
+// Stop stops the dock (SIGTERM, then SIGKILL after 10 s) and waits for it.
+func (d *Dock) Stop() { d.stop() }
 
 func (d *Dock) stop() {
 	if d.Exited() {
