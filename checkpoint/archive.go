@@ -54,7 +54,8 @@ const (
 // Writer writes a checkpoint archive in one pass: the manifest (by
 // NewWriter), then the CRIU images, then the upper layer, then the
 // checksums (by Close). Its methods must be called in that order, from one
-// goroutine. After an error the archive is unusable; Close must still be
+// goroutine, except BytesWritten, which any goroutine may call (to report
+// progress). After an error the archive is unusable; Close must still be
 // called to release the compressor.
 type Writer struct {
 	out   *countingWriter

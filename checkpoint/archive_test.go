@@ -129,6 +129,18 @@ func docHash(hdr *tar.Header, content []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// TestEntryHashExample checks the worked example of docs/archive-format.md.
+func TestEntryHashExample(t *testing.T) {
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: "upper/etc/motd", Mode: 0o644, Size: 3, ModTime: time.Unix(1700000000, 0),
+		PAXRecords: map[string]string{"SCHILY.xattr.user.b": "2", "SCHILY.xattr.trusted.overlay.opaque": "y", "mtime": "1700000000.5"}}
+	h := EntryHash(hdr)
+	h.Write([]byte("hi\n"))
+	const want = "87ed8687e538c1eb30d557882720daf6df09164fba02beabca82b03c5a8a93b6"
+	if got := hex.EncodeToString(h.Sum(nil)); got != want || docHash(hdr, []byte("hi\n")) != want {
+		t.Errorf("checksum %s, want %s", got, want)
+	}
+}
+
 type readEntry struct {
 	hdr     *tar.Header
 	content []byte
@@ -245,7 +257,7 @@ func TestArchiveLayout(t *testing.T) {
 			t.Errorf("%s: BytesWritten %d, wrote %d", out.c, w.BytesWritten(), out.buf.Len())
 		}
 	}
-	if !bytes.HasPrefix(compressed.Bytes(), ZstdMagic[:]) {
+	if !bytes.HasPrefix(compressed.Bytes(), []byte(ZstdMagic)) {
 		t.Fatal("zstd archive lacks the zstd magic")
 	}
 	zr, err := zstd.NewReader(bytes.NewReader(compressed.Bytes()))

@@ -1,9 +1,9 @@
 // Package checkpoint writes podctl checkpoint archives: one stream that
 // carries everything needed to restore a pod elsewhere (its description,
 // its CRIU images and its overlayfs writable layer). Package restart reads
-// them. The format is specified in docs/archive-format.md; this file holds
-// the parts of it that both sides share: the manifest, the entry names and
-// the checksum encoding.
+// them. The format is specified in docs/archive-format.md; the manifest,
+// entry names and checksum encoding defined here are shared with the
+// reader.
 package checkpoint
 
 import (
@@ -48,14 +48,14 @@ const ChecksumAlgorithm = "sha256"
 // ImagesCRIU is the only Images.Kind: CRIU image files under criu/.
 const ImagesCRIU = "criu"
 
-// ZstdMagic starts a zstd-compressed archive; anything else is read as a
-// plain tar stream.
-var ZstdMagic = [4]byte{0x28, 0xB5, 0x2F, 0xFD}
+// ZstdMagic starts a zstd-compressed archive (bytes 28 B5 2F FD); anything
+// else is read as a plain tar stream.
+const ZstdMagic = "\x28\xb5\x2f\xfd"
 
-// XattrPrefixes are the extended attribute namespaces an archive carries
+// xattrPrefixes are the extended attribute namespaces an archive carries
 // (as PAX "SCHILY.xattr." records). Others (security.*, system.*) are not
 // written and are refused on reading.
-var XattrPrefixes = []string{"trusted.overlay.", "user."}
+var xattrPrefixes = []string{"trusted.overlay.", "user."}
 
 // PAXXattrPrefix starts the PAX record key of an extended attribute.
 const PAXXattrPrefix = "SCHILY.xattr."
@@ -183,9 +183,9 @@ type Checksums struct {
 }
 
 // AllowedXattr reports whether the extended attribute name is in one of the
-// namespaces an archive carries (XattrPrefixes).
+// namespaces an archive carries: trusted.overlay.* and user.*.
 func AllowedXattr(name string) bool {
-	for _, p := range XattrPrefixes {
+	for _, p := range xattrPrefixes {
 		if len(name) > len(p) && strings.HasPrefix(name, p) {
 			return true
 		}

@@ -63,6 +63,7 @@ func (m *Manager) Restore(ctx context.Context, source string, o RestoreOptions) 
 	if err != nil {
 		return nil, nil, err
 	}
+	defer rd.Close()
 	am, err := rd.Manifest()
 	if err != nil {
 		return nil, nil, err
@@ -171,6 +172,13 @@ func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o Restor
 	// The pod's veth keeps its name (derived from the address): an
 	// interface of that name that is not ours would be in the way, and
 	// rolling back must never delete it.
+	network := spec.Network
+	if network == "" {
+		network = DefaultNetwork
+	}
+	if owner, _ := m.store.ipLeases(network).Owner(ip.String()); owner != "" && m.store.podIDExists(owner) {
+		return nil, errdefs.New(errdefs.Conflict, "address %s is already taken on this host (by %s)", ip, m.podNameByID(owner))
+	}
 	if ep := virtns.NewEndpoint(ip); virtns.LinkExists(ep.HostVeth) {
 		return nil, errdefs.New(errdefs.Conflict, "interface %s (for address %s) already exists on this host", ep.HostVeth, ip)
 	}

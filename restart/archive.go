@@ -20,6 +20,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,10 +96,11 @@ const maxTrailer = 1 << 20
 
 // Reader reads a checkpoint archive in one pass: Manifest, then Extract.
 type Reader struct {
-	lim Limits
-	src io.Reader // the tar stream (decompressed)
-	zr  *zstd.Decoder
-	tr  *tar.Reader
+	lim     Limits
+	src     io.Reader // the tar stream (decompressed)
+	zr      *zstd.Decoder
+	cleanup runtime.Cleanup // closes zr if the Reader is dropped unclosed
+	tr      *tar.Reader
 
 	manifest     *checkpoint.Manifest
 	manifestErr  error
@@ -135,8 +137,9 @@ func streamErr(err error) error {
 }
 
 // NewReader starts reading an archive from r, detecting zstd compression
-// by its magic number (anything else is read as a plain tar stream). Call
-// Close to release the decompressor if Extract is not called.
+// by its magic number (anything else is read as a plain tar stream). A
+// caller that does not call Extract (say it refuses the archive after
+// Manifest) should Close the Reader to release the decompressor at once.
 func NewReader(r io.Reader, lim Limits) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	rd := &Reader{lim: lim.withDefaults(), src: br, seen: make(map[string]*entry)}
@@ -144,12 +147,16 @@ func NewReader(r io.Reader, lim Limits) (*Reader, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, bad("read: %v", err)
 	}
-	if bytes.Equal(magic, checkpoint.ZstdMagic[:]) {
+	if string(magic) == checkpoint.ZstdMagic {
 		rd.zr, err = zstd.NewReader(br, zstd.WithDecoderMaxWindow(maxDecoderWindow))
 		if err != nil {
 			return nil, bad("zstd: %v", err)
 		}
 		rd.src = rd.zr
+		// The decoder runs goroutines until closed. A caller that stops
+		// after Manifest (refusing the archive) and forgets Close would
+		// leak them, so close it when the Reader becomes unreachable.
+		rd.cleanup = runtime.AddCleanup(rd, func(zr *zstd.Decoder) { zr.Close() }, rd.zr)
 	}
 	rd.tr = tar.NewReader(rd.src)
 	return rd, nil
@@ -158,6 +165,7 @@ func NewReader(r io.Reader, lim Limits) (*Reader, error) {
 // Close releases the decompressor. Extract calls it; it is idempotent.
 func (r *Reader) Close() error {
 	if r.zr != nil {
+		r.cleanup.Stop()
 		r.zr.Close()
 		r.zr = nil
 	}
@@ -548,8 +556,15 @@ func (r *Reader) checkTrailer(size int64) error {
 	pad := -size & 511
 	buf := make([]byte, 32<<10)
 	var n int64
-	for {
+	for empty := 0; ; {
 		k, err := r.src.Read(buf)
+		if k == 0 && err == nil {
+			if empty++; empty > 100 {
+				return streamErr(io.ErrNoProgress)
+			}
+			continue
+		}
+		empty = 0
 		for _, c := range buf[:k] {
 			if c != 0 {
 				return bad("trailing data after %s", checkpoint.ChecksumsName)
@@ -585,11 +600,19 @@ type extractor struct {
 	upperFd int
 	stack   []openDir // descriptors of the directories leading to the last entry
 	dirs    []dirMeta // directories whose mode and mtime are applied last
-	buf     *[]byte   // from bufPool
+	bufs    *bufSet   // from bufPool
 }
 
-// bufPool holds the buffers file contents are copied through.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+// bufSet holds the buffers file contents are copied through.
+type bufSet [4][]byte
+
+var bufPool = sync.Pool{New: func() any {
+	var s bufSet
+	for i := range s {
+		s[i] = make([]byte, 512<<10)
+	}
+	return &s
+}}
 
 type openDir struct {
 	name string // archive name, e.g. "upper/a/b"
@@ -644,9 +667,9 @@ func (x *extractor) mkdir(parent int, name string, mode uint32) (int, error) {
 }
 
 func (x *extractor) close() {
-	if x.buf != nil {
-		bufPool.Put(x.buf)
-		x.buf = nil
+	if x.bufs != nil {
+		bufPool.Put(x.bufs)
+		x.bufs = nil
 	}
 	for _, d := range x.stack {
 		unix.Close(d.fd)
@@ -695,19 +718,23 @@ func (x *extractor) dirFd(dir string) (int, error) {
 	return fd, nil
 }
 
+// parallelHashMin is the content size from which an entry is hashed on
+// another goroutine, in parallel with the decompression and the writing.
+const parallelHashMin = 4 << 20
+
 // copyContent copies size bytes of content from r to f and into h.
 func (x *extractor) copyContent(name string, f *os.File, r io.Reader, size int64, h hash.Hash) error {
-	if x.buf == nil {
-		x.buf = bufPool.Get().(*[]byte)
+	if x.bufs == nil {
+		x.bufs = bufPool.Get().(*bufSet)
 	}
-	buf := *x.buf
+	if size > parallelHashMin {
+		return x.copyParallel(name, f, r, size, h)
+	}
+	buf := x.bufs[0]
 	for left := size; left > 0; {
-		if err := x.ctx.Err(); err != nil {
-			return fmt.Errorf("archive: extract: %w", err)
-		}
-		n, err := io.ReadFull(r, buf[:min(left, int64(len(buf)))])
+		n, err := x.readChunk(r, buf[:min(left, int64(len(buf)))])
 		if err != nil {
-			return streamErr(err)
+			return err
 		}
 		h.Write(buf[:n])
 		if _, err := f.Write(buf[:n]); err != nil {
@@ -716,6 +743,54 @@ func (x *extractor) copyContent(name string, f *os.File, r io.Reader, size int64
 		left -= int64(n)
 	}
 	return nil
+}
+
+// copyParallel is copyContent with the hashing on another goroutine: each
+// chunk read is handed to the hasher and written to f at the same time
+// (both only read it), and its buffer is reused once the hasher is done.
+func (x *extractor) copyParallel(name string, f *os.File, r io.Reader, size int64, h hash.Hash) error {
+	toHash := make(chan []byte, len(x.bufs))
+	free := make(chan []byte, len(x.bufs))
+	for _, b := range x.bufs {
+		free <- b
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range toHash {
+			h.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	var err error
+	for left := size; left > 0; {
+		buf := <-free
+		var n int
+		if n, err = x.readChunk(r, buf[:min(left, int64(len(buf)))]); err != nil {
+			break
+		}
+		toHash <- buf[:n]
+		if _, werr := f.Write(buf[:n]); werr != nil {
+			err = bad("extract %s: %v", name, werr)
+			break
+		}
+		left -= int64(n)
+	}
+	close(toHash)
+	<-done
+	return err
+}
+
+// readChunk fills buf from the entry's content, unless ctx is done.
+func (x *extractor) readChunk(r io.Reader, buf []byte) (int, error) {
+	if err := x.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("archive: extract: %w", err)
+	}
+	n, err := io.ReadFull(r, buf)
+	if err != nil {
+		return n, streamErr(err)
+	}
+	return n, nil
 }
 
 // criuFile extracts a CRIU image. Its owner and xattrs are not applied:

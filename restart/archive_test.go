@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -390,7 +391,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, c := range []checkpoint.Compression{checkpoint.CompressionZstd, checkpoint.CompressionNone} {
 		t.Run(string(c), func(t *testing.T) {
 			data := writeArchive(t, c, criuDir, upperDir)
-			if isZstd := bytes.HasPrefix(data, checkpoint.ZstdMagic[:]); isZstd != (c == checkpoint.CompressionZstd) {
+			if isZstd := bytes.HasPrefix(data, []byte(checkpoint.ZstdMagic)); isZstd != (c == checkpoint.CompressionZstd) {
 				t.Fatalf("compression %s: zstd magic %v", c, isZstd)
 			}
 			dest := filepath.Join(t.TempDir(), "dest")
@@ -896,5 +897,101 @@ func TestTruncate(t *testing.T) {
 				os.RemoveAll(dest)
 			}
 		})
+	}
+}
+
+// BenchmarkExtractArchive extracts an archive holding a 256 MiB CRIU image
+// whose 64 KiB chunks are half random, half text.
+func BenchmarkExtractArchive(b *testing.B) {
+	const size, chunk = 256 << 20, 64 << 10
+	criuDir, upperDir := b.TempDir(), b.TempDir()
+	rng := rand.NewChaCha8([32]byte{1})
+	text := bytes.Repeat([]byte("podctl checkpoint page data 0123456789 "), chunk/2/39+1)[:chunk/2]
+	data := make([]byte, size)
+	for off := 0; off < size; off += chunk {
+		rng.Read(data[off : off+chunk/2])
+		copy(data[off+chunk/2:off+chunk], text)
+	}
+	if err := os.WriteFile(filepath.Join(criuDir, "pages-1.img"), data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []checkpoint.Compression{checkpoint.CompressionZstd, checkpoint.CompressionNone} {
+		archive := writeArchive(b, c, criuDir, upperDir)
+		b.Run(string(c), func(b *testing.B) {
+			b.SetBytes(size)
+			dir := b.TempDir()
+			i := 0
+			for b.Loop() {
+				dest := filepath.Join(dir, strconv.Itoa(i))
+				i++
+				if _, err := extractTo(archive, DefaultLimits(), dest); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				os.RemoveAll(dest)
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// TestDroppedReader checks that a zstd Reader dropped after Manifest,
+// without Close, does not leak the decoder's goroutines.
+func TestDroppedReader(t *testing.T) {
+	criuDir, upperDir := buildTrees(t, true)
+	big := make([]byte, 8<<20) // big enough for the decoder to go async
+	rand.NewChaCha8([32]byte{5}).Read(big)
+	if err := os.WriteFile(filepath.Join(criuDir, "pages-1.img"), big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := writeArchive(t, checkpoint.CompressionZstd, criuDir, upperDir)
+	runtime.GC()
+	before := runtime.NumGoroutine()
+	for range 20 {
+		r, err := NewReader(bytes.NewReader(data), DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Manifest(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("before %d, with readers %d", before, runtime.NumGoroutine())
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		t.Errorf("%d goroutines before, %d after dropping 20 readers", before, n)
+	}
+}
+
+// TestBigFile round-trips files big enough to be hashed in parallel.
+func TestBigFile(t *testing.T) {
+	criuDir, upperDir := t.TempDir(), t.TempDir()
+	data := make([]byte, 9<<20+4321)
+	rand.NewChaCha8([32]byte{5}).Read(data)
+	for _, p := range []string{filepath.Join(criuDir, "pages-1.img"), filepath.Join(upperDir, "big")} {
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := describeSource(t, criuDir, upperDir)
+	for _, c := range []checkpoint.Compression{checkpoint.CompressionZstd, checkpoint.CompressionNone} {
+		archive := writeArchive(t, c, criuDir, upperDir)
+		ex, err := extract(t, archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareTrees(t, want, describeExtracted(t, ex))
+		// A flipped content byte is caught.
+		bad := bytes.Clone(archive)
+		if c == checkpoint.CompressionNone {
+			bad[bytes.Index(bad, data[:64])+5<<20] ^= 1
+			if _, err := extract(t, bad); err == nil || !strings.Contains(err.Error(), "checksum mismatch for") {
+				t.Errorf("flipped content: %v", err)
+			}
+		}
 	}
 }

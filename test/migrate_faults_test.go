@@ -26,6 +26,9 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 	// leave is the pod's own things.
 	b.MustPodctl("create", "--name", "warmup", "--", "true")
 	b.MustPodctl("rm", "-f", "warmup")
+	// Forget the allocator's round-robin hint, so that a pod created on
+	// the destination takes the first address: the victim's.
+	os.Remove(filepath.Join(b.Root, "leases", "ip-default", ".next"))
 	ip := a.Inspect("victim").Endpoint.IP
 	// The host end of the victim's veth on any host: a link of that name
 	// makes the destination's restore fail.
@@ -58,6 +61,18 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 			}
 			return func() { b.Run("umount", dir) }
 		}},
+		{name: "name in use at destination", want: "already exists", prepare: func(t *testing.T) func() {
+			// Another network, so that only the name clashes.
+			b.MustPodctl("create", "--name", "victim", "--network", "other", "--", "sleep", "1000")
+			return func() { b.MustPodctl("rm", "-f", "victim") }
+		}},
+		{name: "address taken at destination", want: "already taken", prepare: func(t *testing.T) func() {
+			b.MustPodctl("create", "--name", "squatter", "--", "sleep", "1000")
+			if got := b.Inspect("squatter").Endpoint.IP; got != ip {
+				t.Fatalf("squatter got %s, want the victim's %s", got, ip)
+			}
+			return func() { b.MustPodctl("rm", "-f", "squatter") }
+		}},
 		{name: "restore fails after CRIU", dockEnv: []string{"PODCTL_FAILPOINT=restore:fail-after-criu"}, want: "injected"},
 		{name: "interface name taken", want: "already exists", prepare: func(t *testing.T) func() {
 			if r := b.Run("ip", "link", "add", hostVeth, "type", "bridge"); r.Code != 0 {
@@ -71,7 +86,7 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 			if tc.prepare != nil {
 				t.Cleanup(tc.prepare(t))
 			}
-			before := b.Snapshot()
+			before, podsBefore := b.Snapshot(), podNames(t, b)
 			var dock *harness.Dock
 			if !tc.noDock {
 				dock = lan.StartDockEnv(t, 1, pki, tc.dockEnv...)
@@ -108,8 +123,8 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 				lan.StartDock(t, 1, pki).Stop()
 			}
 			harness.Eventually(t, 20*time.Second, func() error {
-				if ps, err := b.Pods(); err != nil || len(ps) != 0 {
-					return fmt.Errorf("destination pods: %+v %v", ps, err)
+				if got := podNames(t, b); got != podsBefore {
+					return fmt.Errorf("destination pods: %s, before: %s", got, podsBefore)
 				}
 				if d := before.Diff(b.Snapshot()); d != "" {
 					return fmt.Errorf("destination changed: %s", d)
@@ -127,4 +142,18 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 	if p := b.Inspect("victim"); p.Status != "running" {
 		t.Fatalf("after the faults, migrated pod is %s", p.Status)
 	}
+}
+
+// podNames lists a host's pods with their status and address.
+func podNames(t testing.TB, h *harness.Host) string {
+	t.Helper()
+	ps, err := h.Pods()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Spec.Name+"/"+p.Status+"/"+p.Endpoint.IP)
+	}
+	return strings.Join(out, " ")
 }

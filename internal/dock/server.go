@@ -222,6 +222,7 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	defer rd.Close()
 	am, err := rd.Manifest()
 	if err != nil {
 		fail(err)
