@@ -31,6 +31,7 @@ APT_PACKAGES=(
   socat
   python3    # Debian's /usr/bin/python3 (a pyenv python is not enough)
   kmod
+  nginx        # the web-server pod of the checkpoint/migrate benchmarks
 )
 
 # Downloaded from sid (never installed) and unpacked into $CRIU_PREFIX when the
@@ -306,6 +307,13 @@ else
   fi
   if [ "${#MISSING[@]}" -gt 0 ]; then
     log "installing: ${MISSING[*]}"
+    # Installed packages must not start services on the host (nginx would
+    # take port 80): a policy-rc.d that refuses, for the install only.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod 0755 /usr/sbin/policy-rc.d
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get "${APT_OPTS[@]}" -q install -y --no-install-recommends -t "$DIST" "${MISSING[@]}" </dev/null ||
       die "apt-get install ${MISSING[*]} failed"
   fi
