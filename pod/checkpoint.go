@@ -235,6 +235,7 @@ func (m *Manager) stopCheckpointed(man *Manifest, keep bool, archive string) err
 	err := errors.Join(
 		m.store.runtime().Destroy(man.ID, man.CgroupPath),
 		virtns.DetachVeth(man.Endpoint),
+		virtns.DeleteNetNS(m.netnsPath(man)),
 	)
 	if err != nil || !keep {
 		return err

@@ -272,7 +272,11 @@ func (m *Manager) build(ctx context.Context, man *Manifest) error {
 	if err != nil {
 		return err
 	}
-	if err := man.Network.AttachVeth(man.Endpoint); err != nil {
+	netnsPath := m.netnsPath(man)
+	if err := virtns.CreateNetNS(netnsPath); err != nil {
+		return err
+	}
+	if err := man.Network.PlumbPod(netnsPath, man.Endpoint, true); err != nil {
 		return err
 	}
 	failpoint.Hit("create:attached")
@@ -284,7 +288,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest) error {
 	_, err = m.store.runtime().Start(startCtx, virtns.PodConfig{
 		ID: man.ID, Hostname: man.hostname(), Rootfs: rootfsPath, InitBinary: m.opts.InitBinary,
 		CgroupPath: man.CgroupPath, MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
-		Network: man.Network, Endpoint: man.Endpoint,
+		Network: man.Network, Endpoint: man.Endpoint, NetNSPath: netnsPath,
 		Path: path, Args: man.Spec.Command, Env: vars, Cwd: workdir,
 	})
 	if err != nil {
@@ -326,6 +330,7 @@ func (m *Manager) teardownResources(man *Manifest) error {
 	return errors.Join(
 		m.store.runtime().Destroy(man.ID, man.CgroupPath),
 		virtns.DetachVeth(man.Endpoint),
+		virtns.DeleteNetNS(m.netnsPath(man)),
 		virtns.Firewall{}.RemovePod(man.ID),
 		rootfs.Remove(),
 	)
@@ -552,6 +557,11 @@ func (m *Manager) status(man *Manifest) (*Status, error) {
 		}
 	}
 	return st, nil
+}
+
+// netnsPath is where the pod's network namespace is mounted.
+func (m *Manager) netnsPath(man *Manifest) string {
+	return filepath.Join(m.store.podDir(man.Spec.Name), "netns")
 }
 
 // upperPath is the host path of an in-pod path in the writable layer.

@@ -252,13 +252,22 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 			return err
 		}
 		failpoint.Hit("restore:mounted")
+		// A fresh namespace, plumbed as the pod's was, but cut off from
+		// the bridge until CRIU has restored the sockets in it.
+		netnsPath := m.netnsPath(man)
+		if err := virtns.CreateNetNS(netnsPath); err != nil {
+			return err
+		}
+		if err := man.Network.PlumbPod(netnsPath, man.Endpoint, false); err != nil {
+			return err
+		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		pid, err := m.store.runtime().Restore(rctx, virtns.PodConfig{
 			ID: man.ID, Hostname: man.hostname(), Rootfs: filepath.Join(podDir, virtns.RootfsDir),
 			InitBinary: m.opts.InitBinary, CgroupPath: man.CgroupPath,
 			MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
-			Network: man.Network, Endpoint: man.Endpoint,
+			Network: man.Network, Endpoint: man.Endpoint, NetNSPath: netnsPath,
 		}, virtns.RestoreOptions{ImagesDir: criuDir, Lazy: lazy})
 		if err != nil {
 			return err
@@ -319,6 +328,7 @@ func (m *Manager) backToCheckpointed(man *Manifest) error {
 	err := errors.Join(
 		m.store.runtime().Destroy(man.ID, man.CgroupPath),
 		virtns.DetachVeth(man.Endpoint),
+		virtns.DeleteNetNS(m.netnsPath(man)),
 		virtns.Firewall{}.RemovePod(man.ID),
 		m.rootfs(man).Unmount(),
 	)

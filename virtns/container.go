@@ -52,6 +52,10 @@ type PodConfig struct {
 	// the pod with loopback only.
 	Network  Network
 	Endpoint Endpoint
+	// NetNSPath, when set, is a network namespace podctl made and plumbed
+	// (CreateNetNS, PlumbPod) for the pod to join instead of a new one:
+	// CRIU then leaves it out of checkpoints.
+	NetNSPath string
 	// Path is the in-pod path of the payload's executable, Args its argv.
 	Path string
 	Args []string
@@ -87,7 +91,7 @@ func (c PodConfig) libcontainerConfig(criuConfig string) *configs.Config {
 		Hostname:        c.Hostname,
 		Capabilities:    caps,
 		Namespaces: configs.Namespaces{
-			{Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWNET},
+			{Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWNET, Path: c.NetNSPath},
 			{Type: configs.NEWUTS}, {Type: configs.NEWIPC},
 		},
 		Cgroups: &cgroups.Cgroup{Path: c.CgroupPath, Resources: res},
@@ -105,7 +109,9 @@ func (c PodConfig) libcontainerConfig(criuConfig string) *configs.Config {
 		Labels:   []string{criuConfigLabel + "=" + criuConfig},
 		Version:  "1.2.0",
 	}
-	if c.Endpoint.PodVeth != "" {
+	if c.NetNSPath != "" {
+		cfg.Networks = nil // plumbed by podctl, loopback included
+	} else if c.Endpoint.PodVeth != "" {
 		cfg.NetDevices = map[string]*configs.LinuxNetDevice{c.Endpoint.PodVeth: {Name: PodInterface}}
 		cfg.Routes = []*configs.Route{{
 			Destination: "0.0.0.0/0", Source: c.Endpoint.IP.String(),

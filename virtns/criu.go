@@ -139,7 +139,7 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 	}
 	cfg := c.libcontainerConfig(rt.criuConfigPath(c.ID))
 	var lines []string
-	if c.Endpoint.HostVeth != "" {
+	if c.Endpoint.HostVeth != "" && c.NetNSPath == "" {
 		lines = append(lines, fmt.Sprintf("external veth[%s]:%s", PodInterface, c.Endpoint.HostVeth))
 	}
 	if err := rt.writeCRIUConfig(c.ID, append(lines, "network-lock nftables")...); err != nil {

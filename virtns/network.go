@@ -149,53 +149,43 @@ func (n Network) DeleteBridge() error {
 	return deleteLink(n.Bridge)
 }
 
-// AttachVeth creates the endpoint's veth pair: the host end enslaved to the
-// bridge (isolated on an isolated network) and up; the pod end with the
-// endpoint's MAC and address, left on the host for runc to move into the
-// pod, rename eth0 and bring up (it keeps the address).
+// AttachVeth creates the endpoint's veth pair with its host end enslaved
+// to the bridge (isolated on an isolated network) and up, and its pod end
+// carrying the endpoint's MAC, left on the host for PlumbPod to move into
+// the pod's namespace.
 func (n Network) AttachVeth(ep Endpoint) (err error) {
-	br, err := netlink.LinkByName(n.Bridge)
-	if err != nil {
-		return fmt.Errorf("attach %s: bridge %s: %w", ep.HostVeth, n.Bridge, err)
-	}
-	mac, err := net.ParseMAC(ep.MAC)
-	if err != nil {
-		return fmt.Errorf("attach %s: %w", ep.HostVeth, err)
-	}
-	veth := &netlink.Veth{
-		LinkAttrs:        netlink.LinkAttrs{Name: ep.HostVeth, MasterIndex: br.Attrs().Index, MTU: br.Attrs().MTU},
-		PeerName:         ep.PodVeth,
-		PeerHardwareAddr: mac,
-	}
-	if err := netlink.LinkAdd(veth); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			return errdefs.New(errdefs.Conflict, "attach %s: interface already exists", ep.HostVeth)
-		}
-		return fmt.Errorf("attach %s: %w", ep.HostVeth, err)
+	if err := createVeth(n, ep, true); err != nil {
+		return err
 	}
 	defer func() {
 		if err != nil {
 			deleteLink(ep.HostVeth)
 		}
 	}()
-	host, err := netlink.LinkByName(ep.HostVeth)
+	return n.AdoptVeth(ep)
+}
+
+// createVeth creates the endpoint's veth pair: the host end with the
+// bridge's MTU (enslaved to it with attach), the pod end with the MAC.
+func createVeth(n Network, ep Endpoint, attach bool) error {
+	br, err := netlink.LinkByName(n.Bridge)
 	if err != nil {
-		return fmt.Errorf("attach %s: %w", ep.HostVeth, err)
+		return fmt.Errorf("veth %s: bridge %s: %w", ep.HostVeth, n.Bridge, err)
 	}
-	if n.Isolated {
-		if err := netlink.LinkSetIsolated(host, true); err != nil {
-			return fmt.Errorf("attach %s: isolate: %w", ep.HostVeth, err)
+	mac, err := net.ParseMAC(ep.MAC)
+	if err != nil {
+		return fmt.Errorf("veth %s: %w", ep.HostVeth, err)
+	}
+	attrs := netlink.LinkAttrs{Name: ep.HostVeth, MTU: br.Attrs().MTU}
+	if attach {
+		attrs.MasterIndex = br.Attrs().Index
+	}
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ep.PodVeth, PeerHardwareAddr: mac}
+	if err := netlink.LinkAdd(veth); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return errdefs.New(errdefs.Conflict, "veth %s: interface already exists", ep.HostVeth)
 		}
-	}
-	peer, err := netlink.LinkByName(ep.PodVeth)
-	if err != nil {
-		return fmt.Errorf("attach %s: %w", ep.PodVeth, err)
-	}
-	if err := netlink.AddrAdd(peer, &netlink.Addr{IPNet: prefixToIPNet(n.Prefix(ep.IP))}); err != nil {
-		return fmt.Errorf("attach %s: address %s: %w", ep.PodVeth, ep.IP, err)
-	}
-	if err := netlink.LinkSetUp(host); err != nil {
-		return fmt.Errorf("attach %s: up: %w", ep.HostVeth, err)
+		return fmt.Errorf("veth %s: %w", ep.HostVeth, err)
 	}
 	return nil
 }
