@@ -329,29 +329,46 @@ func extractWatching(ctx context.Context, rd *restart.Reader, dir string, pagesD
 	}
 }
 
-// tunnelTo waits for the session's page tunnel and runs a CRIU page
-// helper (page server or lazy-pages daemon) on dir connected to it.
+// tunnelTo runs a CRIU page helper (page server or lazy-pages daemon) on
+// dir and connects it to the session's page tunnel once that arrives. The
+// helper starts at once, so its start-up is not on the migration's
+// critical path.
 func (s *Server) tunnelTo(ctx context.Context, ss *session, dir string, helper func(context.Context, string, *os.File) error) error {
+	ours, theirs, err := socketPair()
+	if err != nil {
+		return err
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	helperDone := make(chan error, 1)
+	go func() {
+		err := helper(hctx, dir, theirs)
+		theirs.Close()
+		helperDone <- err
+	}()
 	var t pageTunnel
 	select {
 	case t = <-ss.tunnel:
+	case err := <-helperDone:
+		ours.Close()
+		return fmt.Errorf("page helper ended before the source connected: %w", err)
 	case <-ctx.Done():
+		cancel()
+		<-helperDone
+		ours.Close()
 		return ctx.Err()
 	case <-time.After(2 * time.Minute):
+		cancel()
+		<-helperDone
+		ours.Close()
 		return errors.New("the source never opened the page tunnel")
-	}
-	ours, theirs, err := socketPair()
-	if err != nil {
-		close(t.done)
-		return err
 	}
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay(ours, t.r, t.w) }()
-	err = helper(ctx, dir, theirs)
+	err = <-helperDone
 	// The helper's last words (the page server's final acknowledgement)
 	// may still be in the socket: let the relay drain them, and the source
 	// close its side, before ending the tunnel request.
-	theirs.Close()
 	select {
 	case <-relayDone:
 	case <-time.After(10 * time.Second):
