@@ -311,9 +311,12 @@ func (r *cbRawPod) dump(b *testing.B, dir string) time.Duration {
 	d := cbRunCRIU(b, r.h, dir, "dump.log", "dump", "-t", strconv.Itoa(r.pid), "-D", dir, "-o", "dump.log",
 		"--external", "mnt[/.podctl/init]:init", "--tcp-established", "--skip-in-flight")
 	r.pid = 0
-	// The pod's network namespace goes, and its veth pair with it, some
-	// time after its last process: the restore recreates the host end
-	// under the same name.
+	// The first time, the namespace is podctl's, kept by its bind mount in
+	// the pod's directory: drop that, since raw CRIU dumped the namespace
+	// and will recreate it. The pod's network namespace goes, and its veth
+	// pair with it, some time after its last process: the restore
+	// recreates the host end under the same name.
+	r.h.Run("umount", "-l", filepath.Join(filepath.Dir(r.rootfs), "netns"))
 	harness.Eventually(b, 20*time.Second, func() error {
 		if res := r.h.Run("ip", "link", "show", r.hostVeth); res.Code == 0 {
 			return fmt.Errorf("%s still exists after the dump", r.hostVeth)
