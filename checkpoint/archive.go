@@ -216,36 +216,14 @@ func (w *Writer) copyHash(hdr *tar.Header, content io.Reader, h hash.Hash) error
 // the same time (both only read it), and its buffer is reused once the
 // hasher is done with it.
 func (w *Writer) copyHashParallel(hdr *tar.Header, content io.Reader, h hash.Hash) error {
-	toHash := make(chan []byte, len(w.bufs))
-	free := make(chan []byte, len(w.bufs))
-	for _, b := range w.bufs {
-		free <- b
+	read := func(buf []byte) (int, error) { return readChunk(hdr.Name, content, buf) }
+	write := func(buf []byte) error {
+		if _, err := w.tw.Write(buf); err != nil {
+			return fmt.Errorf("checkpoint: write %s: %w", hdr.Name, err)
+		}
+		return nil
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for b := range toHash {
-			h.Write(b)
-			free <- b[:cap(b)]
-		}
-	}()
-	var err error
-	for left := hdr.Size; left > 0 && err == nil; {
-		buf := <-free
-		var n int
-		n, err = readChunk(hdr.Name, content, buf[:min(left, int64(len(buf)))])
-		if err != nil {
-			break
-		}
-		toHash <- buf[:n]
-		if _, werr := w.tw.Write(buf[:n]); werr != nil {
-			err = fmt.Errorf("checkpoint: write %s: %w", hdr.Name, werr)
-		}
-		left -= int64(n)
-	}
-	close(toHash)
-	<-done
-	return err
+	return CopyHashing(w.bufs, hdr.Size, h, read, write)
 }
 
 // readChunk fills buf from the content of the entry name.

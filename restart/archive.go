@@ -749,36 +749,14 @@ func (x *extractor) copyContent(name string, f *os.File, r io.Reader, size int64
 // chunk read is handed to the hasher and written to f at the same time
 // (both only read it), and its buffer is reused once the hasher is done.
 func (x *extractor) copyParallel(name string, f *os.File, r io.Reader, size int64, h hash.Hash) error {
-	toHash := make(chan []byte, len(x.bufs))
-	free := make(chan []byte, len(x.bufs))
-	for _, b := range x.bufs {
-		free <- b
+	read := func(buf []byte) (int, error) { return x.readChunk(r, buf) }
+	write := func(buf []byte) error {
+		if _, err := f.Write(buf); err != nil {
+			return bad("extract %s: %v", name, err)
+		}
+		return nil
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for b := range toHash {
-			h.Write(b)
-			free <- b[:cap(b)]
-		}
-	}()
-	var err error
-	for left := size; left > 0; {
-		buf := <-free
-		var n int
-		if n, err = x.readChunk(r, buf[:min(left, int64(len(buf)))]); err != nil {
-			break
-		}
-		toHash <- buf[:n]
-		if _, werr := f.Write(buf[:n]); werr != nil {
-			err = bad("extract %s: %v", name, werr)
-			break
-		}
-		left -= int64(n)
-	}
-	close(toHash)
-	<-done
-	return err
+	return checkpoint.CopyHashing(x.bufs[:], size, h, read, write)
 }
 
 // readChunk fills buf from the entry's content, unless ctx is done.
