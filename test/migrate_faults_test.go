@@ -43,10 +43,12 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 		noDock    bool     // no dock runs at all
 		dockEnv   []string // the dock's environment (failpoints)
 		sourceEnv []string // the migrating podctl's environment
+		sourcePKI string   // the migrating podctl's --pki (default: the docks')
 		prepare   func(t *testing.T) (undo func())
 		want      string // in the one-line error
 	}{
 		{name: "unreachable", noDock: true, want: "unreachable"},
+		{name: "certificate of another CA", sourcePKI: lan.PKI(t), want: "certificate"},
 		{name: "wrong port", to: lan.HostAddr(1) + ":7999", want: "unreachable"},
 		{name: "dock killed after accepting", dockEnv: []string{"PODCTL_FAILPOINT=dock:accepted"}},
 		{name: "dock killed before restoring", dockEnv: []string{"PODCTL_FAILPOINT=dock:extracted"}},
@@ -97,7 +99,11 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 				to = dockTo
 			}
 			counted := consecutive(t, "victim's log", a.MustPodctl("logs", "victim"))
-			cmd := a.Command(a.PodctlArgv("migrate", "victim", "--to", to, "--pki", pki)...)
+			srcPKI := pki
+			if tc.sourcePKI != "" {
+				srcPKI = tc.sourcePKI
+			}
+			cmd := a.Command(a.PodctlArgv("migrate", "victim", "--to", to, "--pki", srcPKI)...)
 			cmd.Env = append(os.Environ(), tc.sourceEnv...)
 			r := a.RunCmd(cmd)
 			lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")

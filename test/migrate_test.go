@@ -91,7 +91,7 @@ func migrateAround(t *testing.T, live bool) {
 		lan.StartDock(t, i, pki)
 	}
 	a := lan.Hosts[0]
-	a.MustPodctl("create", "--name", "echo", "--", "python3", "-c", workload(t, "echo.py"), "64")
+	a.MustPodctl("create", "--name", "echo", "--publish", "17000:7000", "--", "python3", "-c", workload(t, "echo.py"), "64")
 	podFile(t, a, "echo", "/tmp/ready")
 	ip := a.Inspect("echo").Endpoint.IP
 	client := startClient(t, lan, ip)
@@ -112,6 +112,10 @@ func migrateAround(t *testing.T, live bool) {
 		if p.Status != "running" || p.Endpoint.IP != ip {
 			t.Fatalf("at host %d: status %s, ip %s (want running, %s)", hop, p.Status, p.Endpoint.IP, ip)
 		}
+		// Its published port moved with it.
+		if got := to.Run("python3", "-c", publishedEcho, "17000").Stdout; got != "hello\n" {
+			t.Fatalf("published port 17000 on host %d echoed %q", hop, got)
+		}
 		client.advance(t, 20)
 	}
 	a.MustPodctl("exec", "echo", "--", "touch", "/tmp/check")
@@ -120,6 +124,12 @@ func migrateAround(t *testing.T, live bool) {
 	}
 	client.finish(t)
 }
+
+// publishedEcho sends one line to 127.0.0.1:PORT and prints the echo.
+const publishedEcho = `import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+c.sendall(b"hello\n")
+print(c.makefile("rb").readline().decode(), end="")`
 
 func TestMigrateKeepsTCPConnection(t *testing.T) {
 	harness.RequireRoot(t)

@@ -104,7 +104,12 @@ func (c *Client) Hello(ctx context.Context) (*Hello, error) {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, errdefs.New(errdefs.Unsupported, "dock %s is unreachable: %v", c.addr, unwrapURLError(err))
+		err = unwrapURLError(err)
+		var verr *tls.CertificateVerificationError
+		if msg := err.Error(); errors.As(err, &verr) || strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ") {
+			return nil, errdefs.New(errdefs.Unsupported, "dock %s: mutual TLS authentication failed (certificates of another CA?): %v", c.addr, err)
+		}
+		return nil, errdefs.New(errdefs.Unsupported, "dock %s is unreachable: %v", c.addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

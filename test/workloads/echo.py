@@ -1,5 +1,5 @@
-# echo serves TCP on port 7000, echoing every line back, one connection at
-# a time. With an argument N it also holds N MiB of memory, every page
+# echo serves TCP on port 7000, echoing every line back, a thread per
+# connection. With an argument N it also holds N MiB of memory, every page
 # different, and writes "mem-ok" or "mem-bad" to /tmp/result whenever
 # /tmp/check appears (the memory must survive migration intact).
 import hashlib, os, socket, sys, threading, time
@@ -25,8 +25,11 @@ srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("0.0.0.0", 7000))
 srv.listen(8)
 open("/tmp/ready", "w").write("ready\n")
-while True:
-    conn, _ = srv.accept()
+def serve(conn):
     for line in conn.makefile("rb"):
         conn.sendall(line)
     conn.close()
+
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
