@@ -283,10 +283,14 @@ func (m *Manager) build(ctx context.Context, man *Manifest) error {
 	if err := (virtns.Firewall{}).AddPorts(man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
 		return err
 	}
+	initBin, err := m.initBinary()
+	if err != nil {
+		return err
+	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_, err = m.store.runtime().Start(startCtx, virtns.PodConfig{
-		ID: man.ID, Hostname: man.hostname(), Rootfs: rootfsPath, InitBinary: m.opts.InitBinary,
+		ID: man.ID, Hostname: man.hostname(), Rootfs: rootfsPath, InitBinary: initBin,
 		CgroupPath: man.CgroupPath, MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
 		Network: man.Network, Endpoint: man.Endpoint, NetNSPath: netnsPath,
 		Path: path, Args: man.Spec.Command, Env: vars, Cwd: workdir,

@@ -261,11 +261,15 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 		if err := man.Network.PlumbPod(netnsPath, man.Endpoint, false); err != nil {
 			return err
 		}
+		initBin, err := m.initBinary()
+		if err != nil {
+			return err
+		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		pid, err := m.store.runtime().Restore(rctx, virtns.PodConfig{
 			ID: man.ID, Hostname: man.hostname(), Rootfs: filepath.Join(podDir, virtns.RootfsDir),
-			InitBinary: m.opts.InitBinary, CgroupPath: man.CgroupPath,
+			InitBinary: initBin, CgroupPath: man.CgroupPath,
 			MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
 			Network: man.Network, Endpoint: man.Endpoint, NetNSPath: netnsPath,
 		}, virtns.RestoreOptions{ImagesDir: criuDir, Lazy: lazy})

@@ -75,7 +75,7 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
-	if err := rt.writeCRIUConfig(id, "network-lock nftables"); err != nil {
+	if err := rt.writeCRIUConfig(id, "network-lock skip"); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
 	EnsureKerndatCache(ctx)
@@ -142,7 +142,7 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 	if c.Endpoint.HostVeth != "" && c.NetNSPath == "" {
 		lines = append(lines, fmt.Sprintf("external veth[%s]:%s", PodInterface, c.Endpoint.HostVeth))
 	}
-	if err := rt.writeCRIUConfig(c.ID, append(lines, "network-lock nftables")...); err != nil {
+	if err := rt.writeCRIUConfig(c.ID, append(lines, "network-lock skip")...); err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
 	}
 	ctr, err := libcontainer.Create(rt.StateDir, c.ID, cfg)

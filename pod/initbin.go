@@ -1,0 +1,66 @@
+package pod
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podctl/podctl/internal/statedir"
+)
+
+// initBinary returns the copy of the podctl binary that pods bind-mount as
+// their init, making it on first use. Pods map their init's executable,
+// and CRIU dumps such a mapping by reference to the file: were the pods
+// to use the podctl binary itself, replacing it (an upgrade, a rebuild)
+// would leave running pods mapping a deleted file, which CRIU refuses to
+// dump ("ghost file"). The copy, named after the binary's size and
+// modification time, never changes while a pod uses it. Copies of
+// binaries no longer installed are not removed yet.
+func (m *Manager) initBinary() (string, error) {
+	src := m.opts.InitBinary
+	var st unix.Stat_t
+	if err := unix.Stat(src, &st); err != nil {
+		return "", fmt.Errorf("init binary %s: %w", src, err)
+	}
+	dir := filepath.Join(m.opts.Root, "init")
+	dst := filepath.Join(dir, fmt.Sprintf("podctl-%d-%d.%09d", st.Size, st.Mtim.Sec, st.Mtim.Nsec))
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("init binary: %w", err)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("init binary: %w", err)
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(dir, ".podctl-*")
+	if err != nil {
+		return "", fmt.Errorf("init binary: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = io.Copy(tmp, in)
+	if err == nil {
+		err = tmp.Chmod(0o755)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err == nil {
+		err = statedir.SyncDir(dir)
+	}
+	if err != nil {
+		return "", fmt.Errorf("init binary: %w", err)
+	}
+	return dst, nil
+}
