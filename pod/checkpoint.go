@@ -231,21 +231,38 @@ func (fp *frozenPod) resume() error {
 // ports still reserved for its restore), its archive at archive.
 // Otherwise it is just stopped, like a pod whose command exited.
 func (m *Manager) stopCheckpointed(man *Manifest, keep bool, archive string) error {
-	rootfs := m.rootfs(man)
-	err := errors.Join(
-		m.store.runtime().Destroy(man.ID, man.CgroupPath),
-		virtns.DetachVeth(man.Endpoint),
-		virtns.DeleteNetNS(m.netnsPath(man)),
-	)
-	if err != nil || !keep {
+	if err := m.store.runtime().Destroy(man.ID, man.CgroupPath); err != nil {
 		return err
 	}
-	if err := errors.Join(virtns.Firewall{}.RemovePod(man.ID), rootfs.Unmount()); err != nil {
+	// With its processes gone, the pod's network, rules and root
+	// filesystem are independent: take them down at once (deleting a veth
+	// alone waits some 15 ms for the kernel).
+	network := func() error {
+		return errors.Join(virtns.DetachVeth(man.Endpoint), virtns.DeleteNetNS(m.netnsPath(man)))
+	}
+	if !keep {
+		return network()
+	}
+	rules := func() error { return virtns.Firewall{}.RemovePod(man.ID) }
+	if err := parallel(network, rules, m.rootfs(man).Unmount); err != nil {
 		return err
 	}
 	man.State = StateCheckpointed
 	man.Checkpoint = archive
 	return m.store.save(man)
+}
+
+// parallel runs fs concurrently and joins their errors.
+func parallel(fs ...func() error) error {
+	errs := make(chan error, len(fs))
+	for _, f := range fs {
+		go func() { errs <- f() }()
+	}
+	var all []error
+	for range fs {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
 
 // archiveManifest describes a pod for the archive about to be written.
