@@ -268,13 +268,6 @@ func setFreezer(path string, state cgroups.FreezerState) error {
 	return nil
 }
 
-// WaitPodGone waits until the pod's init has exited.
-func (rt Runtime) WaitPodGone(ctx context.Context, id string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return rt.waitStopped(ctx, id)
-}
-
 // PageServer runs `criu page-server` writing the memory pages a dumping
 // CRIU sends over sock into dir, and returns when the dump side is done
 // (or ctx ends, which kills it).
