@@ -88,14 +88,18 @@ func (m *Manager) Restore(ctx context.Context, source string, o RestoreOptions) 
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := in.Commit(); err != nil {
+		return nil, nil, err
+	}
 	t.Restore = time.Since(rs)
 	t.Total = time.Since(start)
 	return man, t, nil
 }
 
 // Incoming is a pod being restored on this host: its name, address and
-// published ports are reserved, nothing of it runs yet. It ends with
-// Start (the pod runs) or Abort (nothing of it is left), then Close.
+// published ports are reserved, nothing of it runs yet. Start runs it,
+// Commit makes it this host's; Abort (or Close before Commit) leaves
+// nothing of it.
 type Incoming struct {
 	m       *Manager
 	man     *Manifest
@@ -267,7 +271,7 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		pid, err := m.store.runtime().Restore(rctx, virtns.PodConfig{
+		_, err = m.store.runtime().Restore(rctx, virtns.PodConfig{
 			ID: man.ID, Hostname: man.hostname(), Rootfs: filepath.Join(podDir, virtns.RootfsDir),
 			InitBinary: initBin, CgroupPath: man.CgroupPath,
 			MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
@@ -289,21 +293,36 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 		// Tell the LAN's switches and neighbours where the address lives
 		// now; the pod's MAC is the same as before, so this only moves
 		// forwarding entries.
-		return virtns.SendGratuitousARP(ctx, fmt.Sprintf("/proc/%d/ns/net", pid), virtns.PodInterface, man.Endpoint.IP, 1)
+		return virtns.SendGratuitousARP(ctx, netnsPath, virtns.PodInterface, man.Endpoint.IP, 1)
 	}()
 	if err != nil {
 		return nil, in.fail(fmt.Errorf("restore %s: %w", man.Spec.Name, err))
 	}
+	return man, nil
+}
+
+// Commit records the started pod as this host's. Until then the pod runs
+// but is still in a transitional state: Close (or, after a crash, the next
+// podctl's recovery) takes it back.
+func (in *Incoming) Commit() error {
+	man := in.man
 	old := man.Checkpoint
 	man.State, man.Checkpoint = StateCreated, ""
-	if err := m.store.save(man); err != nil {
-		return nil, in.fail(err)
+	if err := in.m.store.save(man); err != nil {
+		return in.fail(err)
 	}
 	if old != "" {
 		os.Remove(old)
 	}
 	in.done = true
-	return man, nil
+	return nil
+}
+
+// Undo takes back a committed pod: a dock whose source could not learn
+// that the pod runs here (and so resumes its own copy) removes it.
+func (in *Incoming) Undo() error {
+	in.done = false
+	return in.Abort()
 }
 
 // Abort undoes everything Receive and Start did.

@@ -282,11 +282,20 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	restoreTime := time.Since(start)
+	// Committed before the source is told: a dock that dies between the
+	// two leaves the pod here as well as resumed at the source (a
+	// duplicate), never nowhere (see ARCHITECTURE.md, the commit point).
+	if err := in.Commit(); err != nil {
+		fail(err)
+		return
+	}
 	if err := send(Event{Type: EventRestored, Pod: man.Spec.Name, IP: man.Endpoint.IP.String(), Restore: restoreTime, Bytes: counted.n}); err != nil {
 		// The source cannot know the pod runs here and will resume its
 		// own copy: this one must go.
 		log.Warn("source went away before learning of the restore; removing the pod", "err", err)
-		s.Manager.Remove(context.Background(), man.Spec.Name, true)
+		if err := in.Undo(); err != nil {
+			log.Error("removing the pod failed", "err", err)
+		}
 		return
 	}
 	log.Info("pod restored", "restore", restoreTime, "bytes", counted.n, "lazy", lazy)
