@@ -56,6 +56,13 @@ type CheckpointOptions struct {
 	// set, CRIU listens there and serves them on demand to a restoring
 	// destination's lazy-pages daemon.
 	PageServer netip.AddrPort
+	// PageServerConn, instead of PageServer (with Lazy unset), is an
+	// already connected stream socket to send pages on. It is handed to
+	// CRIU by inheritance (`ps-socket`): libcontainer passes no extra
+	// files to a dump, but CRIU inherits any descriptor not marked
+	// close-on-exec. A unix socket also spares CRIU's TCP_CORK, which
+	// held its last page-server message for some 200 ms.
+	PageServerConn *os.File
 	// Lazy dumps for post-copy: CRIU returns only once every page has
 	// been fetched from its page server (or the transfer failed).
 	Lazy bool
@@ -75,7 +82,21 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
-	if err := rt.writeCRIUConfig(id, "network-lock skip"); err != nil {
+	lines := []string{"network-lock skip"}
+	if o.PageServerConn != nil {
+		// A duplicate numbered well above the descriptors exec sets up
+		// for CRIU (0-3), and without close-on-exec (F_DUPFD clears it).
+		fd, err := unix.FcntlInt(o.PageServerConn.Fd(), unix.F_DUPFD, 100)
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: page server socket: %w", id, err)
+		}
+		defer unix.Close(fd)
+		lines = append(lines, "ps-socket "+strconv.Itoa(fd))
+		// CRIU sends to a page server only when told of one; the
+		// socket above replaces the address.
+		o.PageServer = netip.AddrPortFrom(netip.IPv4Unspecified(), 1)
+	}
+	if err := rt.writeCRIUConfig(id, lines...); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
 	EnsureKerndatCache(ctx)

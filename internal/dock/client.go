@@ -267,14 +267,15 @@ func Migrate(ctx context.Context, m *pod.Manager, name string, c *Client, o Migr
 	var dumpDone chan error
 	dumpWaited := false
 	if !o.Live {
-		// CRIU connects to us and sends the pages; we forward them.
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		// CRIU sends the pages on a socket we give it; we forward them.
+		ours, theirs, err := socketPair()
 		if err != nil {
 			return nil, err
 		}
-		tunnelDone := tunnel.forwardAccepted(rctx, ln)
-		err = out.Dump(rctx, virtns.CheckpointOptions{ImagesDir: imagesDir, PageServer: netip.MustParseAddrPort(ln.Addr().String())})
-		ln.Close()
+		tunnelDone := make(chan error, 1)
+		go func() { tunnelDone <- tunnel.relayLocal(rctx, ours) }()
+		err = out.Dump(rctx, virtns.CheckpointOptions{ImagesDir: imagesDir, PageServerConn: theirs})
+		theirs.Close()
 		if err != nil {
 			// The dock's own account (a full disk, say) beats CRIU's "the
 			// page server doesn't answer".

@@ -93,8 +93,8 @@ func (t *pageTunnelClient) open(ctx context.Context) (io.ReadCloser, io.WriteClo
 	return resp.Body, countWriteCloser{pw, t.counter}, nil
 }
 
-// connect relays between a local CRIU connection and a new tunnel.
-func (t *pageTunnelClient) connect(ctx context.Context, conn net.Conn) error {
+// relayLocal relays between a local CRIU connection and a new tunnel.
+func (t *pageTunnelClient) relayLocal(ctx context.Context, conn io.ReadWriteCloser) error {
 	defer conn.Close()
 	body, w, err := t.open(ctx)
 	if err != nil {
@@ -102,22 +102,6 @@ func (t *pageTunnelClient) connect(ctx context.Context, conn net.Conn) error {
 	}
 	defer body.Close()
 	return relay(conn, body, w)
-}
-
-// forwardAccepted relays the first connection accepted on ln (a dumping
-// CRIU sending its pages) through a tunnel. The channel reports when
-// both directions are done.
-func (t *pageTunnelClient) forwardAccepted(ctx context.Context, ln net.Listener) <-chan error {
-	done := make(chan error, 1)
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		done <- t.connect(ctx, conn)
-	}()
-	return done
 }
 
 // forwardDial connects to a lazily dumping CRIU's page server at ps and
@@ -128,7 +112,7 @@ func (t *pageTunnelClient) forwardDial(ctx context.Context, ps netip.AddrPort) e
 	if err != nil {
 		return err
 	}
-	return t.connect(ctx, conn)
+	return t.relayLocal(ctx, conn)
 }
 
 type countWriteCloser struct {
