@@ -292,8 +292,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest) error {
 	_, err = m.store.runtime().Start(startCtx, virtns.PodConfig{
 		ID: man.ID, Hostname: man.hostname(), Rootfs: rootfsPath, InitBinary: initBin,
 		CgroupPath: man.CgroupPath, MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
-		Network: man.Network, Endpoint: man.Endpoint, NetNSPath: netnsPath,
-		Path: path, Args: man.Spec.Command, Env: vars, Cwd: workdir,
+		NetNSPath: netnsPath, Path: path, Args: man.Spec.Command, Env: vars, Cwd: workdir,
 	})
 	if err != nil {
 		return fmt.Errorf("create pod %s: %w", man.Spec.Name, err)
@@ -439,14 +438,17 @@ func (m *Manager) removeStaleTemp() error {
 		if err != nil {
 			return err
 		}
+		var pl *statedir.Lock
 		if name != "" {
-			pl, err := m.store.tryLockPod(name)
-			if err != nil {
+			if pl, err = m.store.tryLockPod(name); err != nil {
 				continue // in use
 			}
-			defer pl.Unlock()
 		}
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+		err = os.RemoveAll(filepath.Join(dir, e.Name()))
+		if pl != nil {
+			pl.Unlock()
+		}
+		if err != nil {
 			return fmt.Errorf("remove stale %s: %w", e.Name(), err)
 		}
 	}

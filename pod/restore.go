@@ -275,7 +275,7 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 			ID: man.ID, Hostname: man.hostname(), Rootfs: filepath.Join(podDir, virtns.RootfsDir),
 			InitBinary: initBin, CgroupPath: man.CgroupPath,
 			MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
-			Network: man.Network, Endpoint: man.Endpoint, NetNSPath: netnsPath,
+			NetNSPath: netnsPath,
 		}, virtns.RestoreOptions{ImagesDir: criuDir, Lazy: lazy})
 		if err != nil {
 			return err

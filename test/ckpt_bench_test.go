@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podctl/podctl/internal/dock"
 	"github.com/podctl/podctl/test/harness"
 )
 
@@ -573,18 +574,7 @@ func BenchmarkMigrate(b *testing.B) {
 }
 
 // cbMigOut is `podctl migrate --json`.
-type cbMigOut struct {
-	Mode         string        `json:"mode"`
-	Freeze       time.Duration `json:"freezeNs"`
-	Dump         time.Duration `json:"dumpNs"`
-	Transfer     time.Duration `json:"transferNs"`
-	Restore      time.Duration `json:"restoreNs"`
-	Downtime     time.Duration `json:"downtimeNs"`
-	PostCopy     time.Duration `json:"postCopyNs"`
-	Total        time.Duration `json:"totalNs"`
-	ArchiveBytes int64         `json:"archiveBytes"`
-	PageBytes    int64         `json:"pageBytes"`
-}
+type cbMigOut = dock.MigrateResult
 
 // cbMigrateOnce migrates pod from host from to host to and checks it runs
 // there and nowhere else.

@@ -48,13 +48,10 @@ type PodConfig struct {
 	CgroupPath string
 	// MemoryLimit and PidsLimit are cgroup limits; 0 means none.
 	MemoryLimit, PidsLimit int64
-	// Network and Endpoint give the pod its eth0; a zero Endpoint leaves
-	// the pod with loopback only.
-	Network  Network
-	Endpoint Endpoint
 	// NetNSPath, when set, is a network namespace podctl made and plumbed
-	// (CreateNetNS, PlumbPod) for the pod to join instead of a new one:
-	// CRIU then leaves it out of checkpoints.
+	// (CreateNetNS, PlumbPod: eth0, loopback, routes) for the pod to join,
+	// which CRIU then leaves out of checkpoints. Empty gives the pod a new
+	// namespace with loopback only.
 	NetNSPath string
 	// Path is the in-pod path of the payload's executable, Args its argv.
 	Path string
@@ -111,12 +108,6 @@ func (c PodConfig) libcontainerConfig(criuConfig string) *configs.Config {
 	}
 	if c.NetNSPath != "" {
 		cfg.Networks = nil // plumbed by podctl, loopback included
-	} else if c.Endpoint.PodVeth != "" {
-		cfg.NetDevices = map[string]*configs.LinuxNetDevice{c.Endpoint.PodVeth: {Name: PodInterface}}
-		cfg.Routes = []*configs.Route{{
-			Destination: "0.0.0.0/0", Source: c.Endpoint.IP.String(),
-			Gateway: c.Network.Gateway.String(), InterfaceName: PodInterface,
-		}}
 	}
 	return cfg
 }

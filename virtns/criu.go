@@ -23,7 +23,7 @@ import (
 // file of a container. libcontainer passes it to every CRIU call, and CRIU
 // lets the file override RPC options: it is how podctl gives CRIU the
 // options libcontainer does not expose (the network lock method, the
-// log level, external veth declarations).
+// log level, the page server socket).
 const criuConfigLabel = "org.criu.config"
 
 // criuLogLevel keeps CRIU's logs to errors and warnings: libcontainer asks
@@ -133,7 +133,7 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	}
 	err = runCRIU(ctx, func() error { return ctr.Checkpoint(opts) })
 	if err != nil {
-		return fmt.Errorf("checkpoint %s: %w%s", id, err, criuLogTail(filepath.Join(o.ImagesDir, "dump.log")))
+		return fmt.Errorf("checkpoint %s: %w%s", id, err, criuLogError(filepath.Join(o.ImagesDir, "dump.log")))
 	}
 	return nil
 }
@@ -149,21 +149,16 @@ type RestoreOptions struct {
 
 // Restore recreates a checkpointed pod from CRIU images: a new
 // libcontainer container with c's configuration (cgroup limits included)
-// whose processes, namespaces and sockets come from the images. The pod's
-// eth0 is recreated as a veth pair whose host end is named
-// c.Endpoint.HostVeth and left outside any bridge and down: the caller
-// attaches it once restore has finished, so no packet reaches a half
-// restored socket. It returns the host PID of the pod's init.
+// whose processes, namespaces and sockets come from the images, joining
+// the network namespace c.NetNSPath the caller has made and plumbed (and
+// keeps off the bridge until restore has finished, so no packet reaches a
+// half restored socket). It returns the host PID of the pod's init.
 func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (pid int, err error) {
 	if err := os.MkdirAll(rt.StateDir, 0o700); err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
 	}
 	cfg := c.libcontainerConfig(rt.criuConfigPath(c.ID))
-	var lines []string
-	if c.Endpoint.HostVeth != "" && c.NetNSPath == "" {
-		lines = append(lines, fmt.Sprintf("external veth[%s]:%s", PodInterface, c.Endpoint.HostVeth))
-	}
-	if err := rt.writeCRIUConfig(c.ID, append(lines, "network-lock skip")...); err != nil {
+	if err := rt.writeCRIUConfig(c.ID, "network-lock skip"); err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
 	}
 	ctr, err := libcontainer.Create(rt.StateDir, c.ID, cfg)
@@ -192,7 +187,7 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 		StatusFd:          -1,
 	}
 	if err := runCRIU(ctx, func() error { return ctr.Restore(proc, opts) }); err != nil {
-		return 0, fmt.Errorf("restore %s: %w%s", c.ID, err, criuLogTail(filepath.Join(o.ImagesDir, "restore.log")))
+		return 0, fmt.Errorf("restore %s: %w%s", c.ID, err, criuLogError(filepath.Join(o.ImagesDir, "restore.log")))
 	}
 	if pid, err = proc.Pid(); err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
@@ -246,29 +241,29 @@ func killChildren(comm string) {
 	}
 }
 
-// criuLogTail returns the first meaningful error line of a CRIU log (the
+// criuLogError returns the first meaningful error line of a CRIU log (the
 // cause; later ones are consequences), formatted to be appended to an
 // error message ("" if there is none).
-func criuLogTail(path string) string {
+func criuLogError(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	var last string
+	var first string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
 		// The missing CAP_SYS_RESOURCE's rlimit complaint is harmless.
 		if line := sc.Text(); strings.Contains(line, "Error") && !strings.Contains(line, "RLIMIT_NOFILE") {
-			last = strings.TrimSpace(line)
+			first = strings.TrimSpace(line)
 			break
 		}
 	}
-	if last == "" {
+	if first == "" {
 		return ""
 	}
-	return fmt.Sprintf(" (%s: %s)", filepath.Base(path), last)
+	return fmt.Sprintf(" (%s: %s)", filepath.Base(path), first)
 }
 
 // Freeze stops every process of the pod's cgroup with the freezer, so the
@@ -312,7 +307,7 @@ func runHelper(ctx context.Context, dir, logFile string, sock *os.File, args ...
 	// A dock that dies takes its page helpers with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("criu %s: %w%s%s", args[0], err, strings.TrimSpace(" "+string(out)), criuLogTail(filepath.Join(dir, logFile)))
+		return fmt.Errorf("criu %s: %w%s%s", args[0], err, strings.TrimSpace(" "+string(out)), criuLogError(filepath.Join(dir, logFile)))
 	}
 	return nil
 }

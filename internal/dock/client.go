@@ -231,7 +231,7 @@ func Migrate(ctx context.Context, m *pod.Manager, name string, c *Client, o Migr
 		resp, err := c.http.Do(req)
 		respCh <- response{resp, err}
 	}()
-	var body io.Writer = countWriter{pw, &archiveBytes}
+	var body io.Writer = countWriteCloser{pw, &archiveBytes}
 	if failpoint.Armed("migrate:corrupt-archive") {
 		body = &faultyWriter{w: body, at: 64 << 10, corrupt: true}
 	} else if failpoint.Armed("migrate:truncate-archive") {
@@ -455,17 +455,6 @@ func (e *eventReader) orErr(err error) error {
 		return rerr
 	}
 	return err
-}
-
-type countWriter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (c countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // reportProgress calls progress every 100 ms until stopped.
