@@ -19,15 +19,25 @@ import (
 // dump ("ghost file"). The copy, named after the binary's size and
 // modification time, never changes while a pod uses it. Copies of
 // binaries no longer installed are not removed yet.
-func (m *Manager) initBinary() (string, error) {
+//
+// A pod restored on the host it was dumped on maps the copy its
+// manifest names (man.Init), which may be an older binary's; any other
+// pod gets, and records, the copy of the running binary.
+func (m *Manager) initBinary(man *Manifest) (string, error) {
+	dir := filepath.Join(m.opts.Root, "init")
+	if man.Init != "" && filepath.Base(man.Init) == man.Init {
+		if p := filepath.Join(dir, man.Init); fileExists(p) {
+			return p, nil
+		}
+	}
 	src := m.opts.InitBinary
 	var st unix.Stat_t
 	if err := unix.Stat(src, &st); err != nil {
 		return "", fmt.Errorf("init binary %s: %w", src, err)
 	}
-	dir := filepath.Join(m.opts.Root, "init")
-	dst := filepath.Join(dir, fmt.Sprintf("podctl-%d-%d.%09d", st.Size, st.Mtim.Sec, st.Mtim.Nsec))
-	if _, err := os.Stat(dst); err == nil {
+	man.Init = fmt.Sprintf("podctl-%d-%d.%09d", st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+	dst := filepath.Join(dir, man.Init)
+	if fileExists(dst) {
 		return dst, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -63,4 +73,9 @@ func (m *Manager) initBinary() (string, error) {
 		return "", fmt.Errorf("init binary: %w", err)
 	}
 	return dst, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -283,7 +283,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest) error {
 	if err := (virtns.Firewall{}).AddPorts(man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
 		return err
 	}
-	initBin, err := m.initBinary()
+	initBin, err := m.initBinary(man)
 	if err != nil {
 		return err
 	}

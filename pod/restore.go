@@ -265,7 +265,7 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 		if err := man.Network.PlumbPod(netnsPath, man.Endpoint, false); err != nil {
 			return err
 		}
-		initBin, err := m.initBinary()
+		initBin, err := m.initBinary(man)
 		if err != nil {
 			return err
 		}

@@ -165,3 +165,51 @@ func TestCheckpointToFileLeaveRunning(t *testing.T) {
 		t.Fatalf("memory limit after restore: %q %v", b, err)
 	}
 }
+
+// TestRestoreAfterPodctlReplaced checkpoints a pod, replaces the podctl
+// binary by a different one (as an upgrade would) and restores the pod
+// with it: the pod must map the init it was dumped with, or CRIU refuses.
+func TestRestoreAfterPodctlReplaced(t *testing.T) {
+	h := newHost(t)
+	bin := filepath.Join(t.TempDir(), "podctl")
+	copyFile(t, h.Binary, bin)
+	h.Binary = bin
+	h.MustPodctl("create", "--name", "count", "--", "sh", "-c", `i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done`)
+	waitLog(t, h, "count", "5\n")
+	h.MustPodctl("checkpoint", "count")
+	at := consecutive(t, "log", h.MustPodctl("logs", "count"))
+
+	// A different binary in the same place: one byte longer, a new mtime.
+	f, err := os.OpenFile(bin, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	h.MustPodctl("restore", "count")
+	harness.Eventually(t, 10*time.Second, func() error {
+		if n := consecutive(t, "log", h.MustPodctl("logs", "count")); n <= at+3 {
+			return fmt.Errorf("restored pod has counted to %d only", n)
+		}
+		return nil
+	})
+	// A pod created now uses the new binary.
+	h.MustPodctl("create", "--name", "fresh", "--", "sleep", "1000")
+	if p := h.Inspect("fresh"); p.Status != "running" {
+		t.Fatalf("fresh pod is %s", p.Status)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
