@@ -46,7 +46,9 @@ func SendGratuitousARP(ctx context.Context, nsPath, ifname string, ip netip.Addr
 	if err != nil {
 		return fmt.Errorf("gratuitous ARP for %s: %w", ip, err)
 	}
-	defer unix.Close(fd)
+	// Closing a packet socket waits for an RCU grace period (the
+	// kernel's synchronize_net), some 20 ms nobody needs to wait for.
+	defer func() { go unix.Close(fd) }()
 
 	frame := garpFrame(mac, ip)
 	to := &unix.SockaddrLinklayer{

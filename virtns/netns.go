@@ -93,11 +93,18 @@ func DeleteNetNS(path string) error {
 // restored, whose sockets must see no packet before CRIU has restored
 // them).
 func (n Network) PlumbPod(nsPath string, ep Endpoint, attach bool) (err error) {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("plumb %s: %w", nsPath, err)
+	}
+	defer ns.Close()
+	// The pod end is created inside the namespace: moving a link between
+	// namespaces waits for an RCU grace period, some 30 ms.
 	if attach {
-		if err := n.AttachVeth(ep); err != nil {
+		if err := n.AttachVeth(ep, ns); err != nil {
 			return err
 		}
-	} else if err := createVeth(n, ep, false); err != nil {
+	} else if err := createVeth(n, ep, false, ns); err != nil {
 		return err
 	}
 	defer func() {
@@ -105,18 +112,6 @@ func (n Network) PlumbPod(nsPath string, ep Endpoint, attach bool) (err error) {
 			DetachVeth(ep)
 		}
 	}()
-	ns, err := netns.GetFromPath(nsPath)
-	if err != nil {
-		return fmt.Errorf("plumb %s: %w", nsPath, err)
-	}
-	defer ns.Close()
-	peer, err := netlink.LinkByName(ep.PodVeth)
-	if err != nil {
-		return fmt.Errorf("plumb %s: %w", ep.PodVeth, err)
-	}
-	if err := netlink.LinkSetNsFd(peer, int(ns)); err != nil {
-		return fmt.Errorf("plumb %s: move into the pod: %w", ep.PodVeth, err)
-	}
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("plumb %s: %w", nsPath, err)
@@ -127,12 +122,9 @@ func (n Network) PlumbPod(nsPath string, ep Endpoint, attach bool) (err error) {
 	} else if err := h.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("plumb lo: %w", err)
 	}
-	eth, err := h.LinkByName(ep.PodVeth)
+	eth, err := h.LinkByName(PodInterface)
 	if err != nil {
-		return fmt.Errorf("plumb %s: %w", ep.PodVeth, err)
-	}
-	if err := h.LinkSetName(eth, PodInterface); err != nil {
-		return fmt.Errorf("plumb %s: rename: %w", ep.PodVeth, err)
+		return fmt.Errorf("plumb %s: %w", PodInterface, err)
 	}
 	if err := h.AddrReplace(eth, &netlink.Addr{IPNet: prefixToIPNet(n.Prefix(ep.IP))}); err != nil {
 		return fmt.Errorf("plumb %s: address: %w", PodInterface, err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/podctl/podctl/internal/errdefs"
@@ -70,8 +71,9 @@ type Endpoint struct {
 	IP       netip.Addr `json:"ip"`
 	MAC      string     `json:"mac"`
 	HostVeth string     `json:"hostVeth"`
-	// PodVeth is the pod end's name on the host, before it is moved into
-	// the pod and renamed eth0.
+	// PodVeth is a name reserved for the pod end on the host. The pod end
+	// is now created inside the pod's namespace as eth0 and never appears
+	// on the host; leftover checks and older manifests still use it.
 	PodVeth string `json:"podVeth"`
 }
 
@@ -150,11 +152,11 @@ func (n Network) DeleteBridge() error {
 }
 
 // AttachVeth creates the endpoint's veth pair with its host end enslaved
-// to the bridge (isolated on an isolated network) and up, and its pod end
-// carrying the endpoint's MAC, left on the host for PlumbPod to move into
-// the pod's namespace.
-func (n Network) AttachVeth(ep Endpoint) (err error) {
-	if err := createVeth(n, ep, true); err != nil {
+// to the bridge (isolated on an isolated network) and up, and its pod end,
+// named PodInterface and carrying the endpoint's MAC, in the network
+// namespace podNS.
+func (n Network) AttachVeth(ep Endpoint, podNS netns.NsHandle) (err error) {
+	if err := createVeth(n, ep, true, podNS); err != nil {
 		return err
 	}
 	defer func() {
@@ -166,8 +168,9 @@ func (n Network) AttachVeth(ep Endpoint) (err error) {
 }
 
 // createVeth creates the endpoint's veth pair: the host end with the
-// bridge's MTU (enslaved to it with attach), the pod end with the MAC.
-func createVeth(n Network, ep Endpoint, attach bool) error {
+// bridge's MTU (enslaved to it with attach), the pod end, PodInterface,
+// with the MAC in the namespace podNS.
+func createVeth(n Network, ep Endpoint, attach bool, podNS netns.NsHandle) error {
 	br, err := netlink.LinkByName(n.Bridge)
 	if err != nil {
 		return fmt.Errorf("veth %s: bridge %s: %w", ep.HostVeth, n.Bridge, err)
@@ -180,7 +183,7 @@ func createVeth(n Network, ep Endpoint, attach bool) error {
 	if attach {
 		attrs.MasterIndex = br.Attrs().Index
 	}
-	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: ep.PodVeth, PeerHardwareAddr: mac}
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: PodInterface, PeerHardwareAddr: mac, PeerNamespace: netlink.NsFd(int(podNS))}
 	if err := netlink.LinkAdd(veth); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return errdefs.New(errdefs.Conflict, "veth %s: interface already exists", ep.HostVeth)
