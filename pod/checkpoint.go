@@ -59,8 +59,9 @@ type CheckpointResult struct {
 
 // Checkpoint freezes a running pod, dumps it with CRIU and writes it, with
 // its writable layer and manifest, into one archive. The pod stays frozen
-// and cut from the network until the archive is safely on disk: if
-// anything fails it is thawed and carries on as if nothing happened; if
+// and cut from the network until its writable layer has been read (with
+// LeaveRunning) or the archive is safely on disk (without): if anything
+// fails before then it is thawed and carries on as if nothing happened; if
 // all went well it either carries on (LeaveRunning) or is stopped and kept
 // as "checkpointed" (or, with Output set, simply left stopped).
 func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptions) (*CheckpointResult, error) {
@@ -105,6 +106,7 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 	}
 	res.Timings.Dump = time.Since(fp.frozenAt)
 	writeStart := time.Now()
+	resumed := false
 	err = func() error {
 		w, err := checkpoint.NewWriter(tmp, o.Compression, m.archiveManifest(man, fp.criuVersion(), false))
 		if err != nil {
@@ -115,6 +117,16 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 		}
 		if err := w.AddUpperLayer(m.upperPath(man, "/")); err != nil {
 			return err
+		}
+		if o.LeaveRunning {
+			// Everything the pod could change has been read: it may run
+			// on while the archive is finished and made durable (a pod
+			// that stops must wait, or a crash could lose it).
+			res.Timings.Frozen = time.Since(fp.frozenAt)
+			resumed = true
+			if err := fp.resume(); err != nil {
+				return fmt.Errorf("resume: %w", err)
+			}
 		}
 		if err := w.Close(); err != nil {
 			return err
@@ -131,18 +143,19 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 	}()
 	res.Timings.Write = time.Since(writeStart)
 	if err != nil {
+		if resumed {
+			return nil, fmt.Errorf("checkpoint %s: write archive: %w", name, err)
+		}
 		res.Timings.Frozen = time.Since(fp.frozenAt)
 		if rerr := fp.resume(); rerr != nil {
 			return nil, fmt.Errorf("checkpoint %s: %w (and resuming the pod failed: %v)", name, err, rerr)
 		}
 		return nil, fmt.Errorf("checkpoint %s: write archive: %w", name, err)
 	}
-	// The checkpoint is durable: from here the pod either runs on or is
-	// over, so this is the end of its time frozen.
-	res.Timings.Frozen = time.Since(fp.frozenAt)
-	if o.LeaveRunning {
-		err = fp.resume()
-	} else {
+	if !o.LeaveRunning {
+		// The checkpoint is durable: the pod is over, so this is the end
+		// of its time frozen.
+		res.Timings.Frozen = time.Since(fp.frozenAt)
 		err = m.stopCheckpointed(man, o.Output == "", out)
 	}
 	res.Timings.Total = time.Since(start)

@@ -97,7 +97,8 @@ func cbRequireNginx(b *testing.B) {
 //
 //   - pod A: `podctl checkpoint --json A` (archive kept in the pod's
 //     directory, pod gone) then `podctl restore --json A`, cbReps times;
-//     the timings are podctl's own (its --json output);
+//     the timings are podctl's own (its --json output); then cbReps
+//     `podctl checkpoint --leave-running -o FILE --json A` (lr-*);
 //   - pod B, created the same way: `criu dump` of its process tree with
 //     the fewest options that work (see cbRawPod.dump), which kills it, then
 //     `criu restore -d` of those images (cbRawPod.restore), cbReps times,
@@ -131,18 +132,20 @@ func BenchmarkCheckpointRestore(b *testing.B) {
 type cbCkptRow struct {
 	name                                     string
 	ckpt, frozen, dump, restore, restoreStep float64
-	criuDump, criuRestore                    float64
-	archiveMiB, imagesMiB                    float64
-	httpOK, httpErrors                       int
+	// lrCkpt and lrFrozen are a --leave-running checkpoint's.
+	lrCkpt, lrFrozen      float64
+	criuDump, criuRestore float64
+	archiveMiB, imagesMiB float64
+	httpOK, httpErrors    int
 }
 
 func cbCkptTable(rows []cbCkptRow) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "%-8s %10s %10s %10s %10s | %10s %10s | %6s %6s | %8s %8s\n",
-		"workload", "pod-ckpt", "pod-frozen", "pod-dump", "pod-rest", "criu-dump", "criu-rest", "c/c", "r/r", "arch-MiB", "img-MiB")
+	fmt.Fprintf(&s, "%-8s %10s %10s %10s %10s %10s %10s | %10s %10s | %6s %6s | %8s %8s\n",
+		"workload", "pod-ckpt", "pod-frozen", "pod-dump", "pod-rest", "lr-ckpt", "lr-frozen", "criu-dump", "criu-rest", "c/c", "r/r", "arch-MiB", "img-MiB")
 	for _, r := range rows {
-		fmt.Fprintf(&s, "%-8s %10.1f %10.1f %10.1f %10.1f | %10.1f %10.1f | %6.2f %6.2f | %8.1f %8.1f\n",
-			r.name, r.ckpt, r.frozen, r.dump, r.restore, r.criuDump, r.criuRestore,
+		fmt.Fprintf(&s, "%-8s %10.1f %10.1f %10.1f %10.1f %10.1f %10.1f | %10.1f %10.1f | %6.2f %6.2f | %8.1f %8.1f\n",
+			r.name, r.ckpt, r.frozen, r.dump, r.restore, r.lrCkpt, r.lrFrozen, r.criuDump, r.criuRestore,
 			r.ckpt/r.criuDump, r.restore/r.criuRestore, r.archiveMiB, r.imagesMiB)
 	}
 	return s.String()
@@ -192,6 +195,18 @@ func cbCheckpointRestore(b *testing.B, wl cbWorkload) cbCkptRow {
 		restore = append(restore, cbMs(r.Timings.Total))
 		restoreStep = append(restoreStep, cbMs(r.Timings.Restore))
 	}
+	// --leave-running: the pod resumes as soon as its writable layer is
+	// read, before the archive is finished and synced.
+	var lrCkpt, lrFrozen []float64
+	for i := 0; i < reps; i++ {
+		var c cbCkptOut
+		cbJSON(b, h.MustPodctl("checkpoint", "--json", "--leave-running", "-o", filepath.Join(b.TempDir(), "lr.tar.zst"), a), &c)
+		if p := h.Inspect(a); p.Status != "running" {
+			b.Fatalf("%s after checkpoint --leave-running: %s", a, p.Status)
+		}
+		lrCkpt = append(lrCkpt, cbMs(c.Timings.Total))
+		lrFrozen = append(lrFrozen, cbMs(c.Timings.Frozen))
+	}
 	var httpOK, httpErrors int
 	if load != nil {
 		httpOK, httpErrors = load.finish(b)
@@ -229,6 +244,7 @@ func cbCheckpointRestore(b *testing.B, wl cbWorkload) cbCkptRow {
 
 	row := cbCkptRow{name: wl.name,
 		ckpt: cbMedian(ckpt), frozen: cbMedian(frozen), dump: cbMedian(dump),
+		lrCkpt: cbMedian(lrCkpt), lrFrozen: cbMedian(lrFrozen),
 		restore: cbMedian(restore), restoreStep: cbMedian(restoreStep),
 		criuDump: cbMedian(criuDump), criuRestore: cbMedian(criuRestore),
 		archiveMiB: cbMedian(archive), imagesMiB: cbMedian(images),
@@ -236,6 +252,8 @@ func cbCheckpointRestore(b *testing.B, wl cbWorkload) cbCkptRow {
 	b.ReportMetric(row.ckpt, "podctl-ckpt-ms")
 	b.ReportMetric(row.frozen, "podctl-frozen-ms")
 	b.ReportMetric(row.dump, "podctl-dump-ms")
+	b.ReportMetric(row.lrCkpt, "podctl-lr-ckpt-ms")
+	b.ReportMetric(row.lrFrozen, "podctl-lr-frozen-ms")
 	b.ReportMetric(row.restore, "podctl-restore-ms")
 	b.ReportMetric(row.restoreStep, "podctl-restore-step-ms")
 	b.ReportMetric(row.criuDump, "criu-dump-ms")
