@@ -204,25 +204,34 @@ func (m *Manager) newFrozenPod(ctx context.Context, man *Manifest) *frozenPod {
 }
 
 // freezeAndDump freezes the pod, locks its network and dumps it with
-// CRIU, leaving it frozen. It records when the pod stopped (frozenAt)
-// before anything else, so that o.Ready, called during a lazy dump, sees
-// it. On error the pod has been resumed.
+// CRIU, leaving it frozen. The freeze waits until CRIU is ready to start
+// (see virtns.CheckpointOptions.Freeze); it records when the pod stopped
+// (frozenAt) before anything else, so that o.Ready, called during a lazy
+// dump, sees it. On error the pod has been resumed.
 func (fp *frozenPod) freezeAndDump(ctx context.Context, o virtns.CheckpointOptions) error {
 	man := fp.man
-	fp.frozenAt = time.Now()
-	if err := virtns.Freeze(man.CgroupPath); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", man.Spec.Name, err)
+	// The runtime calls Freeze once CRIU is ready to start.
+	o.Freeze = func() error {
+		fp.frozenAt = time.Now()
+		if err := virtns.Freeze(man.CgroupPath); err != nil {
+			return err
+		}
+		if err := (virtns.Firewall{}).LockPod(man.ID, man.Endpoint); err != nil {
+			virtns.Thaw(man.CgroupPath)
+			return err
+		}
+		fp.lockedAt = time.Now()
+		return nil
 	}
-	if err := (virtns.Firewall{}).LockPod(man.ID, man.Endpoint); err != nil {
-		virtns.Thaw(man.CgroupPath)
-		return fmt.Errorf("checkpoint %s: %w", man.Spec.Name, err)
-	}
-	fp.lockedAt = time.Now()
 	// The pod is frozen by podctl, so CRIU leaves it frozen (it restores
 	// the freezer state it found) instead of killing it: the pod can still
 	// resume if what follows the dump fails.
 	o.LeaveRunning = true
 	if err := fp.m.store.runtime().Checkpoint(ctx, man.ID, o); err != nil {
+		if fp.lockedAt.IsZero() {
+			// Not frozen, or thawed already by Freeze itself.
+			return fmt.Errorf("checkpoint %s: %w", man.Spec.Name, err)
+		}
 		if rerr := fp.resume(); rerr != nil {
 			return fmt.Errorf("%w (and resuming the pod failed: %v)", err, rerr)
 		}
