@@ -283,18 +283,14 @@ func (m *Manager) build(ctx context.Context, man *Manifest) error {
 	if err := (virtns.Firewall{}).AddPorts(man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
 		return err
 	}
-	initBin, err := m.initBinary(man)
+	cfg, err := m.podConfig(man)
 	if err != nil {
 		return err
 	}
+	cfg.Path, cfg.Args, cfg.Env, cfg.Cwd = path, man.Spec.Command, vars, workdir
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	_, err = m.store.runtime().Start(startCtx, virtns.PodConfig{
-		ID: man.ID, Hostname: man.hostname(), Rootfs: rootfsPath, InitBinary: initBin,
-		CgroupPath: man.CgroupPath, MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
-		NetNSPath: netnsPath, Path: path, Args: man.Spec.Command, Env: vars, Cwd: workdir,
-	})
-	if err != nil {
+	if _, err = m.store.runtime().Start(startCtx, cfg); err != nil {
 		return fmt.Errorf("create pod %s: %w", man.Spec.Name, err)
 	}
 	failpoint.Hit("create:started")
@@ -566,6 +562,22 @@ func (m *Manager) status(man *Manifest) (*Status, error) {
 }
 
 // netnsPath is where the pod's network namespace is mounted.
+// podConfig is what the runtime needs to start or restore the pod: its
+// root filesystem, init binary (recorded in man), cgroup, limits and
+// network namespace; the command is the caller's to add.
+func (m *Manager) podConfig(man *Manifest) (virtns.PodConfig, error) {
+	initBin, err := m.initBinary(man)
+	if err != nil {
+		return virtns.PodConfig{}, err
+	}
+	return virtns.PodConfig{
+		ID: man.ID, Hostname: man.hostname(), InitBinary: initBin,
+		Rootfs:     filepath.Join(m.store.podDir(man.Spec.Name), virtns.RootfsDir),
+		CgroupPath: man.CgroupPath, MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
+		NetNSPath: m.netnsPath(man),
+	}, nil
+}
+
 func (m *Manager) netnsPath(man *Manifest) string {
 	return filepath.Join(m.store.podDir(man.Spec.Name), "netns")
 }

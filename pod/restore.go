@@ -265,19 +265,13 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 		if err := man.Network.PlumbPod(netnsPath, man.Endpoint, false); err != nil {
 			return err
 		}
-		initBin, err := m.initBinary(man)
+		cfg, err := m.podConfig(man)
 		if err != nil {
 			return err
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		_, err = m.store.runtime().Restore(rctx, virtns.PodConfig{
-			ID: man.ID, Hostname: man.hostname(), Rootfs: filepath.Join(podDir, virtns.RootfsDir),
-			InitBinary: initBin, CgroupPath: man.CgroupPath,
-			MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
-			NetNSPath: netnsPath,
-		}, virtns.RestoreOptions{ImagesDir: criuDir, Lazy: lazy})
-		if err != nil {
+		if _, err := m.store.runtime().Restore(rctx, cfg, virtns.RestoreOptions{ImagesDir: criuDir, Lazy: lazy}); err != nil {
 			return err
 		}
 		failpoint.Hit("restore:restored")
