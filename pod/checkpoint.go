@@ -122,9 +122,10 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 			// Everything the pod could change has been read: it may run
 			// on while the archive is finished and made durable (a pod
 			// that stops must wait, or a crash could lose it).
-			res.Timings.Frozen = time.Since(fp.frozenAt)
 			resumed = true
-			if err := fp.resume(); err != nil {
+			err := fp.resume()
+			res.Timings.Frozen = fp.thawedAt.Sub(fp.frozenAt)
+			if err != nil {
 				return fmt.Errorf("resume: %w", err)
 			}
 		}
@@ -146,8 +147,9 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 		if resumed {
 			return nil, fmt.Errorf("checkpoint %s: write archive: %w", name, err)
 		}
-		res.Timings.Frozen = time.Since(fp.frozenAt)
-		if rerr := fp.resume(); rerr != nil {
+		rerr := fp.resume()
+		res.Timings.Frozen = fp.thawedAt.Sub(fp.frozenAt)
+		if rerr != nil {
 			return nil, fmt.Errorf("checkpoint %s: %w (and resuming the pod failed: %v)", name, err, rerr)
 		}
 		return nil, fmt.Errorf("checkpoint %s: write archive: %w", name, err)
@@ -192,6 +194,7 @@ type frozenPod struct {
 	man      *Manifest
 	frozenAt time.Time // the pod's last moment running
 	lockedAt time.Time // frozen and off the network: CRIU starts
+	thawedAt time.Time // running again (resume)
 	criuVer  chan string
 }
 
@@ -243,9 +246,15 @@ func (fp *frozenPod) freezeAndDump(ctx context.Context, o virtns.CheckpointOptio
 
 func (fp *frozenPod) criuVersion() string { return <-fp.criuVer }
 
-// resume reconnects and thaws the pod.
+// resume thaws the pod, then lifts its network lock. Thawing comes
+// first because the lock takes longest to lift (nftables commits a rule
+// deletion only after an RCU grace period, some 8 ms here): the pod runs
+// that much sooner, its frames dropped a little longer, as they were
+// while it was frozen.
 func (fp *frozenPod) resume() error {
-	return errors.Join(virtns.Firewall{}.UnlockPod(fp.man.ID), virtns.Thaw(fp.man.CgroupPath))
+	err := virtns.Thaw(fp.man.CgroupPath)
+	fp.thawedAt = time.Now()
+	return errors.Join(err, virtns.Firewall{}.UnlockPod(fp.man.ID))
 }
 
 // stopCheckpointed ends a pod whose checkpoint is safely written. With

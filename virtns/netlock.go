@@ -36,15 +36,22 @@ func lockChains() []*nftables.Chain {
 }
 
 // LockPod cuts the pod's bridge port off in both directions.
+//
+// It adds the table and its chains only when they are missing: declaring
+// an existing base chain again is an update the kernel commits no faster
+// than a deletion, after an RCU grace period (some 8-16 ms here, all of
+// it time the pod spends frozen), while adding two rules takes 0.3 ms.
 func (Firewall) LockPod(podID string, ep Endpoint) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	c.AddTable(lockTable)
 	chains := lockChains()
-	for _, ch := range chains {
-		c.AddChain(ch)
+	if !lockChainsExist(c) {
+		c.AddTable(lockTable)
+		for _, ch := range chains {
+			c.AddChain(ch)
+		}
 	}
 	t := tag(PodTag(podID))
 	c.AddRule(&nftables.Rule{Table: lockTable, Chain: chains[0], UserData: t,
@@ -55,6 +62,25 @@ func (Firewall) LockPod(podID string, ep Endpoint) error {
 		return fmt.Errorf("nftables: lock pod %s: %w", podID, err)
 	}
 	return nil
+}
+
+// lockChainsExist reports whether the lock table has all its chains. A
+// listing error counts as missing: the lock then declares them.
+func lockChainsExist(c *nftables.Conn) bool {
+	have, err := c.ListChainsOfTableFamily(lockTable.Family)
+	if err != nil {
+		return false
+	}
+	n := 0
+	for _, want := range lockChains() {
+		for _, ch := range have {
+			if ch.Table.Name == lockTable.Name && ch.Name == want.Name {
+				n++
+				break
+			}
+		}
+	}
+	return n == len(lockChains())
 }
 
 // UnlockPod removes the pod's network lock, if any.
