@@ -262,20 +262,24 @@ func (fp *frozenPod) resume() error {
 // ports still reserved for its restore), its archive at archive.
 // Otherwise it is just stopped, like a pod whose command exited.
 func (m *Manager) stopCheckpointed(man *Manifest, keep bool, archive string) error {
-	if err := m.store.runtime().Destroy(man.ID, man.CgroupPath); err != nil {
-		return err
-	}
-	// With its processes gone, the pod's network, rules and root
-	// filesystem are independent: take them down at once (deleting a veth
-	// alone waits some 15 ms for the kernel).
+	// The pod's processes, network, rules and root filesystem are taken
+	// down at once (deleting a veth alone waits some 15 ms for the
+	// kernel); only the root filesystem must wait for the processes.
+	procs := func() error { return m.store.runtime().Destroy(man.ID, man.CgroupPath) }
 	network := func() error {
 		return errors.Join(virtns.DetachVeth(man.Endpoint), virtns.DeleteNetNS(m.netnsPath(man)))
 	}
 	if !keep {
-		return network()
+		return parallel(procs, network)
 	}
 	rules := func() error { return virtns.Firewall{}.RemovePod(man.ID) }
-	if err := parallel(network, rules, m.rootfs(man).Unmount); err != nil {
+	rootfs := func() error {
+		if err := procs(); err != nil {
+			return err
+		}
+		return m.rootfs(man).Unmount()
+	}
+	if err := parallel(rootfs, network, rules); err != nil {
 		return err
 	}
 	man.State = StateCheckpointed

@@ -11,14 +11,15 @@ import (
 	"github.com/podctl/podctl/internal/statedir"
 )
 
-// initBinary returns the copy of the podctl binary that pods bind-mount as
-// their init, making it on first use. Pods map their init's executable,
-// and CRIU dumps such a mapping by reference to the file: were the pods
-// to use the podctl binary itself, replacing it (an upgrade, a rebuild)
-// would leave running pods mapping a deleted file, which CRIU refuses to
-// dump ("ghost file"). The copy, named after the binary's size and
-// modification time, never changes while a pod uses it. Copies of
-// binaries no longer installed are not removed yet.
+// initBinary returns the copy of the init binary (podinit, or podctl
+// itself) that pods bind-mount as their init, making it on first use.
+// Pods map their init's executable, and CRIU dumps such a mapping by
+// reference to the file: were the pods to use the installed binary
+// itself, replacing it (an upgrade, a rebuild) would leave running pods
+// mapping a deleted file, which CRIU refuses to dump ("ghost file"). The
+// copy, named after the binary's name, size and modification time, never
+// changes while a pod uses it. Copies of binaries no longer installed are
+// not removed yet.
 //
 // A pod restored on the host it was dumped on maps the copy its
 // manifest names (man.Init), which may be an older binary's; any other
@@ -35,7 +36,7 @@ func (m *Manager) initBinary(man *Manifest) (string, error) {
 	if err := unix.Stat(src, &st); err != nil {
 		return "", fmt.Errorf("init binary %s: %w", src, err)
 	}
-	man.Init = fmt.Sprintf("podctl-%d-%d.%09d", st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+	man.Init = fmt.Sprintf("%s-%d-%d.%09d", filepath.Base(src), st.Size, st.Mtim.Sec, st.Mtim.Nsec)
 	dst := filepath.Join(dir, man.Init)
 	if fileExists(dst) {
 		return dst, nil
@@ -48,7 +49,7 @@ func (m *Manager) initBinary(man *Manifest) (string, error) {
 		return "", fmt.Errorf("init binary: %w", err)
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(dir, ".podctl-*")
+	tmp, err := os.CreateTemp(dir, ".init-*")
 	if err != nil {
 		return "", fmt.Errorf("init binary: %w", err)
 	}

@@ -29,8 +29,8 @@ type Options struct {
 	// Uplink is a host interface to enslave to the default network's
 	// bridge when it is created (see virtns.Network.Uplink).
 	Uplink string
-	// InitBinary is the podctl binary pods use as their init (the running
-	// executable when empty).
+	// InitBinary is the program pods use as their init (when empty,
+	// virtns.DefaultInit of the running executable).
 	InitBinary string
 }
 
@@ -54,9 +54,11 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	opts.Root = root
 	if opts.InitBinary == "" {
-		if opts.InitBinary, err = virtns.SelfBinary(); err != nil {
+		self, err := virtns.SelfBinary()
+		if err != nil {
 			return nil, fmt.Errorf("find podctl binary: %w", err)
 		}
+		opts.InitBinary = virtns.DefaultInit(self)
 	}
 	return &Manager{opts: opts, store: Store{Root: root}}, nil
 }

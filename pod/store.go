@@ -58,7 +58,7 @@ type Manifest struct {
 	// Hostname is the pod's hostname when it differs from its name (a
 	// pod restored under a new name keeps the hostname it had).
 	Hostname string `json:"hostname,omitempty"`
-	// Init is the name of the copy of the podctl binary (see
+	// Init is the name of the copy of the init binary (see
 	// Manager.initBinary) that the pod's init maps. A restore on this
 	// host maps the same copy, since CRIU checks the file it restores a
 	// mapping from.

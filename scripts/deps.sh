@@ -32,6 +32,8 @@ APT_PACKAGES=(
   python3    # Debian's /usr/bin/python3 (a pyenv python is not enough)
   kmod
   nginx        # the web-server pod of the checkpoint/migrate benchmarks
+  gcc          # builds podinit, the pods' static C init (cmd/podinit)
+  libc6-dev    # its static libc (libc.a)
 )
 
 # Downloaded from sid (never installed) and unpacked into $CRIU_PREFIX when the

@@ -289,6 +289,8 @@ type cbRawPod struct {
 	// pid is the host PID of the pod's init, 0 while the pod is dumped.
 	pid                              int
 	rootfs, hostVeth, bridge, cgroup string
+	// init is the pod's init binary, the source of its external mount.
+	init string
 }
 
 func cbNewRawPod(b *testing.B, h *harness.Host, name string) *cbRawPod {
@@ -302,9 +304,9 @@ func cbNewRawPod(b *testing.B, h *harness.Host, name string) *cbRawPod {
 	cbJSON(b, out, &m)
 	p := h.Inspect(name)
 	r := &cbRawPod{h: h, name: name, ip: p.Endpoint.IP, pid: p.InitPID, rootfs: filepath.Join(p.Dir, "rootfs"),
-		hostVeth: p.Endpoint.HostVeth, bridge: m.Network.Bridge, cgroup: p.CgroupPath}
-	if r.pid == 0 || r.hostVeth == "" || r.bridge == "" || r.cgroup == "" {
-		b.Fatalf("pod %s: init PID %d, host veth %q, bridge %q, cgroup %q", name, r.pid, r.hostVeth, r.bridge, r.cgroup)
+		hostVeth: p.Endpoint.HostVeth, bridge: m.Network.Bridge, cgroup: p.CgroupPath, init: filepath.Join(h.Root, "init", p.Init)}
+	if r.pid == 0 || r.hostVeth == "" || r.bridge == "" || r.cgroup == "" || p.Init == "" {
+		b.Fatalf("pod %s: init PID %d, host veth %q, bridge %q, cgroup %q, init %q", name, r.pid, r.hostVeth, r.bridge, r.cgroup, p.Init)
 	}
 	// Kills what CRIU restored if the benchmark stops half way; runs
 	// before the host's own cleanup (registered earlier) removes the pod.
@@ -348,7 +350,7 @@ func (r *cbRawPod) dump(b *testing.B, dir string) time.Duration {
 // restore runs, in the host's network namespace,
 //
 //	criu restore -d -D DIR -o restore.log --root POD_DIR/rootfs \
-//	  --external 'mnt[init]:PODCTL_BINARY' \
+//	  --external 'mnt[init]:ROOT/init/INIT' \
 //	  --external 'veth[eth0]:HOST_VETH@BRIDGE' \
 //	  --tcp-established --pidfile DIR/restored.pid
 //
@@ -363,7 +365,7 @@ func (r *cbRawPod) restore(b *testing.B, dir string) time.Duration {
 	b.Helper()
 	pidFile := filepath.Join(dir, "restored.pid")
 	d := cbRunCRIU(b, r.h, dir, "restore.log", "restore", "-d", "-D", dir, "-o", "restore.log", "--root", r.rootfs,
-		"--external", "mnt[init]:"+r.h.Binary,
+		"--external", "mnt[init]:"+r.init,
 		"--external", "veth[eth0]:"+r.hostVeth+"@"+r.bridge,
 		"--tcp-established", "--pidfile", pidFile)
 	text, err := os.ReadFile(pidFile)

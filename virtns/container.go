@@ -41,8 +41,9 @@ type PodConfig struct {
 	Hostname string
 	// Rootfs is the mounted root filesystem (see Rootfs.Mount).
 	Rootfs string
-	// InitBinary is the host path of the podctl binary, bind-mounted
-	// read-only at InitPath to be the pod's PID 1.
+	// InitBinary is the host path of the pod init (podinit, or podctl
+	// itself: see DefaultInit), bind-mounted read-only at InitPath to be
+	// the pod's PID 1.
 	InitBinary string
 	// CgroupPath is the pod's cgroup, relative to each hierarchy's root.
 	CgroupPath string
@@ -551,8 +552,24 @@ func CheckStatic(binary string) error {
 	return nil
 }
 
-// SelfBinary returns the path of the running podctl binary, which pods use
-// as their init.
+// InitName is the file name of the C pod init (cmd/podinit) that podctl
+// uses when it is installed next to the podctl binary.
+const InitName = "podinit"
+
+// DefaultInit returns the pod init for the podctl binary self: the C
+// podinit installed next to it when there is one (one thread and a few
+// pages for CRIU to dump, against the Go runtime's threads and heap), and
+// self otherwise, whose `_podinit` subcommand does the same job. Both take
+// the same arguments (see Runtime.Start).
+func DefaultInit(self string) string {
+	p := filepath.Join(filepath.Dir(self), InitName)
+	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return p
+	}
+	return self
+}
+
+// SelfBinary returns the path of the running podctl binary.
 func SelfBinary() (string, error) {
 	p, err := os.Executable()
 	if err != nil {

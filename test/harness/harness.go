@@ -35,7 +35,7 @@ func RequireRoot(tb testing.TB) {
 	}
 }
 
-// Build compiles podctl into dir and returns the binary's path.
+// Build compiles podctl and podinit into dir and returns podctl's path.
 func Build(dir string) (string, error) {
 	_, self, _, _ := runtime.Caller(0)
 	repo := filepath.Join(filepath.Dir(self), "..", "..")
@@ -47,6 +47,13 @@ func Build(dir string) (string, error) {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build podctl: %v\n%s", err, out)
+	}
+	// podinit next to podctl, as `make build` installs it: pods use it as
+	// their init (see virtns.DefaultInit).
+	cc := exec.Command("cc", "-static", "-Os", "-Wall", "-Wextra", "-Werror", "-o", filepath.Join(dir, "podinit"), "cmd/podinit/podinit.c")
+	cc.Dir = repo
+	if out, err := cc.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build podinit: %v\n%s", err, out)
 	}
 	return bin, nil
 }
@@ -185,6 +192,8 @@ type PodInfo struct {
 		PodVeth  string `json:"podVeth"`
 	} `json:"endpoint"`
 	CgroupPath string `json:"cgroupPath"`
+	// Init names the pod's init binary, a file in ROOT/init.
+	Init string `json:"init"`
 }
 
 // Inspect returns `podctl inspect NAME`.
