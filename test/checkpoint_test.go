@@ -169,6 +169,8 @@ func TestCheckpointToFileLeaveRunning(t *testing.T) {
 // TestRestoreAfterPodctlReplaced checkpoints a pod, replaces the podctl
 // binary by a different one (as an upgrade would) and restores the pod
 // with it: the pod must map the init it was dumped with, or CRIU refuses.
+// The copied podctl has no podinit next to it, so its pods run podctl's
+// own Go init: this test is also that init's checkpoint and restore test.
 func TestRestoreAfterPodctlReplaced(t *testing.T) {
 	h := newHost(t)
 	bin := filepath.Join(t.TempDir(), "podctl")

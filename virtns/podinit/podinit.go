@@ -14,6 +14,12 @@
 //
 // It exits with the payload's status, which it also records in the pod so
 // that podctl can show it after the fact.
+//
+// When podinit, the C program in cmd/podinit, is installed next to podctl,
+// pods use it instead (see virtns.DefaultInit): it does the same with one
+// thread and a few pages, which CRIU dumps and restores faster. The two
+// take the same arguments and write the same report, and must stay
+// interchangeable.
 package podinit
 
 import (
