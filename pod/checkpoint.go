@@ -265,6 +265,11 @@ func (m *Manager) stopCheckpointed(man *Manifest, keep bool, archive string) err
 	// The pod's processes, network, rules and root filesystem are taken
 	// down at once (deleting a veth alone waits some 15 ms for the
 	// kernel); only the root filesystem must wait for the processes.
+	//
+	// The network lock stays: the killed processes' sockets may still
+	// send (a FIN, a reset) until the veth is gone, and nothing of that
+	// must reach their peers, which the restored pod will talk to
+	// again. Restore (or rm) lifts it, restore while CRIU runs.
 	procs := func() error { return m.store.runtime().Destroy(man.ID, man.CgroupPath) }
 	network := func() error {
 		return errors.Join(virtns.DetachVeth(man.Endpoint), virtns.DeleteNetNS(m.netnsPath(man)))
@@ -272,13 +277,13 @@ func (m *Manager) stopCheckpointed(man *Manifest, keep bool, archive string) err
 	if !keep {
 		return parallel(procs, network)
 	}
-	rules := func() error { return virtns.Firewall{}.RemovePod(man.ID) }
 	rootfs := func() error {
 		if err := procs(); err != nil {
 			return err
 		}
 		return m.rootfs(man).Unmount()
 	}
+	rules := func() error { return virtns.Firewall{}.RemovePodRules(man.ID) }
 	if err := parallel(rootfs, network, rules); err != nil {
 		return err
 	}

@@ -269,9 +269,18 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 		if err != nil {
 			return err
 		}
+		// A pod checkpointed on this host kept its network lock (see
+		// stopCheckpointed). Its new veth stays off the bridge until
+		// AdoptVeth, so the lock can go while CRIU restores: lifting it
+		// waits some 8 ms for the kernel.
+		unlocked := make(chan error, 1)
+		go func() { unlocked <- virtns.Firewall{}.UnlockPod(man.ID) }()
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		if _, err := m.store.runtime().Restore(rctx, cfg, virtns.RestoreOptions{ImagesDir: criuDir, Lazy: lazy}); err != nil {
+			return err
+		}
+		if err := <-unlocked; err != nil {
 			return err
 		}
 		failpoint.Hit("restore:restored")

@@ -193,14 +193,20 @@ func (f Firewall) AddPorts(podID string, ip netip.Addr, ports []PortForward) err
 // RemovePod deletes every rule tagged with the pod's tag, its network
 // lock included.
 func (f Firewall) RemovePod(podID string) error {
+	if err := f.RemovePodRules(podID); err != nil {
+		return err
+	}
+	return f.UnlockPod(podID)
+}
+
+// RemovePodRules deletes the pod's rules in podctl's table (published
+// ports, isolation), leaving its network lock (see UnlockPod).
+func (f Firewall) RemovePodRules(podID string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	if err := f.deleteTagged(c, PodTag(podID)); err != nil {
-		return err
-	}
-	return f.UnlockPod(podID)
+	return f.deleteTagged(c, PodTag(podID))
 }
 
 func (Firewall) rulesTagged(c *nftables.Conn, tagName string) ([]*nftables.Rule, error) {
