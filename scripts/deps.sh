@@ -34,6 +34,14 @@ APT_PACKAGES=(
   nginx        # the web-server pod of the checkpoint/migrate benchmarks
   gcc          # builds podinit, the pods' static C init (cmd/podinit)
   libc6-dev    # its static libc (libc.a)
+  # Wasm vessels (issue 4): C workloads for WASI, Asyncify, other ISAs' docks
+  clang-14
+  lld-14
+  wasi-libc
+  libclang-rt-14-dev-wasm32
+  binaryen          # wasm-opt: Asyncify
+  wabt              # wasm-validate, in tests
+  qemu-user-static  # docks of other ISAs: qemu-aarch64-static ./podctl-arm64 dock
 )
 
 # Downloaded from sid (never installed) and unpacked into $CRIU_PREFIX when the

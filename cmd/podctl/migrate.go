@@ -135,7 +135,7 @@ func dockCommand(g *globalOptions) *cobra.Command {
 			}
 			log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
 			log.Info("dock listening", "addr", ln.Addr().String(), "root", g.root)
-			s := &dock.Server{Manager: m, TLS: cfg, Log: log}
+			s := &dock.Server{Native: &dock.Native{Manager: m}, TLS: cfg, Log: log}
 			return s.Serve(c.Context(), ln)
 		},
 	}

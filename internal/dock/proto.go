@@ -30,10 +30,19 @@ type Hello struct {
 	Hostname      string   `json:"hostname"`
 	CRIUVersion   string   `json:"criuVersion,omitempty"`
 	CPUFeatures   []string `json:"cpuFeatures,omitempty"`
-	// Capabilities lists what the dock can receive: "criu" (CRIU
-	// images), "criu-lazy" (post-copy).
+	// Capabilities lists what the dock can receive (Capability*).
 	Capabilities []string `json:"capabilities"`
 }
+
+// What a dock can receive.
+const (
+	// CapabilityCRIU is native pods as CRIU images (same ISA only).
+	CapabilityCRIU = "criu"
+	// CapabilityCRIULazy is native pods with post-copy (--live).
+	CapabilityCRIULazy = "criu-lazy"
+	// CapabilityWasm is Wasm vessels as portable snapshots (any ISA).
+	CapabilityWasm = "wasm"
+)
 
 // Has reports whether the dock has a capability.
 func (h *Hello) Has(capability string) bool {

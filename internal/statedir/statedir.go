@@ -17,8 +17,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // WriteFileAtomic replaces path with data: it writes a temporary file in
@@ -78,13 +76,13 @@ var ErrLocked = errors.New("locked by another process")
 // TryLock takes the lock on path without waiting, creating the file if
 // needed. It returns ErrLocked when another process holds it.
 func TryLock(path string) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := lockFile(f, false); err != nil {
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		if errors.Is(err, errWouldBlock) {
 			return nil, ErrLocked
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
@@ -132,17 +130,11 @@ type Leases struct{ Dir string }
 // lock serializes lease changes across processes. The critical sections
 // are a few file operations, so it blocks in flock rather than polling.
 func (l Leases) lock() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(l.Dir, ".lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(filepath.Join(l.Dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock leases %s: %w", l.Dir, err)
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
+	if err := lockFile(f, true); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock leases %s: %w", l.Dir, err)
 	}
