@@ -35,6 +35,10 @@ type Snapshot struct {
 	Stack Stack
 	// WASI is the state of the virtualized system interface.
 	WASI WASIState
+	// Meta holds string annotations about the vessel that are not part
+	// of its execution state (its pod's name, say), like OCI
+	// annotations. Keys are namespaced by the writer ("podctl.pod.name").
+	Meta map[string]string
 }
 
 // ValueType is a WebAssembly value type, with its binary-format code.
@@ -140,7 +144,7 @@ const (
 // reopened by path on restore.
 type FD struct {
 	// FD is its number.
-	FD uint32
+	FD   uint32
 	Kind FDKind
 	// Preopen is the descriptor number of the preopen it lies under, and
 	// Path its path relative to that preopen (as File.Path; "" is the
