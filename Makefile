@@ -16,9 +16,16 @@ all: build
 deps:
 	bash scripts/deps.sh
 
+# Docks of other ISAs (vessel pods only: pure Go, no cgo) and, compiled but
+# not kept, the vessel parts for other operating systems.
+CROSS_ISAS := arm64 riscv64 s390x ppc64le loong64
+CROSS_OSES := windows darwin freebsd
+
 build:
 	$(GO_BUILD) -o bin/podctl ./cmd/podctl
 	$(CC) $(PODINIT_CFLAGS) -o bin/podinit cmd/podinit/podinit.c
+	for isa in $(CROSS_ISAS); do CGO_ENABLED=0 GOARCH=$$isa go build -o bin/podctl-$$isa ./cmd/podctl || exit 1; done
+	for os in $(CROSS_OSES); do CGO_ENABLED=0 GOOS=$$os GOARCH=amd64 go build -o /dev/null ./cmd/podctl || exit 1; done
 
 vet:
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)

@@ -6,11 +6,11 @@ package pod
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/names"
 )
 
 // ImageHost is the image name that gives a pod a read-only view of the
@@ -53,18 +53,9 @@ func (p Port) String() string {
 	return fmt.Sprintf("%d:%d/%s", p.HostPort, p.PodPort, p.Protocol)
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
-// ValidateName checks that name can name a pod or a network: 1 to 63
-// lower-case letters, digits and dashes, starting with a letter or digit,
-// so that it is also a valid hostname label.
-func ValidateName(name string) error {
-	if !nameRE.MatchString(name) || strings.HasSuffix(name, "-") {
-		return errdefs.New(errdefs.InvalidName,
-			"invalid name %q: use 1-63 lower-case letters, digits and dashes, not starting or ending with a dash", name)
-	}
-	return nil
-}
+// ValidateName checks that name can name a pod or a network (see
+// names.Validate).
+func ValidateName(name string) error { return names.Validate(name) }
 
 // ParsePort parses HOSTPORT:PODPORT[/tcp|udp].
 func ParsePort(s string) (Port, error) {

@@ -1,8 +1,9 @@
+//go:build linux && cgo
+
 package main
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,6 +22,9 @@ func checkpointCommand(g *globalOptions) *cobra.Command {
 		Short: "Freeze a pod and write it to a self-contained archive",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
+			if g.isVessel(args[0]) {
+				return checkpointVessel(c, g, args[0], o.Output, o.LeaveRunning, asJSON)
+			}
 			comp, err := checkpoint.ParseCompression(compress)
 			if err != nil {
 				return err
@@ -65,6 +69,9 @@ func restoreCommand(g *globalOptions) *cobra.Command {
 					return err
 				}
 			}
+			if isVesselSource(g, args[0]) {
+				return restoreVessel(c, g, args[0], o.Name, asJSON)
+			}
 			m, err := g.manager()
 			if err != nil {
 				return err
@@ -84,20 +91,4 @@ func restoreCommand(g *globalOptions) *cobra.Command {
 	c.Flags().BoolVar(&o.Force, "force", false, "restore even if this host's CPU lacks features of the source's")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
-}
-
-// ms formats a duration in milliseconds.
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-
-// byteSize formats a byte count.
-func byteSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

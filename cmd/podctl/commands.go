@@ -1,11 +1,9 @@
+//go:build linux && cgo
+
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,14 +12,18 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/podctl/podctl/internal/doctor"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/pod"
 )
 
-// globalOptions are the flags every command shares.
-type globalOptions struct {
-	root, bridge, subnet, uplink string
+// podCommands are this build's pod commands: native pods (namespaces,
+// cgroups, CRIU) and, through the same commands, vessel pods.
+func podCommands(g *globalOptions) []*cobra.Command {
+	return []*cobra.Command{
+		createCommand(g), execCommand(g), psCommand(g), inspectCommand(g),
+		logsCommand(g), stopCommand(g), rmCommand(g),
+		checkpointCommand(g), restoreCommand(g), migrateCommand(g), dockCommand(g),
+	}
 }
 
 func (g *globalOptions) manager() (*pod.Manager, error) {
@@ -29,43 +31,6 @@ func (g *globalOptions) manager() (*pod.Manager, error) {
 		return nil, errdefs.New(errdefs.NotRoot, "podctl must run as root")
 	}
 	return pod.NewManager(pod.Options{Root: g.root, Bridge: g.bridge, Subnet: g.subnet, Uplink: g.uplink})
-}
-
-func newRootCommand() *cobra.Command {
-	g := &globalOptions{}
-	root := &cobra.Command{
-		Use:           "podctl",
-		Short:         "Pods of processes that can be checkpointed, restored and migrated",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	defaultRoot := os.Getenv("PODCTL_ROOT")
-	if defaultRoot == "" {
-		defaultRoot = pod.DefaultRoot
-	}
-	root.PersistentFlags().StringVar(&g.root, "root", defaultRoot, "state directory (env PODCTL_ROOT)")
-	root.PersistentFlags().StringVar(&g.bridge, "bridge", "", "bridge of the default pod network, when it is created (default "+pod.DefaultBridge+")")
-	root.PersistentFlags().StringVar(&g.subnet, "subnet", "", "subnet of the default pod network, when it is created (default "+pod.DefaultSubnet+")")
-	root.PersistentFlags().StringVar(&g.uplink, "uplink", os.Getenv("PODCTL_UPLINK"), "host interface to bridge into the default pod network, when it is created (env PODCTL_UPLINK)")
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return errdefs.New(errdefs.Usage, "%s (see podctl %s --help)", err, c.Name())
-	})
-	root.AddCommand(
-		createCommand(g), execCommand(g), psCommand(g), inspectCommand(g),
-		logsCommand(g), stopCommand(g), rmCommand(g), doctorCommand(),
-		checkpointCommand(g), restoreCommand(g), migrateCommand(g), dockCommand(g), pkiCommand(),
-	)
-	return root
-}
-
-// exactArgs is cobra.ExactArgs with a usage-classified error.
-func exactArgs(n int, what string) cobra.PositionalArgs {
-	return func(c *cobra.Command, args []string) error {
-		if len(args) != n {
-			return errdefs.New(errdefs.Usage, "podctl %s: expected %s", c.Name(), what)
-		}
-		return nil
-	}
 }
 
 func createCommand(g *globalOptions) *cobra.Command {
@@ -76,6 +41,7 @@ func createCommand(g *globalOptions) *cobra.Command {
 		pids          int64
 		image         string
 		printManifest bool
+		vf            vesselFlags
 	)
 	c := &cobra.Command{
 		Use:   "create [OPTIONS] -- CMD [ARGS...]",
@@ -85,15 +51,22 @@ func createCommand(g *globalOptions) *cobra.Command {
 			if len(args) > 0 && args[0] == "--" {
 				args = args[1:]
 			}
+			if spec.Name == "" {
+				spec.Name = generatedName()
+			}
+			if vf.wasm != "" {
+				if len(ports) > 0 || memory != "" || pids != 0 || image != pod.ImageHost || spec.Workdir != "" || spec.Network != "" {
+					return errdefs.New(errdefs.Usage, "podctl create --wasm: -p, --memory, --pids, --image, --workdir and --network are for native pods")
+				}
+				return createVessel(c, g, spec.Name, vf, spec.Env, args, printManifest)
+			}
+			if len(vf.dirs) > 0 {
+				return errdefs.New(errdefs.Usage, "podctl create: --dir is for vessel pods (--wasm)")
+			}
 			if len(args) == 0 {
 				return errdefs.New(errdefs.Usage, "missing command: podctl create [OPTIONS] -- CMD [ARGS...]")
 			}
 			spec.Command = args
-			if spec.Name == "" {
-				b := make([]byte, 4)
-				rand.Read(b)
-				spec.Name = "pod-" + hex.EncodeToString(b)
-			}
 			spec.Image = image
 			if image != pod.ImageHost {
 				abs, err := filepath.Abs(image)
@@ -146,6 +119,7 @@ func createCommand(g *globalOptions) *cobra.Command {
 	f.StringVarP(&spec.Workdir, "workdir", "w", "", "working directory of the command inside the pod")
 	f.StringVar(&spec.Network, "network", "", "join the named network (pods on one network can reach each other; default: isolated)")
 	f.BoolVar(&printManifest, "json", false, "print the pod's manifest as JSON instead of its name")
+	vf.register(c)
 	return c
 }
 
@@ -163,6 +137,9 @@ func execCommand(g *globalOptions) *cobra.Command {
 				return errdefs.New(errdefs.Usage, "missing pod: podctl exec [OPTIONS] POD -- CMD [ARGS...]")
 			}
 			name, rest := args[0], args[1:]
+			if g.isVessel(name) {
+				return errdefs.New(errdefs.Unsupported, "pod %s is a Wasm vessel: it has no processes to run a command in", name)
+			}
 			if len(rest) > 0 && rest[0] == "--" {
 				rest = rest[1:]
 			}
@@ -210,11 +187,19 @@ func psCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			vessels, err := vesselRows(g)
+			if err != nil {
+				return err
+			}
 			if asJSON {
-				if pods == nil {
-					pods = []*pod.Status{}
+				all := []any{}
+				for _, p := range pods {
+					all = append(all, p)
 				}
-				return writeJSON(c.OutOrStdout(), pods)
+				for _, v := range vessels {
+					all = append(all, v)
+				}
+				return writeJSON(c.OutOrStdout(), all)
 			}
 			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 8, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tSTATUS\tIP\tPORTS\tCREATED\tCOMMAND")
@@ -234,6 +219,9 @@ func psCommand(g *globalOptions) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Spec.Name, status, ip, strings.Join(ports, ","),
 					ago(p.CreatedAt), truncate(strings.Join(p.Spec.Command, " "), 40))
 			}
+			for _, v := range vessels {
+				printVesselRow(tw, v)
+			}
 			return tw.Flush()
 		},
 	}
@@ -247,6 +235,9 @@ func inspectCommand(g *globalOptions) *cobra.Command {
 		Short: "Show everything about a pod as JSON",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
+			if g.isVessel(args[0]) {
+				return inspectVessel(c, g, args[0])
+			}
 			m, err := g.manager()
 			if err != nil {
 				return err
@@ -267,6 +258,9 @@ func logsCommand(g *globalOptions) *cobra.Command {
 		Short: "Print a pod's standard output and error",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
+			if g.isVessel(args[0]) {
+				return vesselLogs(c.Context(), g, args[0], follow, c.OutOrStdout())
+			}
 			m, err := g.manager()
 			if err != nil {
 				return err
@@ -287,6 +281,9 @@ func stopCommand(g *globalOptions) *cobra.Command {
 		RunE: func(c *cobra.Command, args []string) error {
 			if timeout < 0 {
 				return errdefs.New(errdefs.InvalidArgument, "invalid --timeout %v: must not be negative", timeout)
+			}
+			if g.isVessel(args[0]) {
+				return g.vessels().Stop(c.Context(), args[0])
 			}
 			m, err := g.manager()
 			if err != nil {
@@ -317,7 +314,11 @@ func rmCommand(g *globalOptions) *cobra.Command {
 			}
 			var firstErr error
 			for _, name := range args {
-				if err := m.Remove(c.Context(), name, force); err != nil {
+				remove := m.Remove
+				if g.isVessel(name) {
+					remove = g.vessels().Remove
+				}
+				if err := remove(c.Context(), name, force); err != nil {
 					if firstErr != nil {
 						report(err)
 						continue
@@ -330,63 +331,4 @@ func rmCommand(g *globalOptions) *cobra.Command {
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "kill the pod if it is running")
 	return c
-}
-
-func doctorCommand() *cobra.Command {
-	var (
-		asJSON bool
-		criu   string
-	)
-	c := &cobra.Command{
-		Use:   "doctor",
-		Short: "Check that this machine has everything podctl needs",
-		Args:  exactArgs(0, "no arguments"),
-		RunE: func(c *cobra.Command, args []string) error {
-			self, _ := os.Executable()
-			r := doctor.Run(c.Context(), doctor.Options{SelfExe: self, CRIUPath: criu})
-			var err error
-			if asJSON {
-				err = r.WriteJSON(c.OutOrStdout())
-			} else {
-				err = r.WriteTable(c.OutOrStdout())
-			}
-			if err != nil {
-				return err
-			}
-			if !r.OK() {
-				fmt.Fprintln(c.ErrOrStderr(), "podctl: doctor: required features are missing (see FIX above)")
-				return &exitError{code: int(errdefs.Unsupported)}
-			}
-			return nil
-		},
-	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	c.Flags().StringVar(&criu, "criu", "", "CRIU binary to check (default: criu on PATH)")
-	return c
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func ago(t time.Time) string {
-	d := time.Since(t).Round(time.Second)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh ago", int(d.Hours()))
-	}
-	return t.Local().Format("2006-01-02")
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }

@@ -6,44 +6,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 
-	"github.com/opencontainers/runc/libcontainer"
-	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces before the Go runtime starts, for `podctl init`
-	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
-
-	"github.com/podctl/podctl/internal/doctor"
 	"github.com/podctl/podctl/internal/errdefs"
-	"github.com/podctl/podctl/virtns/podinit"
+	"github.com/podctl/podctl/pod/vesselpod"
 )
 
-// Hidden entry points: podctl is also libcontainer's `init` (the first
-// step of every process it starts in a pod), the pod's PID 1, and the
-// child of doctor's hardware-breakpoint probe. They are dispatched before
-// anything else runs.
+// Hidden entry points: podctl is also the supervisor of every vessel pod
+// (see vesselpod.Supervise) and, in builds with native pods, libcontainer's
+// `init`, a pod's PID 1 and the child of doctor's hardware-breakpoint
+// probe (see nativeEntry). They are dispatched before anything else runs.
 func init() {
 	if len(os.Args) < 2 {
 		return
 	}
-	switch os.Args[1] {
-	case "init":
-		libcontainer.Init() // never returns
-	case "_podinit":
-		os.Exit(podinit.Main(os.Args[2:]))
-	case doctor.HWBreakpointChildArg:
-		doctor.HWBreakpointChild()
+	if os.Args[1] == vesselpod.SupervisorArg {
+		os.Exit(vesselpod.Supervise(os.Args[2:]))
 	}
+	nativeEntry(os.Args[1])
 }
 
 func main() {
-	// libcontainer logs CRIU's failures through logrus; podctl reports
-	// them itself, in one line.
-	logrus.SetOutput(io.Discard)
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
 	if err != nil {

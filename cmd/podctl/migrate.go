@@ -1,37 +1,18 @@
+//go:build linux && cgo
+
 package main
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"os"
-	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/podctl/podctl/internal/dock"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/pki"
 	"github.com/podctl/podctl/pod"
 )
-
-// DefaultPKI is where docks and migrate look for their TLS material.
-const DefaultPKI = "/etc/podctl/pki"
-
-// pkiFlags are the TLS options of dock and migrate.
-type pkiFlags struct{ dir, name string }
-
-func (p *pkiFlags) register(c *cobra.Command) {
-	def := os.Getenv("PODCTL_PKI")
-	if def == "" {
-		def = DefaultPKI
-	}
-	c.Flags().StringVar(&p.dir, "pki", def, "directory with ca.pem and this node's certificate (env PODCTL_PKI; see podctl pki)")
-	c.Flags().StringVar(&p.name, "cert", "node", "name of this node's certificate in the --pki directory (NAME.pem, NAME-key.pem)")
-}
 
 func migrateCommand(g *globalOptions) *cobra.Command {
 	var (
@@ -51,12 +32,15 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 			if _, _, err := net.SplitHostPort(to); err != nil {
 				return errdefs.New(errdefs.InvalidArgument, "invalid --to %q: want HOST:PORT", to)
 			}
-			switch via {
-			case "auto", "criu":
-			case "wasm":
-				return errdefs.New(errdefs.Unsupported, "pod %s is a native pod, not a Wasm vessel: it can only migrate through CRIU", args[0])
-			default:
-				return errdefs.New(errdefs.InvalidArgument, "invalid --via %q: want criu, wasm or auto", via)
+			vessel := g.isVessel(args[0])
+			if err := checkVia(via, args[0], vessel); err != nil {
+				return err
+			}
+			if vessel {
+				if name != "" || live || force {
+					return errdefs.New(errdefs.Usage, "podctl migrate: --name, --live and --force are for native pods")
+				}
+				return migrateVessel(c, g, args[0], to, tls, asJSON)
 			}
 			if name != "" {
 				if err := pod.ValidateName(name); err != nil {
@@ -121,90 +105,10 @@ func dockCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := pki.ServerConfig(tls.dir, tls.name)
-			if err != nil {
-				return err
-			}
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				return errdefs.New(errdefs.Conflict, "dock: listen on %s: %v", listen, err)
-			}
-			// Finish what a dock that died left half received.
-			if err := m.Recover(c.Context()); err != nil {
-				return err
-			}
-			log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
-			log.Info("dock listening", "addr", ln.Addr().String(), "root", g.root)
-			s := &dock.Server{Native: &dock.Native{Manager: m}, TLS: cfg, Log: log}
-			return s.Serve(c.Context(), ln)
+			return serveDock(c, g, &dock.Native{Manager: m}, listen, tls, func() error { return m.Recover(c.Context()) })
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")
 	tls.register(c)
 	return c
-}
-
-func pkiCommand() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "pki",
-		Short: "Create the certificates docks and migrate authenticate each other with",
-	}
-	initCmd := &cobra.Command{
-		Use:   "init DIR",
-		Short: "Create a certificate authority in DIR",
-		Args:  exactArgs(1, "a directory"),
-		RunE:  func(c *cobra.Command, args []string) error { return pki.Init(args[0]) },
-	}
-	var hosts []string
-	issue := &cobra.Command{
-		Use:   "issue DIR NAME",
-		Short: "Issue a node certificate NAME signed by DIR's authority",
-		Args:  exactArgs(2, "a directory and a certificate name"),
-		RunE:  func(c *cobra.Command, args []string) error { return pki.Issue(args[0], args[1], hosts) },
-	}
-	issue.Flags().StringSliceVar(&hosts, "host", nil, "DNS name or IP address the node is reached at (repeatable)")
-	c.AddCommand(initCmd, issue)
-	return c
-}
-
-// progressBar draws a migration's progress on a terminal.
-type progressBar struct {
-	mu sync.Mutex
-	w  io.Writer
-	ph string
-}
-
-// newProgressBar returns a bar drawing on w, or nil if w is not a terminal.
-func newProgressBar(w io.Writer) *progressBar {
-	f, ok := w.(*os.File)
-	if !ok {
-		return nil
-	}
-	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
-		return nil
-	}
-	return &progressBar{w: w}
-}
-
-func (b *progressBar) update(phase string, sent, total int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if phase != "" {
-		b.ph = phase
-	}
-	const width = 30
-	fill := width
-	if total > 0 && sent < total {
-		fill = int(sent * width / total)
-	}
-	fmt.Fprintf(b.w, "\r%-9s [%s%s] %10s", b.ph, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), byteSize(sent))
-}
-
-func (b *progressBar) finish() {
-	if b == nil {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	fmt.Fprint(b.w, "\r\033[K")
 }

@@ -14,14 +14,17 @@ import (
 
 	"github.com/podctl/podctl/internal/cpufeat"
 	"github.com/podctl/podctl/internal/version"
+	"github.com/podctl/podctl/pod/vesselpod"
 )
 
 // Server is a dock: it receives migrating pods. Native pods (CRIU) need
-// Native, which only Linux builds with cgo have; Wasm vessels need
+// Native, which only Linux builds with cgo have; Wasm vessels go to
 // Vessels, which every build has.
 type Server struct {
 	// Native receives native pods; nil refuses them.
 	Native *Native
+	// Vessels receives vessel pods.
+	Vessels vesselpod.Store
 	// TLS must require and verify client certificates (pki.ServerConfig).
 	TLS *tls.Config
 	// Log receives one line per migration.
@@ -35,6 +38,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+pathHello, s.hello)
+	s.registerVessels(mux)
 	if s.Native != nil {
 		s.Native.register(mux, s.Log)
 	}
@@ -76,6 +80,7 @@ func LocalHello(ctx context.Context, native bool) *Hello {
 		Kernel: kernelRelease(), Hostname: host,
 	}
 	h.CPUFeatures, _ = cpufeat.Host()
+	h.Capabilities = append(h.Capabilities, CapabilityWasm)
 	if native {
 		nativeHello(ctx, h)
 	}

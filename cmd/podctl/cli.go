@@ -1,0 +1,255 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/podctl/podctl/internal/dock"
+	"github.com/podctl/podctl/internal/doctor"
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/pki"
+	"github.com/spf13/cobra"
+)
+
+// DefaultRoot is podctl's default state directory (pod.DefaultRoot).
+const DefaultRoot = "/var/lib/podctl"
+
+// globalOptions are the flags every command shares.
+type globalOptions struct {
+	root, bridge, subnet, uplink string
+}
+
+func newRootCommand() *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:           "podctl",
+		Short:         "Pods of processes that can be checkpointed, restored and migrated",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	defaultRoot := os.Getenv("PODCTL_ROOT")
+	if defaultRoot == "" {
+		defaultRoot = DefaultRoot
+	}
+	root.PersistentFlags().StringVar(&g.root, "root", defaultRoot, "state directory (env PODCTL_ROOT)")
+	root.PersistentFlags().StringVar(&g.bridge, "bridge", "", "bridge of the default pod network, when it is created (default podbr0)")
+	root.PersistentFlags().StringVar(&g.subnet, "subnet", "", "subnet of the default pod network, when it is created (default 10.88.0.0/16)")
+	root.PersistentFlags().StringVar(&g.uplink, "uplink", os.Getenv("PODCTL_UPLINK"), "host interface to bridge into the default pod network, when it is created (env PODCTL_UPLINK)")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return errdefs.New(errdefs.Usage, "%s (see podctl %s --help)", err, c.Name())
+	})
+	root.AddCommand(podCommands(g)...)
+	root.AddCommand(doctorCommand(), pkiCommand())
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with a usage-classified error.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return errdefs.New(errdefs.Usage, "podctl %s: expected %s", c.Name(), what)
+		}
+		return nil
+	}
+}
+
+func doctorCommand() *cobra.Command {
+	var (
+		asJSON bool
+		criu   string
+	)
+	c := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check that this machine has everything podctl needs",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			self, _ := os.Executable()
+			r := doctor.Run(c.Context(), doctor.Options{SelfExe: self, CRIUPath: criu})
+			var err error
+			if asJSON {
+				err = r.WriteJSON(c.OutOrStdout())
+			} else {
+				err = r.WriteTable(c.OutOrStdout())
+			}
+			if err != nil {
+				return err
+			}
+			if !r.OK() {
+				fmt.Fprintln(c.ErrOrStderr(), "podctl: doctor: required features are missing (see FIX above)")
+				return &exitError{code: int(errdefs.Unsupported)}
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().StringVar(&criu, "criu", "", "CRIU binary to check (default: criu on PATH)")
+	return c
+}
+
+// DefaultPKI is where docks and migrate look for their TLS material.
+const DefaultPKI = "/etc/podctl/pki"
+
+// pkiFlags are the TLS options of dock and migrate.
+type pkiFlags struct{ dir, name string }
+
+func (p *pkiFlags) register(c *cobra.Command) {
+	def := os.Getenv("PODCTL_PKI")
+	if def == "" {
+		def = DefaultPKI
+	}
+	c.Flags().StringVar(&p.dir, "pki", def, "directory with ca.pem and this node's certificate (env PODCTL_PKI; see podctl pki)")
+	c.Flags().StringVar(&p.name, "cert", "node", "name of this node's certificate in the --pki directory (NAME.pem, NAME-key.pem)")
+}
+
+func pkiCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "pki",
+		Short: "Create the certificates docks and migrate authenticate each other with",
+	}
+	initCmd := &cobra.Command{
+		Use:   "init DIR",
+		Short: "Create a certificate authority in DIR",
+		Args:  exactArgs(1, "a directory"),
+		RunE:  func(c *cobra.Command, args []string) error { return pki.Init(args[0]) },
+	}
+	var hosts []string
+	issue := &cobra.Command{
+		Use:   "issue DIR NAME",
+		Short: "Issue a node certificate NAME signed by DIR's authority",
+		Args:  exactArgs(2, "a directory and a certificate name"),
+		RunE:  func(c *cobra.Command, args []string) error { return pki.Issue(args[0], args[1], hosts) },
+	}
+	issue.Flags().StringSliceVar(&hosts, "host", nil, "DNS name or IP address the node is reached at (repeatable)")
+	c.AddCommand(initCmd, issue)
+	return c
+}
+
+// progressBar draws a migration's progress on a terminal.
+type progressBar struct {
+	mu sync.Mutex
+	w  io.Writer
+	ph string
+}
+
+// newProgressBar returns a bar drawing on w, or nil if w is not a terminal.
+func newProgressBar(w io.Writer) *progressBar {
+	f, ok := w.(*os.File)
+	if !ok || !isTerminal(f) {
+		return nil
+	}
+	return &progressBar{w: w}
+}
+
+func (b *progressBar) update(phase string, sent, total int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if phase != "" {
+		b.ph = phase
+	}
+	const width = 30
+	fill := width
+	if total > 0 && sent < total {
+		fill = int(sent * width / total)
+	}
+	fmt.Fprintf(b.w, "\r%-9s [%s%s] %10s", b.ph, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), byteSize(sent))
+}
+
+func (b *progressBar) finish() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fmt.Fprint(b.w, "\r\033[K")
+}
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func ago(t time.Time) string {
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.Local().Format("2006-01-02")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+// ms formats a duration in milliseconds.
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// byteSize formats a byte count.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// generatedName is a new pod's name when none is given: "pod-" and 8 hex
+// digits.
+func generatedName() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return "pod-" + hex.EncodeToString(b)
+}
+
+// buildTarget is this binary's OS/ISA.
+func buildTarget() string { return runtime.GOOS + "/" + runtime.GOARCH }
+
+// serveDock runs `podctl dock`: native receives native pods (nil: vessels
+// only); recover, if set, finishes native pods a dead dock left half
+// received, once the port is taken and before serving.
+func serveDock(c *cobra.Command, g *globalOptions, native *dock.Native, listen string, tls pkiFlags, recover func() error) error {
+	cfg, err := pki.ServerConfig(tls.dir, tls.name)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return errdefs.New(errdefs.Conflict, "dock: listen on %s: %v", listen, err)
+	}
+	// Finish what a dock that died left half received.
+	if err := g.vessels().Recover(); err != nil {
+		ln.Close()
+		return err
+	}
+	if recover != nil {
+		if err := recover(); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
+	log.Info("dock listening", "addr", ln.Addr().String(), "root", g.root, "native", native != nil)
+	s := &dock.Server{Native: native, Vessels: g.vessels(), TLS: cfg, Log: log}
+	return s.Serve(c.Context(), ln)
+}

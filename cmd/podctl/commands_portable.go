@@ -1,0 +1,218 @@
+//go:build !(linux && cgo)
+
+package main
+
+import (
+	"fmt"
+	"net"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podctl/podctl/internal/errdefs"
+)
+
+// podCommands are this build's pod commands: it has no native layer
+// (namespaces, cgroups, CRIU need Linux and cgo), so they handle Wasm
+// vessel pods only.
+func podCommands(g *globalOptions) []*cobra.Command {
+	return []*cobra.Command{
+		vesselCreateCommand(g), vesselPsCommand(g), vesselNameCommand(g, "inspect POD", "Show everything about a pod as JSON", inspectVessel),
+		vesselLogsCommand(g), vesselNameCommand(g, "stop POD", "Stop a pod", func(c *cobra.Command, g *globalOptions, name string) error {
+			return g.vessels().Stop(c.Context(), name)
+		}),
+		vesselRmCommand(g), vesselCheckpointCommand(g), vesselRestoreCommand(g), vesselMigrateCommand(g), vesselDockCommand(g),
+	}
+}
+
+func vesselCreateCommand(g *globalOptions) *cobra.Command {
+	var (
+		name   string
+		env    []string
+		vf     vesselFlags
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "create --wasm MODULE.wasm [OPTIONS] -- [ARGS...]",
+		Short: "Create and start a vessel pod (this build has no native pods)",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if vf.wasm == "" {
+				return errdefs.New(errdefs.Unsupported, "this podctl (%s) runs Wasm vessel pods only: use --wasm MODULE.wasm", buildTarget())
+			}
+			if len(args) > 0 && args[0] == "--" {
+				args = args[1:]
+			}
+			if name == "" {
+				name = generatedName()
+			}
+			return createVessel(c, g, name, vf, env, args, asJSON)
+		},
+	}
+	f := c.Flags()
+	f.SetInterspersed(false)
+	f.StringVar(&name, "name", "", "pod name (default: generated)")
+	f.StringArrayVarP(&env, "env", "e", nil, "set KEY=VALUE in the guest's environment (repeatable)")
+	f.BoolVar(&asJSON, "json", false, "print the pod's manifest as JSON instead of its name")
+	vf.register(c)
+	return c
+}
+
+func vesselPsCommand(g *globalOptions) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "ps",
+		Short: "List pods",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			vessels, err := vesselRows(g)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				all := []any{}
+				for _, v := range vessels {
+					all = append(all, v)
+				}
+				return writeJSON(c.OutOrStdout(), all)
+			}
+			tw := tabwriter.NewWriter(c.OutOrStdout(), 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATUS\tIP\tPORTS\tCREATED\tCOMMAND")
+			for _, v := range vessels {
+				printVesselRow(tw, v)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+// vesselNameCommand is a command taking one vessel pod name.
+func vesselNameCommand(g *globalOptions, use, short string, run func(*cobra.Command, *globalOptions, string) error) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: exactArgs(1, "one pod name"),
+		RunE: func(c *cobra.Command, args []string) error { return run(c, g, args[0]) },
+	}
+}
+
+func vesselLogsCommand(g *globalOptions) *cobra.Command {
+	var follow bool
+	c := vesselNameCommand(g, "logs [-f] POD", "Print a pod's standard output and error", func(c *cobra.Command, g *globalOptions, name string) error {
+		return vesselLogs(c.Context(), g, name, follow, c.OutOrStdout())
+	})
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the pod exits")
+	return c
+}
+
+func vesselRmCommand(g *globalOptions) *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "rm [-f] POD...",
+		Short: "Remove pods and everything they have",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errdefs.New(errdefs.Usage, "podctl rm: expected at least one pod name")
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			var firstErr error
+			for _, name := range args {
+				if err := g.vessels().Remove(c.Context(), name, force); err != nil {
+					if firstErr != nil {
+						report(err)
+						continue
+					}
+					firstErr = err
+				}
+			}
+			return firstErr
+		},
+	}
+	c.Flags().BoolVarP(&force, "force", "f", false, "end the pod if it is running")
+	return c
+}
+
+func vesselCheckpointCommand(g *globalOptions) *cobra.Command {
+	var (
+		output               string
+		leaveRunning, asJSON bool
+	)
+	c := vesselNameCommand(g, "checkpoint [OPTIONS] POD", "Stop a vessel pod into a portable snapshot", func(c *cobra.Command, g *globalOptions, name string) error {
+		return checkpointVessel(c, g, name, output, leaveRunning, asJSON)
+	})
+	c.Flags().StringVarP(&output, "output", "o", "", "write the snapshot to FILE (default: keep it in the pod's directory and leave the pod checkpointed)")
+	c.Flags().BoolVar(&leaveRunning, "leave-running", false, "let the pod carry on after the checkpoint")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
+func vesselRestoreCommand(g *globalOptions) *cobra.Command {
+	var (
+		name   string
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "restore [OPTIONS] FILE|POD",
+		Short: "Restart a vessel pod from a snapshot or from its last checkpoint",
+		Args:  exactArgs(1, "a snapshot file or a checkpointed pod's name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if !isVesselSource(g, args[0]) {
+				return errdefs.New(errdefs.Unsupported, "%s is not a vessel snapshot or pod, and this podctl (%s) restores vessels only", args[0], buildTarget())
+			}
+			return restoreVessel(c, g, args[0], name, asJSON)
+		},
+	}
+	c.Flags().StringVar(&name, "name", "", "name of the restored pod (default: the recorded name)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return c
+}
+
+func vesselMigrateCommand(g *globalOptions) *cobra.Command {
+	var (
+		to, via string
+		asJSON  bool
+		tls     pkiFlags
+	)
+	c := &cobra.Command{
+		Use:   "migrate [OPTIONS] POD --to ADDR",
+		Short: "Move a running vessel pod to the dock at ADDR",
+		Args:  exactArgs(1, "one pod name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if to == "" {
+				return errdefs.New(errdefs.Usage, "podctl migrate: --to ADDR is required")
+			}
+			if _, _, err := net.SplitHostPort(to); err != nil {
+				return errdefs.New(errdefs.InvalidArgument, "invalid --to %q: want HOST:PORT", to)
+			}
+			if err := checkVia(via, args[0], true); err != nil {
+				return err
+			}
+			return migrateVessel(c, g, args[0], to, tls, asJSON)
+		},
+	}
+	c.Flags().StringVar(&to, "to", "", "address (HOST:PORT) of the destination dock")
+	c.Flags().StringVar(&via, "via", "auto", "migration path: wasm or auto")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	tls.register(c)
+	return c
+}
+
+func vesselDockCommand(g *globalOptions) *cobra.Command {
+	var (
+		listen string
+		tls    pkiFlags
+	)
+	c := &cobra.Command{
+		Use:   "dock [OPTIONS]",
+		Short: "Receive migrating vessel pods (runs until interrupted)",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return serveDock(c, g, nil, listen, tls, nil)
+		},
+	}
+	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")
+	tls.register(c)
+	return c
+}

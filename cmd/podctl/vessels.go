@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podctl/podctl/internal/dock"
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/pki"
+	"github.com/podctl/podctl/pod/vesselpod"
+)
+
+// The vessel side of the pod commands, shared by every build: builds with
+// native pods dispatch here for vessel pods, the others have nothing else.
+
+func (g *globalOptions) vessels() vesselpod.Store {
+	return vesselpod.Store{Root: g.root}
+}
+
+// isVessel reports whether name is a vessel pod of the state root.
+func (g *globalOptions) isVessel(name string) bool { return vesselpod.Exists(g.root, name) }
+
+// vesselFlags are create's vessel options.
+type vesselFlags struct {
+	wasm string
+	dirs []string
+}
+
+func (v *vesselFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&v.wasm, "wasm", "", "run the WebAssembly (WASI) module MODULE.wasm as the pod's payload: a vessel pod, which can migrate to any ISA")
+	c.Flags().StringArrayVar(&v.dirs, "dir", nil, "vessel pods: preopen a copy of HOSTDIR at GUESTDIR, as HOSTDIR:GUESTDIR (repeatable)")
+}
+
+// createVessel is `podctl create --wasm MODULE [--dir H:G]... [-e K=V]... -- ARGS...`.
+func createVessel(c *cobra.Command, g *globalOptions, name string, v vesselFlags, env, args []string, asJSON bool) error {
+	module, err := os.ReadFile(v.wasm)
+	if err != nil {
+		return errdefs.New(errdefs.InvalidArgument, "--wasm %s: %v", v.wasm, err)
+	}
+	o := vesselpod.CreateOptions{Name: name, Module: v.wasm, Args: args, Env: env}
+	for _, d := range v.dirs {
+		host, guest, ok := strings.Cut(d, ":")
+		if !ok || host == "" || guest == "" {
+			return errdefs.New(errdefs.InvalidArgument, "invalid --dir %q: want HOSTDIR:GUESTDIR", d)
+		}
+		abs, err := filepath.Abs(host)
+		if err != nil {
+			return errdefs.New(errdefs.InvalidArgument, "invalid --dir %q: %v", d, err)
+		}
+		o.Dirs = append(o.Dirs, vesselpod.DirMap{Host: abs, Guest: guest})
+	}
+	for _, e := range env {
+		if !strings.Contains(e, "=") {
+			return errdefs.New(errdefs.InvalidArgument, "invalid environment entry %q: want KEY=VALUE", e)
+		}
+	}
+	m, err := g.vessels().Create(c.Context(), o, module)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.OutOrStdout(), m)
+	}
+	fmt.Fprintln(c.OutOrStdout(), m.Spec.Name)
+	return nil
+}
+
+// vesselRows are `podctl ps` rows for the vessel pods.
+func vesselRows(g *globalOptions) ([]*vesselpod.Status, error) { return g.vessels().List() }
+
+// printVesselRow writes one vessel pod as a ps row (NAME STATUS IP PORTS
+// CREATED COMMAND).
+func printVesselRow(w io.Writer, v *vesselpod.Status) {
+	status := v.Status
+	if v.ExitCode != nil {
+		status = fmt.Sprintf("exited (%d)", *v.ExitCode)
+	}
+	cmd := "wasm:" + strings.Join(v.Spec.Args, " ")
+	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Spec.Name, status, "-", "", ago(v.Created), truncate(cmd, 40))
+}
+
+// vesselLogs prints a vessel pod's stdout, then its stderr; with follow,
+// it keeps printing both until the guest is no longer running.
+func vesselLogs(ctx context.Context, g *globalOptions, name string, follow bool, w io.Writer) error {
+	s := g.vessels()
+	stdout, stderr, err := s.LogPaths(name)
+	if err != nil {
+		return err
+	}
+	var offsets [2]int64
+	for {
+		for i, p := range []string{stdout, stderr} {
+			n, err := copyFrom(w, p, offsets[i])
+			if err != nil {
+				return err
+			}
+			offsets[i] += n
+		}
+		if !follow {
+			return nil
+		}
+		st, err := s.Status(name)
+		if err != nil || st.Status != "running" {
+			follow = false // one last read
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// copyFrom copies path from offset to w.
+func copyFrom(w io.Writer, path string, offset int64) (int64, error) {
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return 0, err
+	}
+	return io.Copy(w, f)
+}
+
+// checkpointVessel is `podctl checkpoint` of a vessel pod.
+func checkpointVessel(c *cobra.Command, g *globalOptions, name, output string, leaveRunning, asJSON bool) error {
+	res, err := g.vessels().Checkpoint(c.Context(), name, vesselpod.CheckpointOptions{Output: output, LeaveRunning: leaveRunning})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.OutOrStdout(), res)
+	}
+	t := res.Timings
+	fmt.Fprintf(c.OutOrStdout(), "%s (%s): safepoint %s, capture %s, write %s, total %s\n",
+		res.Snapshot, byteSize(res.Bytes), ms(t.Safepoint), ms(t.Capture), ms(t.Write), ms(res.Total))
+	return nil
+}
+
+// restoreVessel is `podctl restore` of a snapshot file or a checkpointed
+// vessel pod.
+func restoreVessel(c *cobra.Command, g *globalOptions, source, name string, asJSON bool) error {
+	m, d, err := g.vessels().Restore(c.Context(), source, vesselpod.RestoreOptions{Name: name})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.OutOrStdout(), map[string]any{"name": m.Spec.Name, "kind": m.Kind, "totalNs": d})
+	}
+	fmt.Fprintf(c.OutOrStdout(), "%s restored (vessel): total %s\n", m.Spec.Name, ms(d))
+	return nil
+}
+
+// isVesselSource reports whether restore's argument is a vessel's: a
+// snapshot file or a vessel pod.
+func isVesselSource(g *globalOptions, source string) bool {
+	if _, err := os.Stat(source); err == nil {
+		return vesselpod.IsSnapshotFile(source)
+	}
+	return g.isVessel(source)
+}
+
+// migrateVessel is `podctl migrate` of a vessel pod.
+func migrateVessel(c *cobra.Command, g *globalOptions, name, to string, tls pkiFlags, asJSON bool) error {
+	cfg, err := pki.ClientConfig(tls.dir, tls.name)
+	if err != nil {
+		return err
+	}
+	client := dock.NewClient(to, cfg)
+	defer client.Close()
+	res, err := dock.MigrateVessel(c.Context(), g.vessels(), name, client)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.OutOrStdout(), res)
+	}
+	w := c.OutOrStdout()
+	fmt.Fprintf(w, "%s migrated to %s (%s) via wasm\n", res.Pod, res.Dock, res.ISA)
+	fmt.Fprintf(w, "  safepoint %s\n  capture   %s\n  write     %s\n  transfer  %s\n  restore   %s\n  total     %s\n  downtime  %s\n  sent      %s (module %s)\n",
+		ms(res.Safepoint), ms(res.Capture), ms(res.Write), ms(res.Transfer), ms(res.Restore), ms(res.Total), ms(res.Downtime),
+		byteSize(res.Bytes), map[bool]string{true: "included", false: "already at the dock"}[res.WithModule])
+	return nil
+}
+
+// checkVia validates migrate's --via for a pod of the given kind.
+func checkVia(via, name string, vessel bool) error {
+	switch via {
+	case "auto":
+		return nil
+	case "wasm":
+		if !vessel {
+			return errdefs.New(errdefs.Unsupported, "pod %s is a native pod, not a Wasm vessel: it can only migrate through CRIU", name)
+		}
+		return nil
+	case "criu":
+		if vessel {
+			return errdefs.New(errdefs.Unsupported, "pod %s is a Wasm vessel: it migrates as a portable snapshot (--via wasm or auto), not through CRIU", name)
+		}
+		return nil
+	}
+	return errdefs.New(errdefs.InvalidArgument, "invalid --via %q: want criu, wasm or auto", via)
+}
+
+// inspectVessel is `podctl inspect` of a vessel pod.
+func inspectVessel(c *cobra.Command, g *globalOptions, name string) error {
+	st, err := g.vessels().Status(name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c.OutOrStdout(), st)
+}

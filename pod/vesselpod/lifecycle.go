@@ -1,0 +1,490 @@
+package vesselpod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/statedir"
+	"github.com/podctl/podctl/wasm/prepare"
+	"github.com/podctl/podctl/wasm/snapshot"
+)
+
+// CreateOptions are the parts of a vessel pod that are not its module.
+type CreateOptions struct {
+	Name string
+	// Module is the module's path, for display.
+	Module string
+	// Args follow argv[0], which is the module's base name.
+	Args []string
+	Env  []string
+	Dirs []DirMap
+}
+
+// Create prepares module (once per content, see prepare.Cache), gives the
+// pod private copies of its preopened directories and starts its
+// supervisor. On failure nothing of the pod is left.
+func (s Store) Create(ctx context.Context, o CreateOptions, module []byte) (_ *Manifest, err error) {
+	if err := ValidateName(o.Name); err != nil {
+		return nil, err
+	}
+	for _, d := range o.Dirs {
+		if !path.IsAbs(d.Guest) || path.Clean(d.Guest) != d.Guest {
+			return nil, errdefs.New(errdefs.InvalidArgument, "invalid --dir guest path %q: want a clean absolute path", d.Guest)
+		}
+		if st, err := os.Stat(d.Host); err != nil || !st.IsDir() {
+			return nil, errdefs.New(errdefs.InvalidArgument, "invalid --dir %s: not a directory", d.Host)
+		}
+	}
+	prepared, err := s.cache().Prepare(ctx, module)
+	if err != nil {
+		return nil, errdefs.New(errdefs.InvalidArgument, "prepare %s: %v", o.Module, err)
+	}
+	dir, unlock, err := s.makePodDir(o.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	m := &Manifest{
+		Kind: Kind, ID: newID(), State: StateCreating, Created: time.Now().UTC(),
+		SourceHash: hashHex(prepared.SourceHash), ModuleHash: hashHex(prepared.Hash),
+		Spec: Spec{Name: o.Name, Module: o.Module, Args: append([]string{path.Base(filepath.ToSlash(o.Module))}, o.Args...), Env: o.Env, Dirs: o.Dirs},
+	}
+	if err := s.save(m); err != nil {
+		return nil, err
+	}
+	for i, d := range o.Dirs {
+		if err := copyTree(d.Host, s.preopenDir(o.Name, i)); err != nil {
+			return nil, fmt.Errorf("vessel pod %s: copy %s: %w", o.Name, d.Host, err)
+		}
+	}
+	if err := s.startSupervisor(ctx, o.Name, ""); err != nil {
+		return nil, err
+	}
+	m.State = StateCreated
+	return m, s.save(m)
+}
+
+// makePodDir creates a new pod's directory and takes its operation lock.
+func (s Store) makePodDir(name string) (string, func(), error) {
+	if s.nameTaken(name) {
+		return "", nil, errdefs.New(errdefs.AlreadyExists, "a pod named %s already exists", name)
+	}
+	dir := s.podDir(name)
+	if err := os.MkdirAll(s.dir(), 0o755); err != nil {
+		return "", nil, err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return "", nil, errdefs.New(errdefs.AlreadyExists, "a pod named %s already exists", name)
+		}
+		return "", nil, err
+	}
+	l, err := s.lock(name)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	if err := os.Mkdir(filepath.Join(dir, dirsDir), 0o755); err != nil {
+		l.Unlock()
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return dir, l.Unlock, nil
+}
+
+func (s Store) preopenDir(name string, i int) string {
+	return filepath.Join(s.podDir(name), dirsDir, fmt.Sprint(i))
+}
+
+// CheckpointOptions tune Checkpoint.
+type CheckpointOptions struct {
+	// Output is where the snapshot goes; "" keeps it in the pod, which
+	// becomes "checkpointed".
+	Output string
+	// LeaveRunning lets the guest run on once its state is captured.
+	LeaveRunning bool
+}
+
+// CheckpointResult reports a checkpoint.
+type CheckpointResult struct {
+	Snapshot string        `json:"snapshot"`
+	Bytes    int64         `json:"bytes"`
+	Timings  StopTimings   `json:"timings"`
+	Total    time.Duration `json:"totalNs"`
+}
+
+// Checkpoint stops a running vessel pod's guest at its next poll point and
+// writes its portable snapshot (module included). The guest then runs on
+// (LeaveRunning) or ends; any failure lets it run on.
+func (s Store) Checkpoint(ctx context.Context, name string, o CheckpointOptions) (*CheckpointResult, error) {
+	start := time.Now()
+	l, err := s.lock(name)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	m, err := s.requireRunning(name)
+	if err != nil {
+		return nil, err
+	}
+	out := o.Output
+	if out == "" {
+		out = filepath.Join(s.podDir(name), checkpointFile)
+	}
+	out, err = filepath.Abs(out)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.dial(name)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rep, err := c.stop(ctx, out, true)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	res := &CheckpointResult{Snapshot: out, Bytes: rep.Bytes, Timings: rep.StopTimings}
+	if o.LeaveRunning {
+		if err := c.do(ctx, request{Op: opContinue}); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: resume: %w", name, err)
+		}
+		res.Total = time.Since(start)
+		return res, nil
+	}
+	if err := c.do(ctx, request{Op: opEnd}); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: end the guest: %w", name, err)
+	}
+	if o.Output == "" {
+		m.State = StateCheckpointed
+		if err := s.save(m); err != nil {
+			return nil, err
+		}
+	}
+	res.Total = time.Since(start)
+	return res, nil
+}
+
+func (s Store) requireRunning(name string) (*Manifest, error) {
+	st, err := s.Status(name)
+	if err != nil {
+		return nil, err
+	}
+	if st.Status != "running" {
+		return nil, errdefs.New(errdefs.NotRunning, "vessel pod %s is not running (%s)", name, st.Status)
+	}
+	return st.Manifest, nil
+}
+
+// IsSnapshotFile reports whether path holds a portable snapshot (as
+// opposed to a native pod's archive).
+func IsSnapshotFile(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return snapshot.HasMagic(f)
+}
+
+// RestoreOptions tune Restore and Receive.
+type RestoreOptions struct {
+	// Name names the restored pod (default: the name recorded in the
+	// snapshot).
+	Name string
+}
+
+// Restore restarts a vessel pod from a snapshot file or from its own
+// checkpoint (source is then its name).
+func (s Store) Restore(ctx context.Context, source string, o RestoreOptions) (*Manifest, time.Duration, error) {
+	start := time.Now()
+	file, fromPod := source, false
+	if _, err := os.Stat(source); err != nil {
+		m, lerr := s.Load(source)
+		if lerr != nil {
+			return nil, 0, errdefs.New(errdefs.NotFound, "restore: no snapshot file or checkpointed pod named %s", source)
+		}
+		if m.State != StateCheckpointed {
+			return nil, 0, errdefs.New(errdefs.Conflict, "restore: vessel pod %s is not checkpointed", source)
+		}
+		if o.Name != "" && o.Name != source {
+			return nil, 0, errdefs.New(errdefs.InvalidArgument, "restore: --name cannot rename a checkpointed pod; restore it from its snapshot file instead")
+		}
+		file, fromPod = filepath.Join(s.podDir(source), checkpointFile), true
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, 0, fmt.Errorf("restore: %w", err)
+	}
+	defer f.Close()
+	snap, err := snapshot.Decode(f, snapshot.DefaultLimits())
+	if err != nil {
+		return nil, 0, errdefs.New(errdefs.InvalidArgument, "restore %s: %v", source, err)
+	}
+	if fromPod {
+		m, err := s.restoreInPlace(ctx, source, snap)
+		return m, time.Since(start), err
+	}
+	m, err := s.Receive(ctx, snap, o)
+	return m, time.Since(start), err
+}
+
+// restoreInPlace restarts a checkpointed vessel pod from its own snapshot.
+func (s Store) restoreInPlace(ctx context.Context, name string, snap *snapshot.Snapshot) (*Manifest, error) {
+	l, err := s.lock(name)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	m, err := s.Load(name)
+	if err != nil {
+		return nil, err
+	}
+	if m.State != StateCheckpointed {
+		return nil, errdefs.New(errdefs.Conflict, "restore: vessel pod %s is not checkpointed", name)
+	}
+	if err := s.resetForResume(name, snap); err != nil {
+		return nil, err
+	}
+	if err := s.startSupervisor(ctx, name, filepath.Join(s.podDir(name), checkpointFile)); err != nil {
+		return nil, err
+	}
+	m.State = StateCreated
+	if err := s.save(m); err != nil {
+		return nil, err
+	}
+	os.Remove(filepath.Join(s.podDir(name), checkpointFile))
+	return m, nil
+}
+
+// Receive makes a new vessel pod from a snapshot and resumes it: the
+// module comes from the snapshot or this host's cache, the preopened
+// directories and logs from the snapshot. On failure nothing of the pod
+// is left.
+func (s Store) Receive(ctx context.Context, snap *snapshot.Snapshot, o RestoreOptions) (_ *Manifest, err error) {
+	name := o.Name
+	if name == "" {
+		name = snap.Meta[MetaName]
+	}
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	prepared, err := s.moduleFor(snap)
+	if err != nil {
+		return nil, err
+	}
+	dir, unlock, err := s.makePodDir(name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	m := &Manifest{
+		Kind: Kind, ID: newID(), State: StateCreating, Created: time.Now().UTC(),
+		ModuleHash: hashHex(prepared.Hash),
+		Spec:       Spec{Name: name, Module: snap.Meta[MetaModule], Args: snap.WASI.Args, Env: snap.WASI.Env},
+	}
+	for _, p := range snap.WASI.Preopens {
+		m.Spec.Dirs = append(m.Spec.Dirs, DirMap{Guest: p.GuestPath})
+	}
+	if err := s.save(m); err != nil {
+		return nil, err
+	}
+	if err := s.resetForResume(name, snap); err != nil {
+		return nil, err
+	}
+	// The supervisor resumes from a file: write the snapshot (without
+	// the module, which is in the cache now) next to the pod.
+	file := filepath.Join(dir, checkpointFile)
+	if err := writeSnapshot(file, snap, false); err != nil {
+		return nil, err
+	}
+	defer os.Remove(file)
+	if err := s.startSupervisor(ctx, name, file); err != nil {
+		return nil, err
+	}
+	m.State = StateCreated
+	return m, s.save(m)
+}
+
+// moduleFor finds a snapshot's prepared module: in the snapshot (then
+// cached) or in this host's cache.
+func (s Store) moduleFor(snap *snapshot.Snapshot) (*prepare.Prepared, error) {
+	if snap.Module != nil {
+		p, err := s.cache().Store(snap.Module)
+		if err != nil {
+			return nil, err
+		}
+		if p.Hash != snap.ModuleHash {
+			return nil, errdefs.New(errdefs.InvalidArgument, "snapshot: its module does not match its module hash")
+		}
+		return p, nil
+	}
+	p, err := s.cache().Load(snap.ModuleHash)
+	if err != nil {
+		return nil, errdefs.New(errdefs.NotFound, "snapshot: module sha256:%x is not in this host's cache, and the snapshot does not carry it", snap.ModuleHash[:8])
+	}
+	return p, nil
+}
+
+// HasModule reports whether this host's cache holds the prepared module.
+func (s Store) HasModule(hash [32]byte) bool {
+	_, err := s.cache().Load(hash)
+	return err == nil
+}
+
+// resetForResume empties a pod's preopened directories and writes the
+// snapshot's logs, ready for a supervisor to resume it (the WASI layer
+// fills the directories).
+func (s Store) resetForResume(name string, snap *snapshot.Snapshot) error {
+	dirs := filepath.Join(s.podDir(name), dirsDir)
+	if err := os.RemoveAll(dirs); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dirs, 0o755); err != nil {
+		return err
+	}
+	for i := range snap.WASI.Preopens {
+		if err := os.Mkdir(s.preopenDir(name, i), 0o755); err != nil {
+			return err
+		}
+	}
+	for file, data := range map[string][]byte{stdoutFile: snap.WASI.Stdout, stderrFile: snap.WASI.Stderr} {
+		if err := statedir.WriteFileAtomic(filepath.Join(s.podDir(name), file), data, 0o644); err != nil {
+			return err
+		}
+	}
+	os.Remove(filepath.Join(s.podDir(name), exitFile))
+	return nil
+}
+
+// Remove removes a vessel pod, ending its guest first (force is required
+// to end a running one).
+func (s Store) Remove(ctx context.Context, name string, force bool) error {
+	l, err := s.lock(name)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	st, err := s.Status(name)
+	if err != nil {
+		return err
+	}
+	if st.Status == "running" {
+		if !force {
+			return errdefs.New(errdefs.Conflict, "vessel pod %s is running: stop it first or use --force", name)
+		}
+		if err := s.end(ctx, name); err != nil {
+			return err
+		}
+	}
+	return os.RemoveAll(s.podDir(name))
+}
+
+// Stop ends a running vessel pod's guest (it is not checkpointed).
+func (s Store) Stop(ctx context.Context, name string) error {
+	l, err := s.lock(name)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	if _, err := s.requireRunning(name); err != nil {
+		return err
+	}
+	return s.end(ctx, name)
+}
+
+// end asks the supervisor to end the guest and waits for it to be gone.
+func (s Store) end(ctx context.Context, name string) error {
+	c, err := s.dial(name)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.do(ctx, request{Op: opEnd}); err != nil {
+		return fmt.Errorf("vessel pod %s: end: %w", name, err)
+	}
+	return s.waitGone(ctx, name)
+}
+
+// waitGone polls until the supervisor has exited.
+func (s Store) waitGone(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for s.running(name) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("vessel pod %s: supervisor did not exit: %w", name, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// copyTree copies the directory src to dst (created), refusing anything
+// but directories, regular files and symlinks: what a vessel can take
+// along.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case d.Type().IsRegular():
+			return copyFile(p, target, info.Mode().Perm())
+		default:
+			return fmt.Errorf("%s: a %s cannot move with a vessel", p, info.Mode().Type())
+		}
+	})
+}
+
+func copyFile(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -1,0 +1,214 @@
+package test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/podctl/podctl/test/harness"
+)
+
+// Vessel pods: WASI workloads (test/workloads/wasm) run, checkpointed,
+// restored and migrated across ISAs, checked against the output of an
+// uninterrupted run (the workloads' golden files).
+
+var (
+	wasmOnce sync.Once
+	wasmWLs  map[string]harness.WasmWorkload
+	wasmErr  error
+)
+
+// wasmWorkloads builds the workloads once per test binary.
+func wasmWorkloads(t *testing.T) map[string]harness.WasmWorkload {
+	t.Helper()
+	wasmOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "podctl-wasm-")
+		if err != nil {
+			wasmErr = err
+			return
+		}
+		wasmWLs, wasmErr = harness.BuildWasmWorkloads(dir)
+	})
+	if errors.Is(wasmErr, harness.ErrNoWasmToolchain) {
+		t.Skipf("needs the WASI toolchain (run make deps): %v", wasmErr)
+	}
+	if wasmErr != nil {
+		t.Fatal(wasmErr)
+	}
+	return wasmWLs
+}
+
+// vesselDir is a vessel pod's directory on host h.
+func vesselDir(h *harness.Host, name string) string {
+	return filepath.Join(h.Root, "vessels", name)
+}
+
+// vesselStdout is what a vessel pod on h has printed so far.
+func vesselStdout(h *harness.Host, name string) string {
+	b, _ := os.ReadFile(filepath.Join(vesselDir(h, name), "stdout.log"))
+	return string(b)
+}
+
+// createVessel starts workload wl as vessel pod name on h, its /data (if
+// it needs one) a copy of an empty directory.
+func createVessel(t *testing.T, h *harness.Host, wl harness.WasmWorkload, name string, env ...string) {
+	t.Helper()
+	args := []string{"create", "--name", name, "--wasm", wl.Path}
+	if wl.NeedsData {
+		args = append(args, "--dir", t.TempDir()+":"+harness.WasmDataDir)
+	}
+	args = append(append(args, "--"), wl.Args...)
+	cmd := h.Command(h.PodctlArgv(args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	if r := h.RunCmd(cmd); r.Code != 0 {
+		t.Fatalf("podctl %s: exit %d: %s", strings.Join(args, " "), r.Code, r.Stderr)
+	}
+}
+
+// waitVesselExit polls until the vessel pod has exited and returns its
+// exit code.
+func waitVesselExit(t *testing.T, h *harness.Host, name string, timeout time.Duration) int {
+	t.Helper()
+	var code int
+	harness.Eventually(t, timeout, func() error {
+		p := h.Inspect(name)
+		if p.Status != "exited" || p.ExitCode == nil {
+			return fmt.Errorf("vessel %s is %s", name, p.Status)
+		}
+		code = *p.ExitCode
+		return nil
+	})
+	return code
+}
+
+// checkLikeGolden compares a finished vessel pod with an uninterrupted run.
+func checkLikeGolden(t *testing.T, h *harness.Host, wl harness.WasmWorkload, name string, code int) {
+	t.Helper()
+	wantOut, wantData, err := wl.Golden()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := vesselStdout(h, name); got != wantOut {
+		t.Errorf("%s: stdout differs from an uninterrupted run:\n got %q\nwant %q", wl.Name, tail(got), tail(wantOut))
+	}
+	if code != wl.WantExit {
+		t.Errorf("%s: exit code %d, want %d", wl.Name, code, wl.WantExit)
+	}
+	if wl.NeedsData {
+		got, err := harness.WasmTree(filepath.Join(vesselDir(h, name), "dirs", "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != wantData {
+			t.Errorf("%s: /data differs from an uninterrupted run:\n got %s\nwant %s", wl.Name, got, wantData)
+		}
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 300 {
+		return "..." + s[len(s)-300:]
+	}
+	return s
+}
+
+// lines counts complete lines.
+func lines(s string) int { return strings.Count(s, "\n") }
+
+// waitNewLine polls until the vessel pod on h has printed more than n lines.
+func waitNewLine(t *testing.T, h *harness.Host, name string, n int, timeout time.Duration) int {
+	t.Helper()
+	var got int
+	harness.Eventually(t, timeout, func() error {
+		if got = lines(vesselStdout(h, name)); got <= n {
+			return fmt.Errorf("vessel %s has printed %d lines, waiting for more than %d", name, got, n)
+		}
+		return nil
+	})
+	return got
+}
+
+// TestVesselCheckpointRestore runs every workload as a vessel pod, stops
+// it mid-run into a snapshot (the pod then is "checkpointed"), restores
+// it, and checks that it finishes exactly like an uninterrupted run; a
+// --leave-running checkpoint restored under another name finishes alike.
+func TestVesselCheckpointRestore(t *testing.T) {
+	wls := wasmWorkloads(t)
+	h := newHost(t)
+	for _, name := range []string{"recurse", "heap", "files", "deep", "gowork"} {
+		wl := wls[name]
+		t.Run(name, func(t *testing.T) {
+			pod := "v-" + name
+			// The interpreter makes the run last seconds, so the
+			// checkpoints surely fall in the middle of it.
+			createVessel(t, h, wl, pod, "PODCTL_WASM_ENGINE=interpreter")
+			n := waitNewLine(t, h, pod, 2, 30*time.Second)
+			snap := filepath.Join(t.TempDir(), "copy.snap")
+			h.MustPodctl("checkpoint", "--leave-running", "-o", snap, pod)
+			waitNewLine(t, h, pod, n, 30*time.Second)
+			h.MustPodctl("checkpoint", pod)
+			if p := h.Inspect(pod); p.Status != "checkpointed" {
+				t.Fatalf("after checkpoint the vessel is %s", p.Status)
+			}
+			h.MustPodctl("restore", pod)
+			checkLikeGolden(t, h, wl, pod, waitVesselExit(t, h, pod, 2*time.Minute))
+
+			copyPod := pod + "-copy"
+			h.MustPodctl("restore", "--name", copyPod, snap)
+			checkLikeGolden(t, h, wl, copyPod, waitVesselExit(t, h, copyPod, 2*time.Minute))
+		})
+	}
+}
+
+// TestVesselMigratesAcrossISAs moves every workload, mid-computation,
+// amd64 → arm64 → s390x → riscv64 → ppc64le → amd64: the other ISAs' docks
+// are podctl built for them, run by qemu-user. On each foreign dock the
+// test waits for the guest to print a new line before moving it on, so
+// every ISA runs part of the computation. The result must be byte-for-byte
+// an uninterrupted run's.
+func TestVesselMigratesAcrossISAs(t *testing.T) {
+	harness.RequireRoot(t)
+	wls := wasmWorkloads(t)
+	isas := harness.ForeignISAs
+	lan := harness.NewLAN(t, podctlBin, 1+len(isas))
+	dir := t.TempDir()
+	for i, isa := range isas {
+		launcher, err := harness.BuildForeign(dir, isa)
+		if err != nil {
+			t.Skip(err) // qemu-user-static missing (CI has it)
+		}
+		lan.Hosts[1+i].Binary = launcher
+	}
+	pki := lan.PKI(t)
+	for i := range lan.Hosts {
+		lan.StartDock(t, i, pki)
+	}
+	route := []int{1, 2, 3, 4, 0} // host indexes after host 0
+	for _, name := range []string{"recurse", "heap", "files", "deep", "gowork"} {
+		wl := wls[name]
+		t.Run(name, func(t *testing.T) {
+			pod := "m-" + name
+			// The first slice runs interpreted too, so that it lasts.
+			createVessel(t, lan.Hosts[0], wl, pod, "PODCTL_WASM_ENGINE=interpreter")
+			from, seen := 0, 0
+			for _, to := range route {
+				seen = waitNewLine(t, lan.Hosts[from], pod, seen, 2*time.Minute)
+				r := lan.Hosts[from].Podctl("migrate", pod, "--to", lan.DockAddr(to), "--pki", pki, "--cert", "node", "--json")
+				if r.Code != 0 {
+					t.Fatalf("migrate %s from host %d to host %d: exit %d: %s", pod, from, to, r.Code, r.Stderr)
+				}
+				if _, err := os.Stat(vesselDir(lan.Hosts[from], pod)); !os.IsNotExist(err) {
+					t.Fatalf("after migrating away, host %d still has the vessel (%v)", from, err)
+				}
+				from = to
+			}
+			h := lan.Hosts[0]
+			checkLikeGolden(t, h, wl, pod, waitVesselExit(t, h, pod, 5*time.Minute))
+		})
+	}
+}

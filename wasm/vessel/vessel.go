@@ -1,0 +1,527 @@
+// Package vessel runs a prepared WebAssembly module (see package
+// wasm/prepare) with wazero and its virtualized WASI (package wasm/wasi),
+// and can stop it at any of its poll points into a portable snapshot
+// (package wasm/snapshot), from which another vessel, on any host and any
+// CPU, resumes it.
+//
+// # How a vessel stops
+//
+// The prepared module checks the exported global prepare.FlagExport at
+// every loop header and at the entry of every function that can recurse,
+// and calls the import podctl.poll when it is non-zero. To stop, the host
+// sets the flag; the guest calls poll within a few instructions, wherever
+// it is, without any help from the Go scheduler (wazero's compiled code is
+// not preempted). poll then starts Asyncify's unwind: it grows linear
+// memory by a buffer for the stack, calls asyncify_start_unwind and
+// returns; every frame of the guest saves its locals and its position in
+// the buffer and returns, down to the entry point, which returns to the
+// host. After asyncify_stop_unwind, linear memory (buffer included), the
+// globals and the WASI state are the whole execution state.
+//
+// To resume, a fresh instance of the same prepared module gets that
+// memory and those globals back, asyncify_start_rewind is called with the
+// buffer, and the entry point is called again: each frame finds its saved
+// state and re-enters its callee, down to the poll call, where
+// asyncify_stop_rewind ends the rewind and the guest carries on from
+// where it stopped.
+//
+// The buffer is new linear memory each time: the guest's allocator may
+// take pages it did not allocate itself once it grows memory again (Go's
+// does), so a buffer from an earlier stop cannot be reused. Its pages
+// hold nothing once the guest runs again, and zero pages cost nothing in
+// a snapshot.
+package vessel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wabin/binary"
+	wabinwasm "github.com/tetratelabs/wabin/wasm"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/podctl/podctl/wasm/prepare"
+	"github.com/podctl/podctl/wasm/snapshot"
+	"github.com/podctl/podctl/wasm/wasi"
+)
+
+// DefaultStackBufferBytes is the default size of the buffer a stop unwinds
+// the guest's call stack into: room for some 100,000 frames of a typical
+// C program.
+const DefaultStackBufferBytes = 8 << 20
+
+// EntryPoint is the export a vessel runs: a WASI command's.
+const EntryPoint = "_start"
+
+// Asyncify's exports in a prepared module.
+const (
+	asyncifyStartUnwind = "asyncify_start_unwind"
+	asyncifyStopUnwind  = "asyncify_stop_unwind"
+	asyncifyStartRewind = "asyncify_start_rewind"
+	asyncifyStopRewind  = "asyncify_stop_rewind"
+)
+
+// Config says what a vessel runs and with what.
+type Config struct {
+	// Module is the prepared module.
+	Module *prepare.Prepared
+	// WASI configures the system interface. On Resume, Args and Env come
+	// from the snapshot, and each preopen's HostDir must be empty.
+	WASI wasi.Config
+	// StackBufferBytes is the size of the stack buffer of a stop
+	// (DefaultStackBufferBytes when 0).
+	StackBufferBytes uint32
+	// MemoryLimitPages caps linear memory (wazero's default when 0).
+	MemoryLimitPages uint32
+	// Interpreter forces wazero's interpreter where its compiler exists.
+	Interpreter bool
+}
+
+// ErrExited is returned by Snapshot for a vessel whose guest has exited.
+var ErrExited = errors.New("vessel: the guest has exited")
+
+// KilledExitCode is the exit status of a guest ended by Close (as a
+// shell reports a process killed by SIGKILL).
+const KilledExitCode = 137
+
+// Vessel is a running prepared module.
+type Vessel struct {
+	cfg     Config
+	rt      wazero.Runtime
+	mod     api.Module
+	sys     *wasi.System
+	flag    api.Global
+	globals []globalExport
+
+	// stopRequested is set by Snapshot before it raises the flag; poll
+	// unwinds only then (the flag alone could be stale). killRequested
+	// is Close's: poll ends the guest.
+	stopRequested, killRequested atomic.Bool
+	// rewinding is set while a resumed guest rewinds to its poll point.
+	rewinding bool
+	// unwound receives the stack locator once poll has started an
+	// unwind; run finishes it when the entry point returns.
+	stack snapshot.Stack
+
+	mu        sync.Mutex
+	paused    bool          // unwound by Stop, waiting for Continue or Close
+	safepoint time.Duration // the last Stop's time-to-safepoint
+	stopped   chan struct{} // closed when the guest is unwound or exited
+	resume    chan bool     // the verdict on a stopped guest: run on, or end
+	exited    chan struct{} // closed when the guest has exited or was ended
+	exit      int
+	err       error
+}
+
+// globalExport is one global the prepared module exports for the host.
+type globalExport struct {
+	name  string
+	index uint32
+	typ   snapshot.ValueType
+}
+
+// Start instantiates cfg.Module and runs its entry point in the
+// background.
+func Start(ctx context.Context, cfg Config) (*Vessel, error) {
+	sysIf, err := wasi.New(cfg.WASI)
+	if err != nil {
+		return nil, fmt.Errorf("vessel: %w", err)
+	}
+	v, err := instantiate(ctx, cfg, sysIf)
+	if err != nil {
+		sysIf.Close()
+		return nil, err
+	}
+	go v.run(ctx)
+	return v, nil
+}
+
+// Resume instantiates snap's module (cfg.Module, whose hash must match),
+// restores its memory, globals and WASI state, and runs the guest on from
+// where it stopped, in the background.
+func Resume(ctx context.Context, cfg Config, snap *snapshot.Snapshot) (*Vessel, error) {
+	if err := snap.CheckModule(cfg.Module.Hash); err != nil {
+		return nil, err
+	}
+	sysIf, err := wasi.Restore(cfg.WASI, snap.WASI)
+	if err != nil {
+		return nil, fmt.Errorf("vessel: %w", err)
+	}
+	v, err := instantiate(ctx, cfg, sysIf)
+	if err != nil {
+		sysIf.Close()
+		return nil, err
+	}
+	if err := v.restoreState(snap); err != nil {
+		v.close(ctx)
+		return nil, err
+	}
+	if _, err := v.mod.ExportedFunction(asyncifyStartRewind).Call(ctx, uint64(snap.Stack.DataAddr)); err != nil {
+		v.close(ctx)
+		return nil, fmt.Errorf("vessel: start rewind: %w", err)
+	}
+	v.rewinding = true
+	go v.run(ctx)
+	return v, nil
+}
+
+func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System) (*Vessel, error) {
+	if cfg.StackBufferBytes == 0 {
+		cfg.StackBufferBytes = DefaultStackBufferBytes
+	}
+	globals, err := listGlobalExports(cfg.Module.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	rc := wazero.NewRuntimeConfig()
+	if cfg.Interpreter {
+		rc = wazero.NewRuntimeConfigInterpreter()
+	}
+	if cfg.MemoryLimitPages != 0 {
+		rc = rc.WithMemoryLimitPages(cfg.MemoryLimitPages)
+	}
+	v := &Vessel{
+		cfg: cfg, rt: wazero.NewRuntimeWithConfig(ctx, rc), sys: sysIf, globals: globals,
+		stopped: make(chan struct{}), resume: make(chan bool), exited: make(chan struct{}),
+	}
+	fail := func(err error) (*Vessel, error) {
+		v.rt.Close(ctx)
+		return nil, fmt.Errorf("vessel: %w", err)
+	}
+	if _, err := sysIf.Instantiate(ctx, v.rt); err != nil {
+		return fail(err)
+	}
+	_, err = v.rt.NewHostModuleBuilder(prepare.PollModule).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(v.poll), nil, nil).Export(prepare.PollFunc).
+		Instantiate(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	compiled, err := v.rt.CompileModule(ctx, cfg.Module.Bytes)
+	if err != nil {
+		return fail(err)
+	}
+	// The entry point is called by run, never by instantiation.
+	v.mod, err = v.rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithStartFunctions())
+	if err != nil {
+		return fail(err)
+	}
+	for _, name := range []string{EntryPoint, asyncifyStartUnwind, asyncifyStopUnwind, asyncifyStartRewind, asyncifyStopRewind} {
+		if v.mod.ExportedFunction(name) == nil {
+			return fail(fmt.Errorf("module %x is not prepared: it does not export %s", cfg.Module.Hash[:6], name))
+		}
+	}
+	if v.flag = v.mod.ExportedGlobal(prepare.FlagExport); v.flag == nil {
+		return fail(fmt.Errorf("module %x is not prepared: it does not export %s", cfg.Module.Hash[:6], prepare.FlagExport))
+	}
+	if v.mod.Memory() == nil {
+		return fail(errors.New("module has no memory"))
+	}
+	return v, nil
+}
+
+// listGlobalExports returns the globals a prepared module exports under
+// prepare.GlobalExportPrefix, in index order.
+func listGlobalExports(module []byte) ([]globalExport, error) {
+	m, err := binary.DecodeModule(module, wabinwasm.CoreFeaturesV2)
+	if err != nil {
+		return nil, fmt.Errorf("vessel: decode module: %w", err)
+	}
+	var types []wabinwasm.ValueType
+	for _, im := range m.ImportSection {
+		if im.Type == wabinwasm.ExternTypeGlobal {
+			types = append(types, im.DescGlobal.ValType)
+		}
+	}
+	for _, g := range m.GlobalSection {
+		types = append(types, g.Type.ValType)
+	}
+	var out []globalExport
+	for _, e := range m.ExportSection {
+		if e.Type != wabinwasm.ExternTypeGlobal || !strings.HasPrefix(e.Name, prepare.GlobalExportPrefix) {
+			continue
+		}
+		if int(e.Index) >= len(types) {
+			return nil, fmt.Errorf("vessel: export %s: no global %d", e.Name, e.Index)
+		}
+		n, err := strconv.ParseUint(strings.TrimPrefix(e.Name, prepare.GlobalExportPrefix), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("vessel: export %s: bad global index", e.Name)
+		}
+		out = append(out, globalExport{name: e.Name, index: uint32(n), typ: snapshot.ValueType(types[e.Index])})
+	}
+	sortGlobals(out)
+	return out, nil
+}
+
+func sortGlobals(g []globalExport) {
+	for i := 1; i < len(g); i++ {
+		for j := i; j > 0 && g[j].index < g[j-1].index; j-- {
+			g[j], g[j-1] = g[j-1], g[j]
+		}
+	}
+}
+
+// run calls the entry point until the guest exits for good: after each
+// unwind it waits for Snapshot's verdict, and rewinds to run on if told
+// to.
+func (v *Vessel) run(ctx context.Context) {
+	entry := v.mod.ExportedFunction(EntryPoint)
+	for {
+		_, err := entry.Call(ctx)
+		if err == nil && v.unwinding() {
+			_, err = v.mod.ExportedFunction(asyncifyStopUnwind).Call(ctx)
+			if err == nil {
+				v.mu.Lock()
+				close(v.stopped)
+				v.mu.Unlock()
+				if !<-v.resume {
+					v.finish(sys.NewExitError(KilledExitCode))
+					return
+				}
+				if _, err = v.mod.ExportedFunction(asyncifyStartRewind).Call(ctx, uint64(v.stack.DataAddr)); err == nil {
+					v.rewinding = true
+					continue
+				}
+			}
+		}
+		v.finish(err)
+		return
+	}
+}
+
+// unwinding reports whether poll started an unwind (the entry point then
+// returned because of it, not because the guest is done).
+func (v *Vessel) unwinding() bool { return v.stack.End != 0 && v.stopRequested.Load() && !v.rewinding }
+
+// finish records how the guest ended.
+func (v *Vessel) finish(err error) {
+	var exit *sys.ExitError
+	switch {
+	case err == nil:
+		v.exit = 0
+	case errors.As(err, &exit):
+		v.exit = int(exit.ExitCode())
+	default:
+		v.err = fmt.Errorf("vessel: guest trapped: %w", err)
+	}
+	v.mu.Lock()
+	select {
+	case <-v.stopped:
+	default:
+		close(v.stopped)
+	}
+	v.mu.Unlock()
+	close(v.exited)
+}
+
+// poll is the guest's import podctl.poll, called when the flag is set.
+func (v *Vessel) poll(ctx context.Context, m api.Module, _ []uint64) {
+	if v.rewinding {
+		// The resumed guest is back where it stopped.
+		v.rewinding = false
+		if _, err := m.ExportedFunction(asyncifyStopRewind).Call(ctx); err != nil {
+			panic(fmt.Errorf("stop rewind: %w", err))
+		}
+		v.stack = snapshot.Stack{}
+	}
+	if !v.requested() {
+		// A stale flag (a request withdrawn, or the one just served).
+		// Requests store their intent before they raise the flag, so
+		// one made while the flag is cleared here is seen by the check
+		// that follows, or raises the flag again after it.
+		v.flag.(api.MutableGlobal).Set(0)
+		if !v.requested() {
+			return
+		}
+	}
+	if v.killRequested.Load() {
+		panic(sys.NewExitError(KilledExitCode))
+	}
+	mem := m.Memory()
+	pages := (v.cfg.StackBufferBytes + snapshot.PageSize - 1) / snapshot.PageSize
+	prev, ok := mem.Grow(pages)
+	if !ok {
+		panic(fmt.Errorf("no memory left for a %d KiB stack buffer", pages*snapshot.PageSize>>10))
+	}
+	addr := prev * snapshot.PageSize
+	end := addr + pages*snapshot.PageSize
+	// Asyncify's data structure: the current and the end pointer of the
+	// buffer that follows it.
+	if !mem.WriteUint32Le(addr, addr+8) || !mem.WriteUint32Le(addr+4, end) {
+		panic("stack buffer out of memory")
+	}
+	v.stack = snapshot.Stack{DataAddr: addr, Start: addr + 8, End: end}
+	v.flag.(api.MutableGlobal).Set(0)
+	if _, err := m.ExportedFunction(asyncifyStartUnwind).Call(ctx, uint64(addr)); err != nil {
+		panic(fmt.Errorf("start unwind: %w", err))
+	}
+}
+
+func (v *Vessel) requested() bool { return v.stopRequested.Load() || v.killRequested.Load() }
+
+// Stop stops the guest at its next poll point and returns its state,
+// leaving it stopped: Continue runs it on, Close ends it. Stdout and
+// Stderr of the WASI state are left for the caller, who owns the logs.
+// It returns ErrExited if the guest exits first; if ctx ends first, the
+// request is withdrawn and the guest runs on.
+func (v *Vessel) Stop(ctx context.Context) (*snapshot.Snapshot, error) {
+	v.mu.Lock()
+	select {
+	case <-v.exited:
+		v.mu.Unlock()
+		return nil, ErrExited
+	default:
+	}
+	if v.paused {
+		v.mu.Unlock()
+		return nil, errors.New("vessel: already stopped")
+	}
+	v.stopped = make(chan struct{})
+	stopped := v.stopped
+	v.mu.Unlock()
+	requested := time.Now()
+	v.stopRequested.Store(true)
+	v.flag.(api.MutableGlobal).Set(1)
+	select {
+	case <-stopped:
+	case <-v.exited:
+		return nil, ErrExited
+	case <-ctx.Done():
+		v.stopRequested.Store(false)
+		return nil, fmt.Errorf("vessel: stop: %w", ctx.Err())
+	}
+	v.stopRequested.Store(false)
+	v.mu.Lock()
+	v.paused = true
+	v.safepoint = time.Since(requested)
+	v.mu.Unlock()
+	snap, err := v.capture()
+	if err != nil {
+		// The guest is intact: let it run on.
+		v.Continue()
+		return nil, err
+	}
+	return snap, nil
+}
+
+// LastSafepoint is how long the last Stop waited for the guest to reach a
+// poll point and unwind: its time-to-safepoint.
+func (v *Vessel) LastSafepoint() time.Duration {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.safepoint
+}
+
+// Continue runs a guest that Stop stopped on from where it stopped.
+func (v *Vessel) Continue() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.paused {
+		v.paused = false
+		v.resume <- true
+	}
+}
+
+// capture reads the stopped guest's state.
+func (v *Vessel) capture() (*snapshot.Snapshot, error) {
+	mem := v.mod.Memory()
+	data, ok := mem.Read(0, mem.Size())
+	if !ok {
+		return nil, errors.New("vessel: read memory")
+	}
+	snap := &snapshot.Snapshot{
+		ModuleHash: v.cfg.Module.Hash,
+		Memory:     append([]byte(nil), data...),
+		Stack:      v.stack,
+	}
+	for _, g := range v.globals {
+		gl := v.mod.ExportedGlobal(g.name)
+		if gl == nil {
+			return nil, fmt.Errorf("vessel: global %s missing", g.name)
+		}
+		snap.Globals = append(snap.Globals, snapshot.Global{Type: g.typ, Value: gl.Get()})
+	}
+	st, err := v.sys.State()
+	if err != nil {
+		return nil, fmt.Errorf("vessel: %w", err)
+	}
+	snap.WASI = st
+	return snap, nil
+}
+
+// restoreState gives a fresh instance a snapshot's memory and globals.
+func (v *Vessel) restoreState(snap *snapshot.Snapshot) error {
+	if len(snap.Globals) != len(v.globals) {
+		return fmt.Errorf("vessel: snapshot has %d globals, module exports %d", len(snap.Globals), len(v.globals))
+	}
+	mem := v.mod.Memory()
+	have := mem.Size()
+	want := uint32(len(snap.Memory))
+	if want < have {
+		return fmt.Errorf("vessel: snapshot memory (%d pages) is smaller than the module's initial memory (%d pages)", want/snapshot.PageSize, have/snapshot.PageSize)
+	}
+	if want > have {
+		if _, ok := mem.Grow((want - have) / snapshot.PageSize); !ok {
+			return fmt.Errorf("vessel: cannot grow memory to %d pages (limit)", want/snapshot.PageSize)
+		}
+	}
+	if !mem.Write(0, snap.Memory) {
+		return errors.New("vessel: write memory")
+	}
+	for i, g := range v.globals {
+		sg := snap.Globals[i]
+		if sg.Type != g.typ {
+			return fmt.Errorf("vessel: global %d: snapshot type %#x, module type %#x", g.index, sg.Type, g.typ)
+		}
+		mg, ok := v.mod.ExportedGlobal(g.name).(api.MutableGlobal)
+		if !ok {
+			return fmt.Errorf("vessel: global %d is not mutable", g.index)
+		}
+		mg.Set(sg.Value)
+	}
+	v.stack = snap.Stack
+	return nil
+}
+
+// Wait returns the guest's exit status once it has exited.
+func (v *Vessel) Wait(ctx context.Context) (int, error) {
+	select {
+	case <-v.exited:
+		return v.exit, v.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Close ends the guest, running or stopped, and releases the vessel. A
+// running guest is ended at its next poll point (or when ctx ends, if it
+// never reaches one: the runtime is then closed under it).
+func (v *Vessel) Close(ctx context.Context) error {
+	v.mu.Lock()
+	if v.paused {
+		v.paused = false
+		v.resume <- false
+	}
+	v.mu.Unlock()
+	v.killRequested.Store(true)
+	v.flag.(api.MutableGlobal).Set(1)
+	select {
+	case <-v.exited:
+	case <-ctx.Done():
+	}
+	return v.close(context.WithoutCancel(ctx))
+}
+
+func (v *Vessel) close(ctx context.Context) error {
+	err := v.rt.Close(ctx)
+	return errors.Join(err, v.sys.Close())
+}

@@ -1,0 +1,249 @@
+package vessel_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/podctl/podctl/test/harness"
+	"github.com/podctl/podctl/wasm/prepare"
+	"github.com/podctl/podctl/wasm/snapshot"
+	"github.com/podctl/podctl/wasm/vessel"
+	"github.com/podctl/podctl/wasm/wasi"
+)
+
+var (
+	buildOnce sync.Once
+	built     map[string]harness.WasmWorkload
+	buildErr  error
+	cacheDir  string
+)
+
+// workloads builds test/workloads/wasm once, and the spin program.
+func workloads(t testing.TB) map[string]harness.WasmWorkload {
+	t.Helper()
+	if _, err := exec.LookPath("wasm-opt"); err != nil {
+		t.Skip("needs wasm-opt (binaryen; run make deps)")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vessel-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cacheDir = filepath.Join(dir, "cache")
+		if built, buildErr = harness.BuildWasmWorkloads(dir); buildErr != nil {
+			return
+		}
+		spin := filepath.Join(dir, "spin.wasm")
+		out, err := exec.Command("clang-14", "--target=wasm32-wasi", "-O2", "-o", spin, "testdata/spin.c").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+			return
+		}
+		built["spin"] = harness.WasmWorkload{Name: "spin", Path: spin}
+	})
+	if errors.Is(buildErr, harness.ErrNoWasmToolchain) {
+		t.Skip(buildErr)
+	}
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+func prepared(t testing.TB, wl harness.WasmWorkload) *prepare.Prepared {
+	t.Helper()
+	module, err := os.ReadFile(wl.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := prepare.Cache{Dir: cacheDir}.Prepare(context.Background(), module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// syncBuffer is a goroutine-safe stdout.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func config(t testing.TB, wl harness.WasmWorkload, out *syncBuffer, interpreter bool) vessel.Config {
+	cfg := vessel.Config{
+		Module:      prepared(t, wl),
+		WASI:        wasi.Config{Args: append([]string{wl.Name}, wl.Args...), Stdout: out},
+		Interpreter: interpreter,
+	}
+	if wl.NeedsData {
+		cfg.WASI.Preopens = []wasi.PreopenDir{{GuestPath: harness.WasmDataDir, HostDir: t.TempDir()}}
+	}
+	return cfg
+}
+
+// TestStopResume stops each workload twice mid-run, once letting it run
+// on and once moving its encoded snapshot to a fresh vessel (and fresh
+// directories), and checks that the guest ends exactly like an
+// uninterrupted run: stdout, exit code and /data.
+func TestStopResume(t *testing.T) {
+	wls := workloads(t)
+	for _, name := range []string{"recurse", "heap", "files", "deep", "gowork"} {
+		wl := wls[name]
+		for _, interp := range []bool{false, true} {
+			t.Run(name+map[bool]string{false: "", true: "/interpreter"}[interp], func(t *testing.T) {
+				ctx := context.Background()
+				var out1 syncBuffer
+				cfg := config(t, wl, &out1, interp)
+				v, err := vessel.Start(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				waitLines(t, &out1, 3)
+				if _, err := v.Stop(ctx); err != nil {
+					t.Fatal(err)
+				}
+				v.Continue()
+				waitLines(t, &out1, 6)
+				snap, err := v.Stop(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v.Close(ctx)
+				var enc bytes.Buffer
+				if err := snapshot.Encode(&enc, snap); err != nil {
+					t.Fatal(err)
+				}
+				moved, err := snapshot.Decode(&enc, snapshot.DefaultLimits())
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out2 syncBuffer
+				cfg2 := config(t, wl, &out2, interp)
+				v2, err := vessel.Resume(ctx, cfg2, moved)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer v2.Close(ctx)
+				code, err := v2.Wait(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantOut, wantData, err := wl.Golden()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := out1.String() + out2.String(); got != wantOut {
+					t.Errorf("stdout:\n got %q\nwant %q", got, wantOut)
+				}
+				if code != wl.WantExit {
+					t.Errorf("exit %d, want %d", code, wl.WantExit)
+				}
+				if wl.NeedsData {
+					got, err := harness.WasmTree(cfg2.WASI.Preopens[0].HostDir)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got != wantData {
+						t.Errorf("/data:\n got %s\nwant %s", got, wantData)
+					}
+				}
+			})
+		}
+	}
+}
+
+func waitLines(t *testing.T, out *syncBuffer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for strings.Count(out.String(), "\n") < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("guest printed %q, waiting for %d lines", out.String(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestStopTightLoop stops a guest spinning in a loop without calls, 50
+// times, with the host's other cores busy: each request must be honoured
+// (the poll point at the loop header), and the guest must then run on.
+func TestStopTightLoop(t *testing.T) {
+	wls := workloads(t)
+	ctx := context.Background()
+	v, err := vessel.Start(ctx, config(t, wls["spin"], new(syncBuffer), false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close(ctx)
+	stopBusy := busy()
+	defer stopBusy()
+	var safepoints []time.Duration
+	for i := 0; i < 50; i++ {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := v.Stop(sctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("stop %d: %v", i, err)
+		}
+		safepoints = append(safepoints, v.LastSafepoint())
+		v.Continue()
+	}
+	sort.Slice(safepoints, func(i, j int) bool { return safepoints[i] < safepoints[j] })
+	t.Logf("time-to-safepoint over 50 stops: median %v, max %v", safepoints[25], safepoints[49])
+}
+
+// busy keeps every CPU but one spinning until stopped.
+func busy() (stop func()) {
+	var done atomic.Bool
+	for i := 0; i < runtime.NumCPU(); i++ {
+		go func() {
+			for !done.Load() {
+			}
+		}()
+	}
+	return func() { done.Store(true) }
+}
+
+// TestDeepRecursionInterpreter runs the 50,000-frame workload under the
+// interpreter, whose own limit is 2000 frames (see
+// InterpreterMaxCallDepth).
+func TestDeepRecursionInterpreter(t *testing.T) {
+	wls := workloads(t)
+	ctx := context.Background()
+	var out syncBuffer
+	v, err := vessel.Start(ctx, config(t, wls["deep"], &out, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close(ctx)
+	if _, err := v.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ := wls["deep"].Golden()
+	if out.String() != want {
+		t.Errorf("stdout:\n got %q\nwant %q", out.String(), want)
+	}
+}
