@@ -11,6 +11,7 @@ import (
 
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/names"
+	"github.com/podctl/podctl/internal/size"
 )
 
 // ImageHost is the image name that gives a pod a read-only view of the
@@ -95,31 +96,7 @@ func parsePortNumber(s string) (uint16, error) {
 // ParseSize parses a memory size: a number of bytes with an optional
 // binary suffix (k, m, g, t; "b", "ib" and upper case accepted), as
 // podman's --memory does.
-func ParseSize(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'k':
-			mult = 1 << 10
-		case 'm':
-			mult = 1 << 20
-		case 'g':
-			mult = 1 << 30
-		case 't':
-			mult = 1 << 40
-		}
-		if mult != 1 {
-			t = t[:n-1]
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, errdefs.New(errdefs.InvalidArgument, "invalid size %q: want a positive number of bytes with an optional k, m or g suffix", s)
-	}
-	return n * mult, nil
-}
+func ParseSize(s string) (int64, error) { return size.Parse(s) }
 
 // validate checks a Spec before anything is created.
 func (s *Spec) validate() error {

@@ -1,6 +1,8 @@
 package test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/podctl/podctl/test/harness"
+	"github.com/podctl/podctl/wasm/snapshot"
 )
 
 // Vessel pods: WASI workloads (test/workloads/wasm) run, checkpointed,
@@ -241,4 +244,74 @@ func TestVesselOnArm64Compiler(t *testing.T) {
 			checkLikeGolden(t, arm, wl, pod, waitVesselExit(t, arm, pod, 5*time.Minute))
 		})
 	}
+}
+
+// TestVesselRestoreBadSnapshots: a corrupt or truncated snapshot, one of
+// an unknown format version, one for a module this host does not have,
+// and one whose memory exceeds the restore's limit are each refused with
+// one clear line, and nothing is restored.
+func TestVesselRestoreBadSnapshots(t *testing.T) {
+	wls := wasmWorkloads(t)
+	h := newHost(t)
+	createVessel(t, h, wls["recurse"], "src", "PODCTL_WASM_ENGINE=interpreter")
+	waitNewLine(t, h, "src", 2, 30*time.Second)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.snap")
+	h.MustPodctl("checkpoint", "--leave-running", "-o", good, "src")
+	h.MustPodctl("rm", "-f", "src")
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := snapshot.Decode(bytes.NewReader(data), snapshot.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.ModuleHash[0] ^= 0xff
+	snap.Module = nil
+	var other bytes.Buffer
+	if err := snapshot.Encode(&other, snap); err != nil {
+		t.Fatal(err)
+	}
+	flipped := bytes.Clone(data)
+	flipped[len(flipped)/2] ^= 0x20
+	version2 := bytes.Clone(data)
+	binary.LittleEndian.PutUint32(version2[len(snapshot.Magic):], 2)
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"flipped byte", []string{write("flipped.snap", flipped)}, "corrupt"},
+		{"truncated", []string{write("truncated.snap", data[:len(data)/2])}, "truncated"},
+		{"unknown version", []string{write("v2.snap", version2)}, "unsupported format version 2"},
+		{"other module", []string{write("other.snap", other.Bytes())}, "not in this host's cache"},
+		{"memory above the limit", []string{"--memory", "1m", good}, "limit"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := h.Snapshot()
+			r := h.Podctl(append([]string{"restore", "--name", "bad"}, tc.args...)...)
+			if r.Code == 0 {
+				t.Fatalf("restore succeeded: %s", r.Stdout)
+			}
+			checkOneLine(t, r.Stderr, tc.msg)
+			if diff := before.Diff(h.Snapshot()); diff != "" {
+				t.Errorf("left behind:\n%s", diff)
+			}
+			if _, err := os.Stat(vesselDir(h, "bad")); !os.IsNotExist(err) {
+				t.Errorf("a vessel pod was left behind (%v)", err)
+			}
+		})
+	}
+	// The good one restores.
+	h.MustPodctl("restore", "--name", "good", good)
+	checkLikeGolden(t, h, wls["recurse"], "good", waitVesselExit(t, h, "good", 2*time.Minute))
 }

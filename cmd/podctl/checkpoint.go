@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/podctl/podctl/checkpoint"
+	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/pod"
 )
 
@@ -57,6 +58,7 @@ func checkpointCommand(g *globalOptions) *cobra.Command {
 func restoreCommand(g *globalOptions) *cobra.Command {
 	var (
 		o      pod.RestoreOptions
+		memory string
 		asJSON bool
 	)
 	c := &cobra.Command{
@@ -70,7 +72,10 @@ func restoreCommand(g *globalOptions) *cobra.Command {
 				}
 			}
 			if isVesselSource(g, args[0]) {
-				return restoreVessel(c, g, args[0], o.Name, asJSON)
+				return restoreVessel(c, g, args[0], o.Name, memory, asJSON)
+			}
+			if memory != "" {
+				return errdefs.New(errdefs.Usage, "podctl restore: --memory is for vessel snapshots")
 			}
 			m, err := g.manager()
 			if err != nil {
@@ -89,6 +94,7 @@ func restoreCommand(g *globalOptions) *cobra.Command {
 	}
 	c.Flags().StringVar(&o.Name, "name", "", "name of the restored pod (default: the archived name)")
 	c.Flags().BoolVar(&o.Force, "force", false, "restore even if this host's CPU lacks features of the source's")
+	c.Flags().StringVar(&memory, "memory", "", "vessel snapshots: cap the guest's memory (e.g. 64m); a snapshot with more is refused")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }

@@ -74,7 +74,7 @@ func doctorCommand() *cobra.Command {
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			self, _ := os.Executable()
-			r := doctor.Run(c.Context(), doctor.Options{SelfExe: self, CRIUPath: criu})
+			r := doctor.Run(c.Context(), doctor.Options{SelfExe: self, CRIUPath: criu, VesselsOnly: !nativeBuild})
 			var err error
 			if asJSON {
 				err = r.WriteJSON(c.OutOrStdout())

@@ -55,10 +55,10 @@ func createCommand(g *globalOptions) *cobra.Command {
 				spec.Name = generatedName()
 			}
 			if vf.wasm != "" {
-				if len(ports) > 0 || memory != "" || pids != 0 || image != pod.ImageHost || spec.Workdir != "" || spec.Network != "" {
-					return errdefs.New(errdefs.Usage, "podctl create --wasm: -p, --memory, --pids, --image, --workdir and --network are for native pods")
+				if len(ports) > 0 || pids != 0 || image != pod.ImageHost || spec.Workdir != "" || spec.Network != "" {
+					return errdefs.New(errdefs.Usage, "podctl create --wasm: -p, --pids, --image, --workdir and --network are for native pods")
 				}
-				return createVessel(c, g, spec.Name, vf, spec.Env, args, printManifest)
+				return createVessel(c, g, spec.Name, vf, spec.Env, args, memory, printManifest)
 			}
 			if len(vf.dirs) > 0 {
 				return errdefs.New(errdefs.Usage, "podctl create: --dir is for vessel pods (--wasm)")

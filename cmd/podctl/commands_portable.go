@@ -27,10 +27,10 @@ func podCommands(g *globalOptions) []*cobra.Command {
 
 func vesselCreateCommand(g *globalOptions) *cobra.Command {
 	var (
-		name   string
-		env    []string
-		vf     vesselFlags
-		asJSON bool
+		name, memory string
+		env          []string
+		vf           vesselFlags
+		asJSON       bool
 	)
 	c := &cobra.Command{
 		Use:   "create --wasm MODULE.wasm [OPTIONS] -- [ARGS...]",
@@ -46,13 +46,14 @@ func vesselCreateCommand(g *globalOptions) *cobra.Command {
 			if name == "" {
 				name = generatedName()
 			}
-			return createVessel(c, g, name, vf, env, args, asJSON)
+			return createVessel(c, g, name, vf, env, args, memory, asJSON)
 		},
 	}
 	f := c.Flags()
 	f.SetInterspersed(false)
 	f.StringVar(&name, "name", "", "pod name (default: generated)")
 	f.StringArrayVarP(&env, "env", "e", nil, "set KEY=VALUE in the guest's environment (repeatable)")
+	f.StringVar(&memory, "memory", "", "cap the guest's memory, e.g. 256m")
 	f.BoolVar(&asJSON, "json", false, "print the pod's manifest as JSON instead of its name")
 	vf.register(c)
 	return c
@@ -150,8 +151,8 @@ func vesselCheckpointCommand(g *globalOptions) *cobra.Command {
 
 func vesselRestoreCommand(g *globalOptions) *cobra.Command {
 	var (
-		name   string
-		asJSON bool
+		name, memory string
+		asJSON       bool
 	)
 	c := &cobra.Command{
 		Use:   "restore [OPTIONS] FILE|POD",
@@ -161,10 +162,11 @@ func vesselRestoreCommand(g *globalOptions) *cobra.Command {
 			if !isVesselSource(g, args[0]) {
 				return errdefs.New(errdefs.Unsupported, "%s is not a vessel snapshot or pod, and this podctl (%s) restores vessels only", args[0], buildTarget())
 			}
-			return restoreVessel(c, g, args[0], name, asJSON)
+			return restoreVessel(c, g, args[0], name, memory, asJSON)
 		},
 	}
 	c.Flags().StringVar(&name, "name", "", "name of the restored pod (default: the recorded name)")
+	c.Flags().StringVar(&memory, "memory", "", "cap the guest's memory (e.g. 64m); a snapshot with more is refused")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }

@@ -14,6 +14,9 @@ import (
 	"github.com/podctl/podctl/virtns/podinit"
 )
 
+// nativeBuild says this build has native pods.
+const nativeBuild = true
+
 // nativeEntry runs the native layer's hidden entry point arg, if it is
 // one: libcontainer's `init` (the first step of every process it starts
 // in a pod), `_podinit` (a pod's PID 1 without podinit) and doctor's

@@ -14,6 +14,7 @@ import (
 	"github.com/podctl/podctl/internal/dock"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/pki"
+	"github.com/podctl/podctl/internal/size"
 	"github.com/podctl/podctl/pod/vesselpod"
 )
 
@@ -39,12 +40,17 @@ func (v *vesselFlags) register(c *cobra.Command) {
 }
 
 // createVessel is `podctl create --wasm MODULE [--dir H:G]... [-e K=V]... -- ARGS...`.
-func createVessel(c *cobra.Command, g *globalOptions, name string, v vesselFlags, env, args []string, asJSON bool) error {
+func createVessel(c *cobra.Command, g *globalOptions, name string, v vesselFlags, env, args []string, memory string, asJSON bool) error {
 	module, err := os.ReadFile(v.wasm)
 	if err != nil {
 		return errdefs.New(errdefs.InvalidArgument, "--wasm %s: %v", v.wasm, err)
 	}
 	o := vesselpod.CreateOptions{Name: name, Module: v.wasm, Args: args, Env: env}
+	if memory != "" {
+		if o.MemoryLimit, err = size.Parse(memory); err != nil {
+			return err
+		}
+	}
 	for _, d := range v.dirs {
 		host, guest, ok := strings.Cut(d, ":")
 		if !ok || host == "" || guest == "" {
@@ -152,8 +158,15 @@ func checkpointVessel(c *cobra.Command, g *globalOptions, name, output string, l
 
 // restoreVessel is `podctl restore` of a snapshot file or a checkpointed
 // vessel pod.
-func restoreVessel(c *cobra.Command, g *globalOptions, source, name string, asJSON bool) error {
-	m, d, err := g.vessels().Restore(c.Context(), source, vesselpod.RestoreOptions{Name: name})
+func restoreVessel(c *cobra.Command, g *globalOptions, source, name, memory string, asJSON bool) error {
+	o := vesselpod.RestoreOptions{Name: name}
+	if memory != "" {
+		var err error
+		if o.MemoryLimit, err = size.Parse(memory); err != nil {
+			return err
+		}
+	}
+	m, d, err := g.vessels().Restore(c.Context(), source, o)
 	if err != nil {
 		return err
 	}

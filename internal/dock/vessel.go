@@ -65,7 +65,7 @@ func (s *Server) receiveVessel(w http.ResponseWriter, r *http.Request) {
 	counted := &byteCounter{r: r.Body}
 	snap, err := snapshot.Decode(bufio.NewReaderSize(counted, 1<<20), snapshot.DefaultLimits())
 	if err != nil {
-		fail(errdefs.New(errdefs.InvalidArgument, "%v", err))
+		fail(err)
 		return
 	}
 	failpoint.Hit("dock:vessel-decoded")

@@ -15,6 +15,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os/exec"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 )
@@ -67,6 +69,34 @@ type Options struct {
 	// probe runs it as `SelfExe _hwbp-child` (see HWBreakpointChild). When
 	// empty, the probe is skipped and reported as a warning.
 	SelfExe string
+	// VesselsOnly is set by a podctl built without the native layer
+	// (namespaces, cgroups, CRIU: Linux with cgo): only vessel pods are
+	// checked for.
+	VesselsOnly bool
+}
+
+// vesselsOnlyReport is the report of a podctl without native pods.
+func vesselsOnlyReport() Report {
+	return Report{Checks: append([]Check{{
+		Name:   "native pods",
+		Status: StatusInfo,
+		Detail: "not in this build (" + runtime.GOOS + "/" + runtime.GOARCH + ", no cgo): the namespace layer needs Linux with cgo (make build's bin/podctl on amd64); vessel pods (--wasm) work here",
+	}}, vesselChecks()...)}
+}
+
+// vesselChecks are what vessel pods need: only creating one needs
+// wasm-opt (to prepare its module); receiving and running them needs
+// nothing beyond podctl.
+func vesselChecks() []Check {
+	c := Check{Name: "wasm-opt (binaryen)", Status: StatusOK}
+	if p, err := exec.LookPath("wasm-opt"); err == nil {
+		c.Detail = p
+	} else {
+		c.Status = StatusWarn
+		c.Detail = "not found: this host can run, restore and receive vessel pods, but not create them"
+		c.Fix = "apt-get install binaryen (make deps)"
+	}
+	return []Check{c}
 }
 
 // OK reports whether every Required check has StatusOK.

@@ -48,6 +48,9 @@ type probe struct {
 // killed after 20 s), and all of them stop early when ctx is done. Run never
 // panics: a check that panics is reported as failed.
 func Run(ctx context.Context, opts Options) Report {
+	if opts.VesselsOnly {
+		return vesselsOnlyReport()
+	}
 	return newRunner(opts).run(ctx)
 }
 
@@ -67,6 +70,7 @@ func (r *runner) probes() []probe {
 		{name: "hardware breakpoints", required: false, run: r.checkHWBreakpoints},
 		{name: "qemu-user emulators", required: false, run: checkQEMU},
 		{name: "network: ip forwarding", required: false, run: checkIPForward},
+		{name: "wasm-opt (binaryen)", required: false, run: func(context.Context) []Check { return vesselChecks() }},
 	}
 }
 

@@ -5,20 +5,11 @@ package doctor
 import (
 	"context"
 	"os"
-	"runtime"
 )
 
-// Run reports that podctl needs Linux: pods are built from Linux namespaces,
-// cgroups and CRIU.
-func Run(ctx context.Context, opts Options) Report {
-	return Report{Checks: []Check{{
-		Name:     "platform: linux",
-		Required: true,
-		Status:   StatusMissing,
-		Detail:   "running on " + runtime.GOOS,
-		Fix:      "run podctl on Linux",
-	}}}
-}
+// Run reports what vessel pods need: native pods are built from Linux
+// namespaces, cgroups and CRIU, which this platform has not.
+func Run(ctx context.Context, opts Options) Report { return vesselsOnlyReport() }
 
 // PrepareHWBreakpointChild does nothing outside Linux and returns false.
 func PrepareHWBreakpointChild(args []string) bool { return false }

@@ -1,6 +1,7 @@
 package vesselpod
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,8 @@ type CreateOptions struct {
 	Args []string
 	Env  []string
 	Dirs []DirMap
+	// MemoryLimit caps linear memory, in bytes (0: none below 4 GiB).
+	MemoryLimit int64
 }
 
 // Create prepares module (once per content, see prepare.Cache), gives the
@@ -60,7 +63,7 @@ func (s Store) Create(ctx context.Context, o CreateOptions, module []byte) (_ *M
 	m := &Manifest{
 		Kind: Kind, ID: newID(), State: StateCreating, Created: time.Now().UTC(),
 		SourceHash: hashHex(prepared.SourceHash), ModuleHash: hashHex(prepared.Hash),
-		Spec: Spec{Name: o.Name, Module: o.Module, Args: append([]string{path.Base(filepath.ToSlash(o.Module))}, o.Args...), Env: o.Env, Dirs: o.Dirs},
+		Spec: Spec{Name: o.Name, Module: o.Module, Args: append([]string{path.Base(filepath.ToSlash(o.Module))}, o.Args...), Env: o.Env, Dirs: o.Dirs, MemoryLimit: o.MemoryLimit},
 	}
 	if err := s.save(m); err != nil {
 		return nil, err
@@ -205,6 +208,18 @@ type RestoreOptions struct {
 	// Name names the restored pod (default: the name recorded in the
 	// snapshot).
 	Name string
+	// MemoryLimit caps the restored guest's linear memory, in bytes: a
+	// snapshot with more is refused (0: no limit below 4 GiB).
+	MemoryLimit int64
+}
+
+// limits are the decoding limits for a snapshot restored with o.
+func (o RestoreOptions) limits() snapshot.Limits {
+	l := snapshot.DefaultLimits()
+	if o.MemoryLimit > 0 {
+		l.MaxMemoryBytes = o.MemoryLimit
+	}
+	return l
 }
 
 // Restore restarts a vessel pod from a snapshot file or from its own
@@ -230,9 +245,9 @@ func (s Store) Restore(ctx context.Context, source string, o RestoreOptions) (*M
 		return nil, 0, fmt.Errorf("restore: %w", err)
 	}
 	defer f.Close()
-	snap, err := snapshot.Decode(f, snapshot.DefaultLimits())
+	snap, err := snapshot.Decode(bufio.NewReaderSize(f, 1<<20), o.limits())
 	if err != nil {
-		return nil, 0, errdefs.New(errdefs.InvalidArgument, "restore %s: %v", source, err)
+		return nil, 0, fmt.Errorf("restore %s: %w", source, err)
 	}
 	if fromPod {
 		m, err := s.restoreInPlace(ctx, source, snap)
@@ -279,6 +294,9 @@ func (s Store) Receive(ctx context.Context, snap *snapshot.Snapshot, o RestoreOp
 	if name == "" {
 		name = snap.Meta[MetaName]
 	}
+	if o.MemoryLimit > 0 && int64(len(snap.Memory)) > o.MemoryLimit {
+		return nil, errdefs.New(errdefs.InvalidArgument, "snapshot: its %d MiB of memory exceed the limit of %d MiB", len(snap.Memory)>>20, o.MemoryLimit>>20)
+	}
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -299,7 +317,7 @@ func (s Store) Receive(ctx context.Context, snap *snapshot.Snapshot, o RestoreOp
 	m := &Manifest{
 		Kind: Kind, ID: newID(), State: StateCreating, Created: time.Now().UTC(),
 		ModuleHash: hashHex(prepared.Hash),
-		Spec:       Spec{Name: name, Module: snap.Meta[MetaModule], Args: snap.WASI.Args, Env: snap.WASI.Env},
+		Spec:       Spec{Name: name, Module: snap.Meta[MetaModule], Args: snap.WASI.Args, Env: snap.WASI.Env, MemoryLimit: o.MemoryLimit},
 	}
 	for _, p := range snap.WASI.Preopens {
 		m.Spec.Dirs = append(m.Spec.Dirs, DirMap{Guest: p.GuestPath})

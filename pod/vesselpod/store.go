@@ -69,6 +69,9 @@ type Spec struct {
 	// Env entries are "K=V".
 	Env  []string `json:"env,omitempty"`
 	Dirs []DirMap `json:"dirs,omitempty"`
+	// MemoryLimit caps the guest's linear memory, in bytes (0: the
+	// wasm32 maximum, 4 GiB).
+	MemoryLimit int64 `json:"memoryLimit,omitempty"`
 }
 
 // State is a vessel pod's recorded state. Whether its guest still runs is

@@ -274,6 +274,9 @@ func (s Store) newSupervisor(name, resume string) (_ *supervisor, err error) {
 		WASI:        wasi.Config{Args: m.Spec.Args, Env: m.Spec.Env, Stdout: sv.stdout, Stderr: sv.stderr},
 		Interpreter: os.Getenv(EngineEnv) == "interpreter",
 	}
+	if m.Spec.MemoryLimit > 0 {
+		cfg.MemoryLimitPages = uint32(m.Spec.MemoryLimit / snapshot.PageSize)
+	}
 	for i, d := range m.Spec.Dirs {
 		cfg.WASI.Preopens = append(cfg.WASI.Preopens, wasi.PreopenDir{GuestPath: d.Guest, HostDir: s.preopenDir(name, i)})
 	}

@@ -15,8 +15,9 @@ import _ "unsafe" // for go:linkname
 const InterpreterMaxCallDepth = 100_000
 
 // interpreterCallStackCeiling is wazero's interpreter's limit. wazero has
-// no option for it; the link-time name is checked by the build (a
-// renamed or removed variable fails to link) and by TestDeepRecursionInterpreter.
+// no option for it. Were the variable renamed, this declaration would
+// quietly define a new one: TestDeepRecursionInterpreter checks the
+// effect.
 //
 //go:linkname interpreterCallStackCeiling github.com/tetratelabs/wazero/internal/engine/interpreter.callStackCeiling
 var interpreterCallStackCeiling int

@@ -83,6 +83,9 @@ type Config struct {
 	MemoryLimitPages uint32
 	// Interpreter forces wazero's interpreter where its compiler exists.
 	Interpreter bool
+	// CompilationCache, if set, keeps compiled modules across vessels (a
+	// dock resuming many vessels of one module compiles it once).
+	CompilationCache wazero.CompilationCache
 }
 
 // ErrExited is returned by Snapshot for a vessel whose guest has exited.
@@ -187,6 +190,9 @@ func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System) (*Vessel, 
 	}
 	if cfg.MemoryLimitPages != 0 {
 		rc = rc.WithMemoryLimitPages(cfg.MemoryLimitPages)
+	}
+	if cfg.CompilationCache != nil {
+		rc = rc.WithCompilationCache(cfg.CompilationCache)
 	}
 	v := &Vessel{
 		cfg: cfg, rt: wazero.NewRuntimeWithConfig(ctx, rc), sys: sysIf, globals: globals,

@@ -1,0 +1,301 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/podctl/podctl/test/harness"
+	"github.com/podctl/podctl/wasm/prepare"
+	"github.com/podctl/podctl/wasm/snapshot"
+	"github.com/podctl/podctl/wasm/vessel"
+	"github.com/podctl/podctl/wasm/wasi"
+)
+
+// BenchmarkVessel measures, for each WASI workload (run it with
+// -benchtime 1x; every figure is a median over several runs):
+//
+//   - plain: the unmodified module's run time with wazero's compiler and
+//     podctl's WASI; prepared: the prepared module's, in a vessel; and
+//     their ratio, the cost of the poll points and Asyncify (the summary
+//     adds the geometric mean);
+//   - safepoint: time-to-safepoint, from a stop request to the unwound
+//     stack, over at least 50 stops spread over the run (p50, p99);
+//   - snapshot: stopping the guest mid-run and encoding its snapshot
+//     (capture included), and the snapshot's size without the module;
+//   - restore: decoding that snapshot and resuming it in a fresh vessel,
+//     on amd64 in-process, and on each other ISA through `podctl restore`
+//     run by qemu-user (the whole command: emulated, so not comparable
+//     with amd64's; the guest runs interpreted there, except on arm64).
+func BenchmarkVessel(b *testing.B) {
+	wls := benchWorkloads(b)
+	cache := prepare.Cache{Dir: b.TempDir()}
+	// Runs are timed with their module already compiled (by the first,
+	// untimed-in-effect run: medians of 5), plain and prepared alike.
+	compiled := wazero.NewCompilationCache()
+	var rows []vbRow
+	for _, name := range []string{"recurse", "heap", "files", "deep", "gowork"} {
+		wl := wls[name]
+		b.Run(name, func(b *testing.B) {
+			module, err := os.ReadFile(wl.Path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := cache.Prepare(context.Background(), module)
+			if err != nil {
+				b.Fatal(err)
+			}
+			row := vbRow{name: name}
+			row.plain = vbMedian(5, func() time.Duration { return vbRunPlain(b, wl, module, compiled) })
+			row.prepared = vbMedian(5, func() time.Duration { return vbRunPrepared(b, wl, p, compiled) })
+			row.p50, row.p99 = vbSafepoints(b, wl, p)
+			snapFile := filepath.Join(b.TempDir(), name+".snap")
+			row.snapshot, row.size, row.restore = vbSnapshotRestore(b, wl, p, snapFile)
+			row.foreign = vbForeignRestores(b, snapFile, module)
+			b.ReportMetric(row.prepared/row.plain, "overhead-x")
+			b.ReportMetric(row.p99, "safepoint-p99-ms")
+			b.ReportMetric(row.snapshot, "snapshot-ms")
+			b.ReportMetric(float64(row.size)/1024, "snapshot-KiB")
+			b.ReportMetric(row.restore, "restore-ms")
+			b.ReportMetric(0, "ns/op")
+			rows = append(rows, row)
+		})
+	}
+	if len(rows) > 1 {
+		b.Logf("\n%s", vbTable(rows))
+	}
+}
+
+type vbRow struct {
+	name                      string
+	plain, prepared, p50, p99 float64
+	snapshot, restore         float64
+	size                      int
+	foreign                   map[string]float64
+}
+
+func benchWorkloads(b *testing.B) map[string]harness.WasmWorkload {
+	dir := b.TempDir()
+	wls, err := harness.BuildWasmWorkloads(dir)
+	if err != nil {
+		b.Skip(err)
+	}
+	return wls
+}
+
+func vbMedian(n int, f func() time.Duration) float64 {
+	var v []float64
+	for i := 0; i < n; i++ {
+		v = append(v, float64(f().Microseconds())/1000)
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+func vbWASI(b *testing.B, wl harness.WasmWorkload, out *bytes.Buffer) wasi.Config {
+	cfg := wasi.Config{Args: append([]string{wl.Name}, wl.Args...), Stdout: out}
+	if wl.NeedsData {
+		cfg.Preopens = []wasi.PreopenDir{{GuestPath: harness.WasmDataDir, HostDir: b.TempDir()}}
+	}
+	return cfg
+}
+
+// vbRunPlain runs the unmodified module to its end: wazero's compiler,
+// podctl's WASI, nothing of podctl's instrumentation.
+func vbRunPlain(b *testing.B, wl harness.WasmWorkload, module []byte, cc wazero.CompilationCache) time.Duration {
+	ctx := context.Background()
+	var out bytes.Buffer
+	sysIf, err := wasi.New(vbWASI(b, wl, &out))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sysIf.Close()
+	start := time.Now()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cc))
+	defer rt.Close(ctx)
+	if _, err := sysIf.Instantiate(ctx, rt); err != nil {
+		b.Fatal(err)
+	}
+	compiled, err := rt.CompileModule(ctx, module)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mod, err := rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithStartFunctions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = mod.ExportedFunction("_start").Call(ctx)
+	d := time.Since(start)
+	if exit, ok := err.(*sys.ExitError); err != nil && (!ok || int(exit.ExitCode()) != wl.WantExit) {
+		b.Fatalf("plain %s: %v", wl.Name, err)
+	}
+	return d
+}
+
+// vbRunPrepared runs the prepared module to its end in a vessel.
+func vbRunPrepared(b *testing.B, wl harness.WasmWorkload, p *prepare.Prepared, cc wazero.CompilationCache) time.Duration {
+	ctx := context.Background()
+	var out bytes.Buffer
+	start := time.Now()
+	v, err := vessel.Start(ctx, vessel.Config{Module: p, WASI: vbWASI(b, wl, &out), CompilationCache: cc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close(ctx)
+	code, err := v.Wait(ctx)
+	d := time.Since(start)
+	if err != nil || code != wl.WantExit {
+		b.Fatalf("prepared %s: exit %d, %v", wl.Name, code, err)
+	}
+	return d
+}
+
+// vbSafepoints stops the workload every 2 ms until 50 stops were made
+// (restarting it as often as needed) and returns the median and 99th
+// percentile time-to-safepoint, in ms.
+func vbSafepoints(b *testing.B, wl harness.WasmWorkload, p *prepare.Prepared) (p50, p99 float64) {
+	ctx := context.Background()
+	var samples []float64
+	for len(samples) < 50 {
+		var out bytes.Buffer
+		v, err := vessel.Start(ctx, vessel.Config{Module: p, WASI: vbWASI(b, wl, &out)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for len(samples) < 50 {
+			time.Sleep(2 * time.Millisecond)
+			if _, err := v.Stop(ctx); err != nil {
+				break // exited
+			}
+			samples = append(samples, float64(v.LastSafepoint().Microseconds())/1000)
+			v.Continue()
+		}
+		v.Close(ctx)
+	}
+	sort.Float64s(samples)
+	return samples[len(samples)/2], samples[len(samples)*99/100]
+}
+
+// vbSnapshotRestore stops the workload a third into its output, encodes
+// its snapshot into file (module included, for the foreign restores) and
+// resumes it in a fresh vessel. It returns the stop+encode time, the
+// snapshot's size without the module, and decode+resume time (medians of
+// 5, in ms).
+func vbSnapshotRestore(b *testing.B, wl harness.WasmWorkload, p *prepare.Prepared, file string) (snapMS float64, size int, restoreMS float64) {
+	ctx := context.Background()
+	want, _, err := wl.Golden()
+	if err != nil {
+		b.Fatal(err)
+	}
+	third := strings.Count(want, "\n") / 3
+	var snaps, restores []float64
+	for i := 0; i < 5; i++ {
+		var out bytes.Buffer
+		cfg := vessel.Config{Module: p, WASI: vbWASI(b, wl, &out), Interpreter: true}
+		v, err := vessel.Start(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for strings.Count(out.String(), "\n") < third {
+			time.Sleep(time.Millisecond)
+		}
+		start := time.Now()
+		snap, err := v.Stop(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var enc bytes.Buffer
+		if err := snapshot.Encode(&enc, snap); err != nil {
+			b.Fatal(err)
+		}
+		snaps = append(snaps, float64(time.Since(start).Microseconds())/1000)
+		size = enc.Len()
+		v.Close(ctx)
+		if i == 0 {
+			withModule := *snap
+			withModule.Module = p.Bytes
+			withModule.Meta = map[string]string{"podctl.pod.name": "bench"}
+			var full bytes.Buffer
+			if err := snapshot.Encode(&full, &withModule); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(file, full.Bytes(), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		start = time.Now()
+		moved, err := snapshot.Decode(&enc, snapshot.DefaultLimits())
+		if err != nil {
+			b.Fatal(err)
+		}
+		var out2 bytes.Buffer
+		cfg2 := vessel.Config{Module: p, WASI: vbWASI(b, wl, &out2)}
+		v2, err := vessel.Resume(ctx, cfg2, moved)
+		if err != nil {
+			b.Fatal(err)
+		}
+		restores = append(restores, float64(time.Since(start).Microseconds())/1000)
+		v2.Close(ctx)
+	}
+	sort.Float64s(snaps)
+	sort.Float64s(restores)
+	return snaps[2], size, restores[2]
+}
+
+// vbForeignRestores restores file with podctl built for each other ISA,
+// under qemu-user, and returns the command's total restore time (ms).
+func vbForeignRestores(b *testing.B, file string, module []byte) map[string]float64 {
+	res := map[string]float64{}
+	dir := b.TempDir()
+	for _, isa := range harness.ForeignISAs {
+		launcher, err := harness.BuildForeign(dir, isa)
+		if err != nil {
+			b.Logf("skip %s: %v", isa.GOARCH, err)
+			continue
+		}
+		root := b.TempDir()
+		out, err := exec.Command(launcher, "--root", root, "restore", "--json", file).Output()
+		if err != nil {
+			b.Fatalf("%s restore: %v", isa.GOARCH, err)
+		}
+		var r struct {
+			Total time.Duration `json:"totalNs"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil {
+			b.Fatal(err)
+		}
+		res[isa.GOARCH] = float64(r.Total.Microseconds()) / 1000
+		exec.Command(launcher, "--root", root, "rm", "-f", "bench").Run()
+	}
+	return res
+}
+
+func vbTable(rows []vbRow) string {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 8, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tplain-ms\tprepared-ms\toverhead\tsafepoint-p50\tp99\tsnapshot-ms\tKiB\trestore-ms\tarm64*\ts390x*\triscv64*\tppc64le*\t")
+	logSum := 0.0
+	for _, r := range rows {
+		ratio := r.prepared / r.plain
+		logSum += math.Log(ratio)
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.2fx\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", r.name, r.plain, r.prepared, ratio,
+			r.p50, r.p99, r.snapshot, float64(r.size)/1024, r.restore,
+			r.foreign["arm64"], r.foreign["s390x"], r.foreign["riscv64"], r.foreign["ppc64le"])
+	}
+	tw.Flush()
+	fmt.Fprintf(&buf, "geometric mean overhead: %.2fx (* podctl restore under qemu-user, emulated, ms)\n", math.Exp(logSum/float64(len(rows))))
+	return buf.String()
+}
