@@ -1,11 +1,13 @@
 package prepare
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -13,14 +15,18 @@ import (
 )
 
 // PreparerVersion identifies what Instrument and Asyncify produce. A cached
-// preparation is reused only by a podctl with the same version; change it
-// whenever the output of either changes.
+// preparation is reused only by a podctl with the same version: change it
+// whenever the output of either changes for the same input.
 const PreparerVersion = "1"
+
+// ErrCorrupt is returned (wrapped) for a cached prepared module whose
+// contents do not have the hash it is filed under.
+var ErrCorrupt = errors.New("corrupt prepared module")
 
 // Prepared is a prepared module.
 type Prepared struct {
-	// SourceHash is the SHA-256 of the module as given (zero for a
-	// module received already prepared).
+	// SourceHash is the SHA-256 of the module as given to Prepare (zero
+	// for a module loaded or stored already prepared).
 	SourceHash [32]byte
 	// Hash is the SHA-256 of Bytes: what snapshots name.
 	Hash [32]byte
@@ -28,10 +34,18 @@ type Prepared struct {
 	Bytes []byte
 }
 
-// Cache prepares modules once and keeps them by content hash in Dir:
+// Cache prepares modules once and keeps them by content hash in Dir, so
+// that each module is prepared once (wasm-opt takes tens of seconds on a
+// Go module):
 //
-//	Dir/source/SOURCEHASH-vVERSION   the hash of the module prepared from it
-//	Dir/HASH.wasm                    a prepared module
+//	Dir/HASH.wasm                   a prepared module, named by its hash
+//	Dir/source/SOURCEHASH-vVERSION  the hash of the module prepared from
+//	                                SOURCEHASH by PreparerVersion VERSION
+//
+// Files are written atomically (a temporary file, fsync, rename): a reader
+// sees a whole file or none, and concurrent preparations of one module
+// write the same bytes. A prepared module is checked against its hash
+// whenever it is read.
 type Cache struct {
 	// Dir holds the cache; it is created when needed.
 	Dir string
@@ -41,29 +55,36 @@ type Cache struct {
 
 // Prepare returns module prepared: from the cache if this version of
 // podctl prepared it before, otherwise by instrumenting it and running
-// Asyncify, and then caching the result.
+// Asyncify, and then caching the result. An entry found corrupt is
+// prepared again and replaced.
 func (c Cache) Prepare(ctx context.Context, module []byte) (*Prepared, error) {
 	src := sha256.Sum256(module)
-	index := filepath.Join(c.Dir, "source", hex.EncodeToString(src[:])+"-v"+PreparerVersion)
-	if b, err := os.ReadFile(index); err == nil {
-		if hash, err := hex.DecodeString(string(b)); err == nil && len(hash) == 32 {
-			if p, err := c.Load([32]byte(hash)); err == nil {
+	index := c.sourcePath(src)
+	switch b, err := os.ReadFile(index); {
+	case err == nil:
+		var hash [32]byte
+		if n, err := hex.Decode(hash[:], bytes.TrimSpace(b)); err == nil && n == len(hash) {
+			p, err := c.Load(hash)
+			if err == nil {
 				p.SourceHash = src
 				return p, nil
 			}
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
 		}
+		// A damaged entry, or one whose module is gone: prepare again.
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("prepare: cache: %w", err)
 	}
+
 	instrumented, err := Instrument(module)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("prepare: %w", err)
 	}
-	wasmOpt := c.WasmOpt
-	if wasmOpt == "" {
-		wasmOpt = "wasm-opt"
-	}
-	out, err := Asyncify(ctx, wasmOpt, instrumented)
+	out, err := Asyncify(ctx, c.WasmOpt, instrumented)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("prepare: %w", err)
 	}
 	p, err := c.Store(out)
 	if err != nil {
@@ -79,7 +100,9 @@ func (c Cache) Prepare(ctx context.Context, module []byte) (*Prepared, error) {
 	return p, nil
 }
 
-// Load returns the prepared module with the given hash, verifying it.
+// Load returns the prepared module with the given hash, after checking
+// that its contents have that hash. The error wraps fs.ErrNotExist when
+// the cache does not have it, and ErrCorrupt when its contents differ.
 func (c Cache) Load(hash [32]byte) (*Prepared, error) {
 	path := c.modulePath(hash)
 	b, err := os.ReadFile(path)
@@ -87,29 +110,38 @@ func (c Cache) Load(hash [32]byte) (*Prepared, error) {
 		return nil, fmt.Errorf("prepare: module sha256:%x: %w", hash[:8], err)
 	}
 	if sha256.Sum256(b) != hash {
-		return nil, fmt.Errorf("prepare: cached module %s is corrupt (its hash does not match its name)", path)
+		return nil, fmt.Errorf("prepare: cached module %s: %w: its hash does not match its name", path, ErrCorrupt)
 	}
 	return &Prepared{Hash: hash, Bytes: b}, nil
 }
 
-// Store caches a prepared module received from another host.
+// Store caches a prepared module, such as one received from another host,
+// and returns it with its hash. A cached copy that is damaged is replaced.
 func (c Cache) Store(prepared []byte) (*Prepared, error) {
-	if len(prepared) < 8 || string(prepared[:4]) != "\x00asm" {
-		return nil, errors.New("prepare: not a WebAssembly module")
+	if !bytes.HasPrefix(prepared, header) {
+		return nil, errors.New("prepare: store: not a WebAssembly 1.0 binary module")
 	}
 	hash := sha256.Sum256(prepared)
-	path := c.modulePath(hash)
-	if _, err := os.Stat(path); err != nil {
+	if _, err := c.Load(hash); err != nil {
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 		if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("prepare: cache: %w", err)
 		}
-		if err := statedir.WriteFileAtomic(path, prepared, 0o644); err != nil {
+		if err := statedir.WriteFileAtomic(c.modulePath(hash), prepared, 0o644); err != nil {
 			return nil, fmt.Errorf("prepare: cache: %w", err)
 		}
 	}
 	return &Prepared{Hash: hash, Bytes: prepared}, nil
 }
 
+// modulePath returns the path of the prepared module with the given hash.
 func (c Cache) modulePath(hash [32]byte) string {
 	return filepath.Join(c.Dir, hex.EncodeToString(hash[:])+".wasm")
+}
+
+// sourcePath returns the path of the index entry for a source module.
+func (c Cache) sourcePath(src [32]byte) string {
+	return filepath.Join(c.Dir, "source", hex.EncodeToString(src[:])+"-v"+PreparerVersion)
 }

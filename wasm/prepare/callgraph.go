@@ -7,12 +7,12 @@ import (
 // funcFacts is what the poll placement needs to know about one defined
 // function, gathered in one walk over its body.
 type funcFacts struct {
-	// calls holds the functions it calls directly (call, return_call),
-	// by function index, imported ones included.
-	calls []uint32
-	// indirect holds the type indices of its indirect calls
-	// (call_indirect, return_call_indirect, call_ref, return_call_ref).
-	indirect []uint32
+	// calls holds its direct calls (call, return_call), to functions by
+	// index, imported ones included.
+	calls []callSite
+	// indirect holds its indirect calls (call_indirect,
+	// return_call_indirect, call_ref, return_call_ref), by type index.
+	indirect []callSite
 	// entryReachesLoop is true when the first thing the body does,
 	// whatever happens, is to reach the header of a loop: before that
 	// loop there is nothing but straight-line code that neither calls
@@ -21,22 +21,48 @@ type funcFacts struct {
 	entryReachesLoop bool
 }
 
+// callSite is a call a function makes.
+type callSite struct {
+	// target is a function index for a direct call, a type index for
+	// an indirect one.
+	target uint32
+	// inLoop is true when the call is inside the body of a loop: the poll
+	// point at that loop's header is then passed before each execution
+	// of the call.
+	inLoop bool
+}
+
 // scanFunction gathers the facts of one function body, and reports every
 // function whose reference it takes (ref.func) to refs.
 func scanFunction(body []byte, refs func(uint32)) (funcFacts, error) {
 	var (
 		facts    funcFacts
-		prologue = true // still in the straight-line code before the first instruction that is not
+		prologue = true // whether the walk is still in the straight-line code that starts the body
+		frames   []bool // the enclosing blocks: whether each is a loop
+		loops    int    // how many of them are
 	)
 	_, err := wasmcode.Walk(body, func(_ int, in *wasmcode.Instruction) error {
 		switch in.Opcode {
 		case wasmcode.OpCall, wasmcode.OpReturnCall:
-			facts.calls = append(facts.calls, in.Imm[0].Index())
+			facts.calls = append(facts.calls, callSite{in.Imm[0].Index(), loops > 0})
 		case wasmcode.OpCallIndirect, wasmcode.OpReturnCallIndirect,
 			wasmcode.OpCallRef, wasmcode.OpReturnCallRef:
-			facts.indirect = append(facts.indirect, in.Imm[0].Index())
+			facts.indirect = append(facts.indirect, callSite{in.Imm[0].Index(), loops > 0})
 		case wasmcode.OpRefFunc:
 			refs(in.Imm[0].Index())
+		case wasmcode.OpBlock, wasmcode.OpIf, wasmcode.OpTry, wasmcode.OpTryTable:
+			frames = append(frames, false)
+		case wasmcode.OpLoop:
+			frames = append(frames, true)
+			loops++
+		case wasmcode.OpEnd, wasmcode.OpDelegate:
+			// The function's own end leaves frames empty.
+			if n := len(frames); n > 0 {
+				if frames[n-1] {
+					loops--
+				}
+				frames = frames[:n-1]
+			}
 		}
 		if prologue {
 			switch {
@@ -72,10 +98,11 @@ func straightLine(op wasmcode.Opcode) bool {
 	return false
 }
 
-// recursive returns, for each node of a directed graph given by its
-// successor lists, whether the node lies on a cycle: it belongs to a
-// strongly connected component of more than one node or has an edge to
-// itself.
+// components returns, for each node of a directed graph given by its
+// successor lists, the strongly connected component it belongs to, as an
+// index into cyclic, which says whether the component has a cycle: more
+// than one node, or an edge from its node to itself. A node lies on a
+// cycle exactly when its component has one.
 //
 // It is Tarjan's algorithm, made iterative so that a call graph thousands
 // of functions deep does not need a Go stack as deep: each node gets an
@@ -83,17 +110,6 @@ func straightLine(op wasmcode.Opcode) bool {
 // from it through the depth-first subtree and one back edge; a node whose
 // lowlink is its own index is the root of a component, which is then
 // popped from the stack of visited, unassigned nodes.
-func recursive(succ [][]int) []bool {
-	comp, cyclic := components(succ)
-	result := make([]bool, len(succ))
-	for v := range succ {
-		result[v] = cyclic[comp[v]]
-	}
-	return result
-}
-
-// components returns the strongly connected component of each node, as an
-// index into cyclic, which says whether the component has a cycle.
 func components(succ [][]int) (comp []int, cyclic []bool) {
 	const unvisited = -1
 	n := len(succ)

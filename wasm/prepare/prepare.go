@@ -19,25 +19,34 @@
 // without help from the Go scheduler (wazero's compiled code is not
 // preemptible). Any run of code that does not return to the host either
 // iterates a loop or recurses, so there is a poll point at the header of
-// every loop (the first thing inside its body) and at the entry of every
-// function that can be part of a recursion: a member of a cycle of the
-// call graph. Indirect calls count as calls to every function of a
-// matching type whose reference the module takes (in an element segment
-// or with ref.func; when a table is imported or exported, every exported
-// function too). A function whose body reaches a loop header before it
-// calls or branches anywhere needs no entry poll point of its own.
+// every loop and on every cycle of the call graph:
 //
-// A poll point costs one global read and a branch in the common case:
+//   - Every loop header. A loop whose body, before it branches or calls
+//     anything else, calls a function with an entry poll point has none:
+//     each iteration polls there.
+//   - The entry of every function on a cycle of the call graph, unless
+//     each of its calls that can close the cycle (to a function of its
+//     own strongly connected component) is inside a loop, whose header
+//     poll point is then passed before each of them, or its body reaches
+//     a loop header before it calls or branches anywhere (as every Go
+//     function does).
 //
-//	global.get $podctl.flag
-//	if
-//	  call $podctl.poll
-//	end
+// Indirect calls count as calls to every function of a matching type
+// whose reference the module takes (in an element segment, a global or
+// with ref.func; when a table is imported or exported, every exported
+// function too). Imported functions are assumed not to call back into the
+// module, as WASI's do not.
+//
+// A poll point costs one global read and a branch when the flag is clear.
+// At a loop header the call of the poll function is moved out of the loop
+// (see polls.go), which keeps both wazero's code and Asyncify's
+// instrumentation of the loop body as fast as without the poll point.
 package prepare
 
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/tetratelabs/wabin/binary"
@@ -54,6 +63,10 @@ const (
 	PollFunc = "poll"
 	// FlagExport is the export name of the flag global, a mutable i32
 	// that starts at zero: the host sets it non-zero to request a stop.
+	// The poll function must clear it, or unwind the stack: at a loop
+	// header the guest checks the flag again when the poll function
+	// returns, and calls it again as long as the flag is set (which
+	// also lets a host keep a guest parked there).
 	FlagExport = "podctl.flag"
 	// GlobalExportPrefix, followed by a global's index in the decimal,
 	// is the export name of every mutable global the original module
@@ -72,14 +85,23 @@ const decodeFeatures = wasm.CoreFeaturesV2
 
 // Instrument adds to a module the import of the poll function, the flag
 // global and its export, the exports of the module's mutable globals, and
-// poll points at every loop header and at the entry of every function
-// that can recurse. See the package documentation.
+// poll points at every loop header and on every cycle of the call graph.
+// See the package documentation.
 //
 // The poll function is appended to the imported functions, which shifts
 // the index of every defined function by one: Instrument renumbers the
 // function indices of calls, ref.func, the start function, exports,
 // element segments, global initializers and the "name" section.
 func Instrument(module []byte) ([]byte, error) {
+	out, err := instrument(module)
+	if err != nil {
+		return nil, fmt.Errorf("instrument: %w", err)
+	}
+	return out, nil
+}
+
+// instrument is Instrument without the context on errors.
+func instrument(module []byte) ([]byte, error) {
 	m, err := binary.DecodeModule(module, decodeFeatures)
 	if err != nil {
 		return nil, fmt.Errorf("decode module: %w", err)
@@ -95,11 +117,7 @@ func Instrument(module []byte) ([]byte, error) {
 	if err := in.placePolls(); err != nil {
 		return nil, err
 	}
-	out, err := in.rewrite()
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return in.rewrite()
 }
 
 // instrumenter holds one module being instrumented.
@@ -205,8 +223,10 @@ func signature(t *wasm.FunctionType) string {
 }
 
 // placePolls decides which functions get an entry poll point: those on a
-// cycle of the call graph whose body does not start by reaching a loop
-// header (see funcFacts.entryReachesLoop).
+// cycle of the call graph with a call that can close the cycle outside
+// any loop, and whose body does not start by reaching a loop header (see
+// funcFacts.entryReachesLoop). A call inside a loop needs no entry poll
+// point: the loop's own is passed before it.
 //
 // The graph has a node per defined function and one per function
 // signature called indirectly. An indirect call is an edge to its
@@ -244,10 +264,17 @@ func (in *instrumenter) placePolls() error {
 		}
 	}
 
+	// Functions in index order, so that the graph, like everything else
+	// here, does not depend on the order of a map.
+	escaped := make([]uint32, 0, len(escapes))
+	for f := range escapes {
+		escaped = append(escaped, f)
+	}
+	slices.Sort(escaped)
 	succ := make([][]int, n)
 	sigNode := make(map[string]int) // signature -> node
 	var sigTargets [][]int          // node-n -> functions
-	for f := range escapes {
+	for _, f := range escaped {
 		if f < in.funcImports {
 			continue // a host function does not call back
 		}
@@ -265,27 +292,59 @@ func (in *instrumenter) placePolls() error {
 		sigTargets[node-n] = append(sigTargets[node-n], int(f-in.funcImports))
 	}
 	for i, fa := range facts {
-		for _, f := range fa.calls {
-			if f >= in.funcImports {
-				succ[i] = append(succ[i], int(f-in.funcImports))
+		for _, c := range fa.calls {
+			if c.target >= in.funcImports+uint32(n) {
+				return fmt.Errorf("function %d: call of function %d, which is not defined", in.funcImports+uint32(i), c.target)
+			}
+			if c.target >= in.funcImports {
+				succ[i] = append(succ[i], int(c.target-in.funcImports))
 			}
 		}
-		for _, t := range fa.indirect {
-			if t >= uint32(len(in.m.TypeSection)) {
-				return fmt.Errorf("function %d: indirect call of type %d, which is not defined", in.funcImports+uint32(i), t)
+		for _, c := range fa.indirect {
+			node, err := in.indirectNode(sigNode, c.target)
+			if err != nil {
+				return fmt.Errorf("function %d: %w", in.funcImports+uint32(i), err)
 			}
-			if node, ok := sigNode[signature(in.m.TypeSection[t])]; ok {
+			if node >= 0 {
 				succ[i] = append(succ[i], node)
 			}
 		}
 	}
 	succ = append(succ, sigTargets...)
 	comp, cyclic := components(succ)
+
+	// A function on a cycle needs an entry poll point unless a poll point
+	// precedes each of its calls that can close a cycle: a call to a
+	// function of its own component is one.
 	in.entryPoll = make([]bool, n)
-	for i := range facts {
-		in.entryPoll[i] = cyclic[comp[i]] && !facts[i].entryReachesLoop
+	for i, fa := range facts {
+		if !cyclic[comp[i]] || fa.entryReachesLoop {
+			continue
+		}
+		for _, c := range fa.calls {
+			if !c.inLoop && c.target >= in.funcImports && comp[c.target-in.funcImports] == comp[i] {
+				in.entryPoll[i] = true
+			}
+		}
+		for _, c := range fa.indirect {
+			if node, _ := in.indirectNode(sigNode, c.target); !c.inLoop && node >= 0 && comp[node] == comp[i] {
+				in.entryPoll[i] = true
+			}
+		}
 	}
 	return nil
+}
+
+// indirectNode returns the call graph node of the signature of type
+// index t, or -1 when no function of that signature escapes.
+func (in *instrumenter) indirectNode(sigNode map[string]int, t uint32) (int, error) {
+	if t >= uint32(len(in.m.TypeSection)) {
+		return 0, fmt.Errorf("indirect call of type %d, which is not defined", t)
+	}
+	if node, ok := sigNode[signature(in.m.TypeSection[t])]; ok {
+		return node, nil
+	}
+	return -1, nil
 }
 
 // tablesShared reports whether the host can see one of the module's

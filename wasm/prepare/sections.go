@@ -55,21 +55,41 @@ func splitSections(module []byte) ([]section, error) {
 
 // sectionRank orders the known sections as the binary format requires
 // them to appear (the tag and data count sections have ids out of order).
-var sectionRank = map[wasm.SectionID]int{
-	wasm.SectionIDType:      1,
-	wasm.SectionIDImport:    2,
-	wasm.SectionIDFunction:  3,
-	wasm.SectionIDTable:     4,
-	wasm.SectionIDMemory:    5,
-	13:                      6, // tag
-	wasm.SectionIDGlobal:    7,
-	wasm.SectionIDExport:    8,
-	wasm.SectionIDStart:     9,
-	wasm.SectionIDElement:   10,
-	wasm.SectionIDDataCount: 11,
-	wasm.SectionIDCode:      12,
-	wasm.SectionIDData:      13,
+func sectionRank(id wasm.SectionID) int {
+	switch id {
+	case wasm.SectionIDType:
+		return 1
+	case wasm.SectionIDImport:
+		return 2
+	case wasm.SectionIDFunction:
+		return 3
+	case wasm.SectionIDTable:
+		return 4
+	case wasm.SectionIDMemory:
+		return 5
+	case sectionIDTag:
+		return 6
+	case wasm.SectionIDGlobal:
+		return 7
+	case wasm.SectionIDExport:
+		return 8
+	case wasm.SectionIDStart:
+		return 9
+	case wasm.SectionIDElement:
+		return 10
+	case wasm.SectionIDDataCount:
+		return 11
+	case wasm.SectionIDCode:
+		return 12
+	case wasm.SectionIDData:
+		return 13
+	}
+	return 0
 }
+
+// sectionIDTag is the id of the tag section of the exception handling
+// proposal, which wabin does not know.
+const sectionIDTag wasm.SectionID = 13
 
 // setSection replaces the payload of the section with the given id, or
 // inserts the section where the binary format wants it: after the last
@@ -81,7 +101,7 @@ func setSection(sections []section, id wasm.SectionID, payload []byte) []section
 			sections[i].payload = payload
 			return sections
 		}
-		if s.id != wasm.SectionIDCustom && sectionRank[s.id] < sectionRank[id] {
+		if s.id != wasm.SectionIDCustom && sectionRank(s.id) < sectionRank(id) {
 			at = i + 1
 		}
 	}

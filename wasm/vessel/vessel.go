@@ -25,11 +25,13 @@
 // asyncify_stop_rewind ends the rewind and the guest carries on from
 // where it stopped.
 //
-// The buffer is new linear memory each time: the guest's allocator may
-// take pages it did not allocate itself once it grows memory again (Go's
-// does), so a buffer from an earlier stop cannot be reused. Its pages
-// hold nothing once the guest runs again, and zero pages cost nothing in
-// a snapshot.
+// The buffer is linear memory the host grows for it. The next stop
+// reuses it only if memory has not grown since: once the guest grows
+// memory again, its allocator may take pages it did not allocate itself
+// (Go's runtime assumes memory grows only for it, so it would take the
+// buffer's), and the next stop grows a new buffer. A buffer's pages hold
+// nothing once the guest runs again, and zero pages cost nothing in a
+// snapshot.
 package vessel
 
 import (
@@ -110,9 +112,10 @@ type Vessel struct {
 	stopRequested, killRequested atomic.Bool
 	// rewinding is set while a resumed guest rewinds to its poll point.
 	rewinding bool
-	// unwound receives the stack locator once poll has started an
-	// unwind; run finishes it when the entry point returns.
-	stack snapshot.Stack
+	// stack locates the unwound stack while the guest is stopped (zero
+	// while it runs); buffer is the last stack buffer, which the next
+	// stop reuses if it can (see stackBuffer).
+	stack, buffer snapshot.Stack
 
 	mu        sync.Mutex
 	paused    bool          // unwound by Stop, waiting for Continue or Close
@@ -352,24 +355,34 @@ func (v *Vessel) poll(ctx context.Context, m api.Module, _ []uint64) {
 	if v.killRequested.Load() {
 		panic(sys.NewExitError(KilledExitCode))
 	}
-	mem := m.Memory()
+	addr, end := v.stackBuffer(m.Memory())
+	// Asyncify's data structure: the current and the end pointer of the
+	// buffer that follows it.
+	if !m.Memory().WriteUint32Le(addr, addr+8) || !m.Memory().WriteUint32Le(addr+4, end) {
+		panic("stack buffer out of memory")
+	}
+	v.stack = snapshot.Stack{DataAddr: addr, Start: addr + 8, End: end}
+	v.buffer = v.stack
+	v.flag.(api.MutableGlobal).Set(0)
+	if _, err := m.ExportedFunction(asyncifyStartUnwind).Call(ctx, uint64(addr)); err != nil {
+		panic(fmt.Errorf("start unwind: %w", err))
+	}
+}
+
+// stackBuffer returns the buffer to unwind into: the last one if memory
+// has not grown since it was appended (then no allocator can have taken
+// its pages: wasi-libc's sbrk and Go's runtime only ever extend into
+// memory they grow themselves), otherwise new pages at the end of memory.
+func (v *Vessel) stackBuffer(mem api.Memory) (addr, end uint32) {
+	if b := v.buffer; b.End != 0 && mem.Size() == b.End {
+		return b.DataAddr, b.End
+	}
 	pages := (v.cfg.StackBufferBytes + snapshot.PageSize - 1) / snapshot.PageSize
 	prev, ok := mem.Grow(pages)
 	if !ok {
 		panic(fmt.Errorf("no memory left for a %d KiB stack buffer", pages*snapshot.PageSize>>10))
 	}
-	addr := prev * snapshot.PageSize
-	end := addr + pages*snapshot.PageSize
-	// Asyncify's data structure: the current and the end pointer of the
-	// buffer that follows it.
-	if !mem.WriteUint32Le(addr, addr+8) || !mem.WriteUint32Le(addr+4, end) {
-		panic("stack buffer out of memory")
-	}
-	v.stack = snapshot.Stack{DataAddr: addr, Start: addr + 8, End: end}
-	v.flag.(api.MutableGlobal).Set(0)
-	if _, err := m.ExportedFunction(asyncifyStartUnwind).Call(ctx, uint64(addr)); err != nil {
-		panic(fmt.Errorf("start unwind: %w", err))
-	}
+	return prev * snapshot.PageSize, (prev + pages) * snapshot.PageSize
 }
 
 func (v *Vessel) requested() bool { return v.stopRequested.Load() || v.killRequested.Load() }
@@ -494,7 +507,7 @@ func (v *Vessel) restoreState(snap *snapshot.Snapshot) error {
 		}
 		mg.Set(sg.Value)
 	}
-	v.stack = snap.Stack
+	v.stack, v.buffer = snap.Stack, snap.Stack
 	return nil
 }
 

@@ -1,0 +1,394 @@
+package prepare
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	wabinary "github.com/tetratelabs/wabin/binary"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// lookTool returns the path of a tool the test needs, or skips the test.
+func lookTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s is not installed: %v", name, err)
+	}
+	return p
+}
+
+// buildC compiles testdata/<name>.c for wasm32-wasi into t's temporary
+// directory. clang optimizes the linked module with wasm-opt when it
+// finds one on PATH and the optimization level is above -O0.
+func buildC(t testing.TB, name string, flags ...string) []byte {
+	t.Helper()
+	clang := lookTool(t, "clang-14")
+	out := filepath.Join(t.TempDir(), name+".wasm")
+	args := append([]string{"--target=wasm32-wasi", "-Wl,--strip-debug", "-Wl,-z,stack-size=8388608"}, flags...)
+	args = append(args, filepath.Join("testdata", name+".c"), "-o", out)
+	if b, err := exec.Command(clang, args...).CombinedOutput(); err != nil {
+		t.Fatalf("clang %s: %v\n%s", name, err, b)
+	}
+	module, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return module
+}
+
+// buildGo builds testdata/goguest for wasip1 into t's temporary directory.
+func buildGo(t testing.TB) []byte {
+	t.Helper()
+	goTool := lookTool(t, "go")
+	out := filepath.Join(t.TempDir(), "goguest.wasm")
+	cmd := exec.Command(goTool, "build", "-o", out, ".")
+	cmd.Dir = filepath.Join("testdata", "goguest")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build goguest: %v\n%s", err, b)
+	}
+	module, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return module
+}
+
+// buildWat assembles testdata/<name>.wat with wat2wasm.
+func buildWat(t testing.TB, name string) []byte {
+	t.Helper()
+	wat2wasm := lookTool(t, "wat2wasm")
+	out := filepath.Join(t.TempDir(), name+".wasm")
+	cmd := exec.Command(wat2wasm, "--enable-tail-call", "--debug-names", filepath.Join("testdata", name+".wat"), "-o", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm %s: %v\n%s", name, err, b)
+	}
+	module, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return module
+}
+
+// validate runs wasm-validate on a module, when it is installed, with
+// wabt's default features (WebAssembly 2.0) and tail calls.
+func validate(t testing.TB, module []byte) {
+	t.Helper()
+	tool, err := exec.LookPath("wasm-validate")
+	if err != nil {
+		t.Logf("wasm-validate is not installed, not validating: %v", err)
+		return
+	}
+	f := filepath.Join(t.TempDir(), "validate.wasm")
+	if err := os.WriteFile(f, module, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(tool, "--enable-tail-call", f).CombinedOutput(); err != nil {
+		t.Fatalf("wasm-validate: %v\n%s", err, b)
+	}
+}
+
+// wasmOptPath returns the path of wasm-opt, or skips the test.
+func wasmOptPath(t testing.TB) string { return lookTool(t, "wasm-opt") }
+
+// runtimeConfig returns the wazero configuration of the tests: the
+// compiler where wazero has one, sharing compiled code between runtimes
+// through cache.
+func runtimeConfig(cache wazero.CompilationCache) wazero.RuntimeConfig {
+	return wazero.NewRuntimeConfig().WithCompilationCache(cache)
+}
+
+// outcome is how a run of a guest ended.
+type outcome struct {
+	stdout   string
+	stderr   string
+	exitCode uint32
+	// unwound is true when the guest's call stack was unwound (and the
+	// entry point returned because of it) rather than finished.
+	unwound bool
+}
+
+// host is one wazero runtime running one instance of a guest, with WASI
+// and a podctl.poll function that calls onPoll.
+type host struct {
+	rt     wazero.Runtime
+	mod    api.Module
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+	onPoll func(ctx context.Context, h *host)
+}
+
+// newHost instantiates a module without running it: its entry point
+// _start is for the caller to call.
+func newHost(ctx context.Context, t testing.TB, cfg wazero.RuntimeConfig, module []byte, args ...string) *host {
+	t.Helper()
+	h := &host{rt: wazero.NewRuntimeWithConfig(ctx, cfg)}
+	t.Cleanup(func() { h.rt.Close(context.Background()) })
+	wasi_snapshot_preview1.MustInstantiate(ctx, h.rt)
+	_, err := h.rt.NewHostModuleBuilder(PollModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, _ []uint64) {
+			if h.onPoll != nil {
+				h.onPoll(ctx, h)
+			}
+		}), nil, nil).
+		Export(PollFunc).
+		Instantiate(ctx)
+	if err != nil {
+		t.Fatalf("instantiate %s: %v", PollModule, err)
+	}
+	compiled, err := h.rt.CompileModule(ctx, module)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	modCfg := wazero.NewModuleConfig().
+		WithName("guest").
+		WithArgs(append([]string{"guest"}, args...)...).
+		WithStdout(&h.stdout).
+		WithStderr(&h.stderr).
+		WithStartFunctions()
+	if h.mod, err = h.rt.InstantiateModule(ctx, compiled, modCfg); err != nil {
+		t.Fatalf("instantiate: %v", err)
+	}
+	return h
+}
+
+// call calls an exported function of the guest.
+func (h *host) call(ctx context.Context, name string, params ...uint64) ([]uint64, error) {
+	f := h.mod.ExportedFunction(name)
+	if f == nil {
+		return nil, fmt.Errorf("no exported function %q", name)
+	}
+	return f.Call(ctx, params...)
+}
+
+// run calls the guest's entry point and reports how it ended.
+func (h *host) run(ctx context.Context) (outcome, error) {
+	_, err := h.call(ctx, "_start")
+	o := outcome{}
+	var exit *sys.ExitError
+	switch {
+	case errors.As(err, &exit):
+		o.exitCode = exit.ExitCode()
+	case err != nil:
+		return o, err
+	default:
+		if f := h.mod.ExportedFunction("asyncify_get_state"); f != nil {
+			state, err := f.Call(ctx)
+			if err != nil {
+				return o, err
+			}
+			o.unwound = state[0] == asyncifyUnwinding
+		}
+	}
+	o.stdout, o.stderr = h.stdout.String(), h.stderr.String()
+	return o, nil
+}
+
+// runOnce runs a module from start to finish, with a poll function that
+// does nothing but count, and returns how it ended and how many times the
+// guest called the poll function.
+func runOnce(ctx context.Context, t testing.TB, cache wazero.CompilationCache, module []byte, args ...string) (outcome, int) {
+	t.Helper()
+	return runFlagged(ctx, t, cache, module, false, args...)
+}
+
+// runFlagged is runOnce, but when flag is true another goroutine keeps
+// setting the flag of the instrumented module while the poll function
+// clears it: the guest then leaves for the poll function at nearly every
+// poll point it passes.
+func runFlagged(ctx context.Context, t testing.TB, cache wazero.CompilationCache, module []byte, flag bool, args ...string) (outcome, int) {
+	t.Helper()
+	h := newHost(ctx, t, runtimeConfig(cache), module, args...)
+	polls := 0
+	h.onPoll = func(context.Context, *host) { polls++ }
+	if flag {
+		skipIfRace(t)
+		g := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
+		g.Set(1)
+		h.onPoll = func(context.Context, *host) {
+			polls++
+			g.Set(0)
+		}
+		var stop atomic.Bool
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for !stop.Load() {
+				g.Set(1)
+			}
+		}()
+		defer func() { stop.Store(true); <-done }()
+	}
+	o, err := h.run(ctx)
+	if err != nil {
+		t.Fatalf("run: %v\nstderr: %s", err, h.stderr.String())
+	}
+	return o, polls
+}
+
+// Asyncify states, as asyncify_get_state returns them.
+const (
+	asyncifyNormal    = 0
+	asyncifyUnwinding = 1
+	asyncifyRewinding = 2
+)
+
+// vesselState is everything a prepared guest stopped at a poll point is:
+// its memory, its mutable globals and where its call stack was unwound.
+type vesselState struct {
+	memory   []byte
+	globals  map[string]uint64
+	dataAddr uint32
+}
+
+// mutableGlobalExports returns the names of the global exports a
+// module has for its original mutable globals.
+func mutableGlobalExports(t testing.TB, module []byte) []string {
+	t.Helper()
+	m, err := wabinary.DecodeModule(module, decodeFeatures)
+	if err != nil {
+		t.Fatalf("decode module: %v", err)
+	}
+	var names []string
+	for _, e := range m.ExportSection {
+		if strings.HasPrefix(e.Name, GlobalExportPrefix) {
+			names = append(names, e.Name)
+		}
+	}
+	return names
+}
+
+// stopper makes a host's poll function unwind the guest's stack when the
+// flag is set, and finish a rewind when one is under way.
+type stopper struct {
+	globals []string // the exports of the guest's mutable globals
+	bufSize uint32   // size of the asyncify buffer to allocate
+	addr    uint32   // where the asyncify data structure went
+	polls   int      // polls seen
+	err     error
+}
+
+// poll is the host poll function of a vessel: see the package tests.
+func (s *stopper) poll(ctx context.Context, h *host) {
+	s.polls++
+	state, err := h.call(ctx, "asyncify_get_state")
+	if err != nil {
+		s.err = err
+		return
+	}
+	if state[0] == asyncifyRewinding {
+		if _, err := h.call(ctx, "asyncify_stop_rewind"); err != nil {
+			s.err = err
+		}
+		return
+	}
+	flag := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
+	if flag.Get() == 0 {
+		return
+	}
+	flag.Set(0)
+	// The buffer goes into memory the host adds: the guest cannot be
+	// using it. The data structure is {current, end}, then the buffer.
+	pages := (8 + s.bufSize + 65535) / 65536
+	prev, ok := h.mod.Memory().Grow(pages)
+	if !ok {
+		s.err = fmt.Errorf("cannot grow memory by %d pages for the asyncify buffer", pages)
+		return
+	}
+	s.addr = prev * 65536
+	var hdr [8]byte
+	binary.LittleEndian.PutUint32(hdr[0:], s.addr+8)
+	binary.LittleEndian.PutUint32(hdr[4:], s.addr+8+s.bufSize)
+	h.mod.Memory().Write(s.addr, hdr[:])
+	if _, err := h.call(ctx, "asyncify_start_unwind", uint64(s.addr)); err != nil {
+		s.err = err
+	}
+}
+
+// snapshot takes the state of a guest whose stack has been unwound.
+func (s *stopper) snapshot(ctx context.Context, h *host) (*vesselState, error) {
+	if _, err := h.call(ctx, "asyncify_stop_unwind"); err != nil {
+		return nil, fmt.Errorf("asyncify_stop_unwind: %w", err)
+	}
+	mem := h.mod.Memory()
+	view, ok := mem.Read(0, mem.Size())
+	if !ok {
+		return nil, errors.New("cannot read memory")
+	}
+	st := &vesselState{memory: bytes.Clone(view), globals: map[string]uint64{}, dataAddr: s.addr}
+	for _, name := range s.globals {
+		st.globals[name] = h.mod.ExportedGlobal(name).Get()
+	}
+	return st, nil
+}
+
+// restore writes a snapshot into a fresh instance and starts rewinding.
+func restore(ctx context.Context, h *host, st *vesselState) error {
+	mem := h.mod.Memory()
+	if want := uint32(len(st.memory)); mem.Size() < want {
+		if _, ok := mem.Grow((want - mem.Size()) / 65536); !ok {
+			return fmt.Errorf("cannot grow memory to %d bytes", want)
+		}
+	}
+	if !mem.Write(0, st.memory) {
+		return errors.New("cannot write memory")
+	}
+	for name, v := range st.globals {
+		g, ok := h.mod.ExportedGlobal(name).(api.MutableGlobal)
+		if !ok {
+			return fmt.Errorf("global %s is missing or immutable", name)
+		}
+		g.Set(v)
+	}
+	if _, err := h.call(ctx, "asyncify_start_rewind", uint64(st.dataAddr)); err != nil {
+		return fmt.Errorf("asyncify_start_rewind: %w", err)
+	}
+	return nil
+}
+
+// checkExports fails the test unless a prepared module has every export
+// the host relies on.
+func checkExports(t testing.TB, h *host) {
+	t.Helper()
+	for _, name := range []string{"asyncify_start_unwind", "asyncify_stop_unwind", "asyncify_start_rewind", "asyncify_stop_rewind", "asyncify_get_state"} {
+		if h.mod.ExportedFunction(name) == nil {
+			t.Errorf("prepared module does not export %s", name)
+		}
+	}
+	if _, ok := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal); !ok {
+		t.Errorf("prepared module does not export the mutable global %s", FlagExport)
+	}
+}
+
+// firstLines returns at most n lines of s, for error messages.
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// skipIfRace skips a test that sets the flag global from one goroutine
+// while the guest's poll function reads or clears it from another: the
+// race detector would see the race the guest code has by design.
+func skipIfRace(t testing.TB) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("the flag global is shared between goroutines by design")
+	}
+}
