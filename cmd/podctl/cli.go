@@ -253,3 +253,45 @@ func serveDock(c *cobra.Command, g *globalOptions, native *dock.Native, listen s
 	s := &dock.Server{Native: native, Vessels: g.vessels(), TLS: cfg, Log: log}
 	return s.Serve(c.Context(), ln)
 }
+
+// newRmCommand is `podctl rm [-f] POD...`, removing each pod with remove.
+// Every pod is tried; the first error is returned, the others reported.
+func newRmCommand(remove func(c *cobra.Command, name string, force bool) error) *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "rm [-f] POD...",
+		Short: "Remove pods and everything they have",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errdefs.New(errdefs.Usage, "podctl rm: expected at least one pod name")
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			var firstErr error
+			for _, name := range args {
+				if err := remove(c, name, force); err != nil {
+					if firstErr != nil {
+						report(err)
+						continue
+					}
+					firstErr = err
+				}
+			}
+			return firstErr
+		},
+	}
+	c.Flags().BoolVarP(&force, "force", "f", false, "kill the pod if it is running")
+	return c
+}
+
+// checkDockAddr validates migrate's --to.
+func checkDockAddr(to string) error {
+	if to == "" {
+		return errdefs.New(errdefs.Usage, "podctl migrate: --to ADDR is required")
+	}
+	if _, _, err := net.SplitHostPort(to); err != nil {
+		return errdefs.New(errdefs.InvalidArgument, "invalid --to %q: want HOST:PORT", to)
+	}
+	return nil
+}

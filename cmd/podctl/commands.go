@@ -297,38 +297,14 @@ func stopCommand(g *globalOptions) *cobra.Command {
 }
 
 func rmCommand(g *globalOptions) *cobra.Command {
-	var force bool
-	c := &cobra.Command{
-		Use:   "rm [-f] POD...",
-		Short: "Remove pods and everything they have",
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return errdefs.New(errdefs.Usage, "podctl rm: expected at least one pod name")
-			}
-			return nil
-		},
-		RunE: func(c *cobra.Command, args []string) error {
-			m, err := g.manager()
-			if err != nil {
-				return err
-			}
-			var firstErr error
-			for _, name := range args {
-				remove := m.Remove
-				if g.isVessel(name) {
-					remove = g.vessels().Remove
-				}
-				if err := remove(c.Context(), name, force); err != nil {
-					if firstErr != nil {
-						report(err)
-						continue
-					}
-					firstErr = err
-				}
-			}
-			return firstErr
-		},
-	}
-	c.Flags().BoolVarP(&force, "force", "f", false, "kill the pod if it is running")
-	return c
+	return newRmCommand(func(c *cobra.Command, name string, force bool) error {
+		if g.isVessel(name) {
+			return g.vessels().Remove(c.Context(), name, force)
+		}
+		m, err := g.manager()
+		if err != nil {
+			return err
+		}
+		return m.Remove(c.Context(), name, force)
+	})
 }

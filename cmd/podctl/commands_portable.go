@@ -4,7 +4,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -107,32 +106,9 @@ func vesselLogsCommand(g *globalOptions) *cobra.Command {
 }
 
 func vesselRmCommand(g *globalOptions) *cobra.Command {
-	var force bool
-	c := &cobra.Command{
-		Use:   "rm [-f] POD...",
-		Short: "Remove pods and everything they have",
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return errdefs.New(errdefs.Usage, "podctl rm: expected at least one pod name")
-			}
-			return nil
-		},
-		RunE: func(c *cobra.Command, args []string) error {
-			var firstErr error
-			for _, name := range args {
-				if err := g.vessels().Remove(c.Context(), name, force); err != nil {
-					if firstErr != nil {
-						report(err)
-						continue
-					}
-					firstErr = err
-				}
-			}
-			return firstErr
-		},
-	}
-	c.Flags().BoolVarP(&force, "force", "f", false, "end the pod if it is running")
-	return c
+	return newRmCommand(func(c *cobra.Command, name string, force bool) error {
+		return g.vessels().Remove(c.Context(), name, force)
+	})
 }
 
 func vesselCheckpointCommand(g *globalOptions) *cobra.Command {
@@ -182,11 +158,8 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 		Short: "Move a running vessel pod to the dock at ADDR",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if to == "" {
-				return errdefs.New(errdefs.Usage, "podctl migrate: --to ADDR is required")
-			}
-			if _, _, err := net.SplitHostPort(to); err != nil {
-				return errdefs.New(errdefs.InvalidArgument, "invalid --to %q: want HOST:PORT", to)
+			if err := checkDockAddr(to); err != nil {
+				return err
 			}
 			if err := checkVia(via, args[0], true); err != nil {
 				return err

@@ -4,7 +4,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 
 	"github.com/spf13/cobra"
 
@@ -26,11 +25,8 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 		Short: "Move a running pod to the dock at ADDR",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if to == "" {
-				return errdefs.New(errdefs.Usage, "podctl migrate: --to ADDR is required")
-			}
-			if _, _, err := net.SplitHostPort(to); err != nil {
-				return errdefs.New(errdefs.InvalidArgument, "invalid --to %q: want HOST:PORT", to)
+			if err := checkDockAddr(to); err != nil {
+				return err
 			}
 			vessel := g.isVessel(args[0])
 			if err := checkVia(via, args[0], vessel); err != nil {

@@ -118,6 +118,7 @@ type Vessel struct {
 	stack, buffer snapshot.Stack
 
 	mu        sync.Mutex
+	ended     bool          // the guest exited or was ended (exited is closed)
 	paused    bool          // unwound by Stop, waiting for Continue or Close
 	safepoint time.Duration // the last Stop's time-to-safepoint
 	stopped   chan struct{} // closed when the guest is unwound or exited
@@ -290,9 +291,12 @@ func (v *Vessel) run(ctx context.Context) {
 			_, err = v.mod.ExportedFunction(asyncifyStopUnwind).Call(ctx)
 			if err == nil {
 				v.mu.Lock()
-				close(v.stopped)
+				withdrawn := !v.stopRequested.Load()
+				if !withdrawn {
+					close(v.stopped)
+				}
 				v.mu.Unlock()
-				if !<-v.resume {
+				if !withdrawn && !<-v.resume {
 					v.finish(sys.NewExitError(KilledExitCode))
 					return
 				}
@@ -323,13 +327,14 @@ func (v *Vessel) finish(err error) {
 		v.err = fmt.Errorf("vessel: guest trapped: %w", err)
 	}
 	v.mu.Lock()
+	v.ended = true
+	close(v.exited)
 	select {
 	case <-v.stopped:
 	default:
 		close(v.stopped)
 	}
 	v.mu.Unlock()
-	close(v.exited)
 }
 
 // poll is the guest's import podctl.poll, called when the flag is set.
@@ -412,14 +417,28 @@ func (v *Vessel) Stop(ctx context.Context) (*snapshot.Snapshot, error) {
 	v.flag.(api.MutableGlobal).Set(1)
 	select {
 	case <-stopped:
-	case <-v.exited:
-		return nil, ErrExited
 	case <-ctx.Done():
+		// Withdraw the request. The guest may be unwinding already: run
+		// then sees the withdrawal and rewinds at once, or it stopped
+		// just now and is let go on here.
+		v.mu.Lock()
 		v.stopRequested.Store(false)
+		select {
+		case <-stopped:
+			if !v.ended {
+				v.resume <- true
+			}
+		default:
+		}
+		v.mu.Unlock()
 		return nil, fmt.Errorf("vessel: stop: %w", ctx.Err())
 	}
-	v.stopRequested.Store(false)
 	v.mu.Lock()
+	v.stopRequested.Store(false)
+	if v.ended {
+		v.mu.Unlock()
+		return nil, ErrExited
+	}
 	v.paused = true
 	v.safepoint = time.Since(requested)
 	v.mu.Unlock()
