@@ -158,7 +158,7 @@ func (s *Native) receive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.closeSession(id)
-	counted := &countingReader{r: r.Body}
+	counted := &byteCounter{r: r.Body}
 	rd, err := restart.NewReader(counted, s.Limits)
 	if err != nil {
 		fail(err)
@@ -331,17 +331,6 @@ func (s *Native) tunnelTo(ctx context.Context, ss *session, dir string, helper f
 	ours.Close()
 	close(t.done)
 	return err
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // moveFiles moves every file of src into dst.

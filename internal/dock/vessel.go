@@ -86,6 +86,7 @@ func (s *Server) receiveVessel(w http.ResponseWriter, r *http.Request) {
 	s.Log.Info("vessel restored", "pod", m.Spec.Name, "restore", restore, "bytes", counted.n)
 }
 
+// byteCounter counts the bytes read through it.
 type byteCounter struct {
 	r io.Reader
 	n int64
