@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/podctl/podctl/test/harness"
@@ -114,7 +115,7 @@ func vbWASI(b *testing.B, wl harness.WasmWorkload, out *bytes.Buffer) wasi.Confi
 }
 
 // vbRunPlain runs the unmodified module to its end: wazero's compiler,
-// podctl's WASI, nothing of podctl's instrumentation.
+// podctl's WASI and memory allocator, nothing of podctl's instrumentation.
 func vbRunPlain(b *testing.B, wl harness.WasmWorkload, module []byte, cc wazero.CompilationCache) time.Duration {
 	ctx := context.Background()
 	var out bytes.Buffer
@@ -133,7 +134,7 @@ func vbRunPlain(b *testing.B, wl harness.WasmWorkload, module []byte, cc wazero.
 	if err != nil {
 		b.Fatal(err)
 	}
-	mod, err := rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithStartFunctions())
+	mod, err := rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, vessel.MemoryAllocator()), compiled, wazero.NewModuleConfig().WithStartFunctions())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -48,6 +48,7 @@ import (
 	wabinwasm "github.com/tetratelabs/wabin/wasm"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/podctl/podctl/wasm/prepare"
@@ -220,7 +221,7 @@ func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System) (*Vessel, 
 		return fail(err)
 	}
 	// The entry point is called by run, never by instantiation.
-	v.mod, err = v.rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithStartFunctions())
+	v.mod, err = v.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, MemoryAllocator()), compiled, wazero.NewModuleConfig().WithStartFunctions())
 	if err != nil {
 		return fail(err)
 	}
