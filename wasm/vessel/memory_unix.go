@@ -30,7 +30,9 @@ func MemoryAllocator() experimental.MemoryAllocator {
 		}
 		b, err := unix.Mmap(-1, 0, int(max), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
 		if err != nil {
-			return nil
+			// No address space for it (a ulimit, say): memory that is
+			// copied as it grows, as wazero's own.
+			return &copiedMemory{}
 		}
 		return &reservedMemory{mem: b}
 	})
@@ -60,3 +62,19 @@ func (r *reservedMemory) Free() {
 		r.mem = nil
 	}
 }
+
+// copiedMemory is a Go slice reallocated (and copied) as it grows: the
+// fallback when the reservation cannot be made.
+type copiedMemory struct{ buf []byte }
+
+func (c *copiedMemory) Reallocate(size uint64) []byte {
+	if uint64(cap(c.buf)) < size {
+		grown := make([]byte, size, size+size/2)
+		copy(grown, c.buf)
+		c.buf = grown
+	}
+	c.buf = c.buf[:size]
+	return c.buf
+}
+
+func (c *copiedMemory) Free() { c.buf = nil }
