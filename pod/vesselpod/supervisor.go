@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -25,6 +26,10 @@ import (
 // makes supervisors started from then on run their guest with wazero's
 // interpreter even where its compiler exists (for comparisons and tests).
 const EngineEnv = "PODCTL_WASM_ENGINE"
+
+// supervisorMemoryLimit is the Go heap size at which a supervisor
+// collects garbage (see Supervise); a guest's linear memory is not on it.
+const supervisorMemoryLimit = 512 << 20
 
 // SupervisorArg is the hidden podctl subcommand (os.Args[1]) that runs a
 // vessel pod's supervisor: `podctl _vessel ROOT NAME [SNAPSHOT]`.
@@ -198,6 +203,17 @@ func Supervise(args []string) int {
 		fmt.Fprintln(os.Stderr, "podctl _vessel: usage: _vessel ROOT NAME [SNAPSHOT]")
 		return 2
 	}
+	// Go's garbage collector stops the world, and a goroutine running
+	// compiled guest code stops only when the guest calls into Go: a
+	// collection started while the guest spins in a loop without calls
+	// (the time-based one, every two minutes, say) would hold every
+	// other goroutine, the control socket's included, until the guest
+	// calls out, which may be never. So collections happen only when
+	// the heap nears a limit: allocation happens inside WASI calls,
+	// where the guest is in Go, and a collection started there
+	// completes at once.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(supervisorMemoryLimit)
 	s := Store{Root: args[0]}
 	name := args[1]
 	resume := ""

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -192,6 +193,9 @@ func waitLines(t *testing.T, out *syncBuffer, n int) {
 // (the poll point at the loop header), and the guest must then run on.
 func TestStopTightLoop(t *testing.T) {
 	wls := workloads(t)
+	// A garbage collection would wait for the spinning guest to call
+	// into Go, which it never does (see vessel.Supervise's GC setting).
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	ctx := context.Background()
 	v, err := vessel.Start(ctx, config(t, wls["spin"], new(syncBuffer), false))
 	if err != nil {
