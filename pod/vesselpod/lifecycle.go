@@ -73,11 +73,17 @@ func (s Store) Create(ctx context.Context, o CreateOptions, module []byte) (_ *M
 			return nil, fmt.Errorf("vessel pod %s: copy %s: %w", o.Name, d.Host, err)
 		}
 	}
-	if err := s.startSupervisor(ctx, o.Name, ""); err != nil {
-		return nil, err
+	return m, s.launch(ctx, m, "")
+}
+
+// launch starts a pod's supervisor (resuming from the snapshot file
+// resume, if set) and records the pod as created.
+func (s Store) launch(ctx context.Context, m *Manifest, resume string) error {
+	if err := s.startSupervisor(ctx, m.Spec.Name, resume); err != nil {
+		return err
 	}
 	m.State = StateCreated
-	return m, s.save(m)
+	return s.save(m)
 }
 
 // makePodDir creates a new pod's directory and takes its operation lock.
@@ -274,11 +280,7 @@ func (s Store) restoreInPlace(ctx context.Context, name string, snap *snapshot.S
 	if err := s.resetForResume(name, snap); err != nil {
 		return nil, err
 	}
-	if err := s.startSupervisor(ctx, name, filepath.Join(s.podDir(name), checkpointFile)); err != nil {
-		return nil, err
-	}
-	m.State = StateCreated
-	if err := s.save(m); err != nil {
+	if err := s.launch(ctx, m, filepath.Join(s.podDir(name), checkpointFile)); err != nil {
 		return nil, err
 	}
 	os.Remove(filepath.Join(s.podDir(name), checkpointFile))
@@ -335,11 +337,7 @@ func (s Store) Receive(ctx context.Context, snap *snapshot.Snapshot, o RestoreOp
 		return nil, err
 	}
 	defer os.Remove(file)
-	if err := s.startSupervisor(ctx, name, file); err != nil {
-		return nil, err
-	}
-	m.State = StateCreated
-	return m, s.save(m)
+	return m, s.launch(ctx, m, file)
 }
 
 // moduleFor finds a snapshot's prepared module: in the snapshot (then
