@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podctl/podctl/internal/statedir"
+	"github.com/podctl/podctl/virtns"
 )
 
 // initBinary returns the copy of the init binary (podinit, or podctl
@@ -25,19 +26,37 @@ import (
 // manifest names (man.Init), which may be an older binary's; any other
 // pod gets, and records, the copy of the running binary.
 func (m *Manager) initBinary(man *Manifest) (string, error) {
+	return m.stableCopy(m.opts.InitBinary, &man.Init)
+}
+
+// podctlBinary returns the copy of the podctl binary that a pod housing a
+// vessel bind-mounts to run the vessel's supervisor, for the same reason
+// as initBinary's; its name is recorded in man.Podctl.
+func (m *Manager) podctlBinary(man *Manifest) (string, error) {
+	self, err := virtns.SelfBinary()
+	if err != nil {
+		return "", fmt.Errorf("find podctl binary: %w", err)
+	}
+	return m.stableCopy(self, &man.Podctl)
+}
+
+// stableCopy returns the copy of the binary src kept in ROOT/init, named
+// after its name, size and modification time, making it on first use.
+// *recorded names the copy a pod already maps: it is used if this host
+// has it, and is set to the copy returned otherwise.
+func (m *Manager) stableCopy(src string, recorded *string) (string, error) {
 	dir := filepath.Join(m.opts.Root, "init")
-	if man.Init != "" && filepath.Base(man.Init) == man.Init {
-		if p := filepath.Join(dir, man.Init); fileExists(p) {
+	if *recorded != "" && filepath.Base(*recorded) == *recorded {
+		if p := filepath.Join(dir, *recorded); fileExists(p) {
 			return p, nil
 		}
 	}
-	src := m.opts.InitBinary
 	var st unix.Stat_t
 	if err := unix.Stat(src, &st); err != nil {
 		return "", fmt.Errorf("init binary %s: %w", src, err)
 	}
-	man.Init = fmt.Sprintf("%s-%d-%d.%09d", filepath.Base(src), st.Size, st.Mtim.Sec, st.Mtim.Nsec)
-	dst := filepath.Join(dir, man.Init)
+	*recorded = fmt.Sprintf("%s-%d-%d.%09d", filepath.Base(src), st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+	dst := filepath.Join(dir, *recorded)
 	if fileExists(dst) {
 		return dst, nil
 	}

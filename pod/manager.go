@@ -104,6 +104,13 @@ func lookupEnv(vars []string, key string) string {
 // Create creates and starts a pod. When it returns without error the pod's
 // command is running; when it returns an error nothing of the pod is left.
 func (m *Manager) Create(ctx context.Context, spec Spec) (*Manifest, error) {
+	return m.CreateWith(ctx, spec, nil)
+}
+
+// CreateWith is Create with seed, if not nil, called with the host path
+// of the pod's mounted root filesystem before its payload starts, to put
+// files there: they land in the pod's writable layer.
+func (m *Manager) CreateWith(ctx context.Context, spec Spec, seed func(rootfs string) error) (*Manifest, error) {
 	if spec.Image == "" {
 		spec.Image = ImageHost
 	}
@@ -129,7 +136,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (*Manifest, error) {
 	}
 	defer podLock.Unlock()
 	failpoint.Hit("create:reserved")
-	if err := m.build(ctx, man); err != nil {
+	if err := m.build(ctx, man, seed); err != nil {
 		if terr := m.teardown(ctx, man); terr != nil {
 			return nil, fmt.Errorf("%w (and rolling back failed: %v)", err, terr)
 		}
@@ -258,18 +265,29 @@ func probeHostPort(p Port) error {
 }
 
 // build makes the pod's kernel objects and starts it.
-func (m *Manager) build(ctx context.Context, man *Manifest) error {
+func (m *Manager) build(ctx context.Context, man *Manifest, seed func(rootfs string) error) error {
 	rootfs := m.rootfs(man)
 	if err := rootfs.Mount(); err != nil {
 		return err
 	}
 	failpoint.Hit("create:mounted")
+	rootfsPath := filepath.Join(rootfs.PodDir, virtns.RootfsDir)
+	if man.Spec.Vessel != nil {
+		// The mount point of the podctl binary, and what LookPath finds.
+		if err := os.WriteFile(filepath.Join(rootfsPath, virtns.PodctlPath), nil, 0o755); err != nil {
+			return fmt.Errorf("create pod %s: %w", man.Spec.Name, err)
+		}
+	}
+	if seed != nil {
+		if err := seed(rootfsPath); err != nil {
+			return fmt.Errorf("create pod %s: %w", man.Spec.Name, err)
+		}
+	}
 	vars := env(man.Spec)
 	workdir := man.Spec.Workdir
 	if workdir == "" {
 		workdir = "/"
 	}
-	rootfsPath := filepath.Join(rootfs.PodDir, virtns.RootfsDir)
 	path, err := virtns.LookPath(rootfsPath, man.Spec.Command[0], lookupEnv(vars, "PATH"), workdir)
 	if err != nil {
 		return err
@@ -572,16 +590,35 @@ func (m *Manager) podConfig(man *Manifest) (virtns.PodConfig, error) {
 	if err != nil {
 		return virtns.PodConfig{}, err
 	}
-	return virtns.PodConfig{
+	cfg := virtns.PodConfig{
 		ID: man.ID, Hostname: man.hostname(), InitBinary: initBin,
 		Rootfs:     filepath.Join(m.store.podDir(man.Spec.Name), virtns.RootfsDir),
 		CgroupPath: man.CgroupPath, MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
 		NetNSPath: m.netnsPath(man),
-	}, nil
+	}
+	if man.Spec.Vessel != nil {
+		podctl, err := m.podctlBinary(man)
+		if err != nil {
+			return virtns.PodConfig{}, err
+		}
+		cfg.Binds = append(cfg.Binds, virtns.Bind{Source: podctl, Destination: virtns.PodctlPath})
+	}
+	return cfg, nil
 }
 
 func (m *Manager) netnsPath(man *Manifest) string {
 	return filepath.Join(m.store.podDir(man.Spec.Name), "netns")
+}
+
+// PodPath is the host path of the in-pod path inPod: in the pod's
+// mounted root filesystem while it is mounted (so that file locks and
+// Unix sockets are the pod's own), in its writable layer otherwise.
+func (m *Manager) PodPath(man *Manifest, inPod string) string {
+	mounted := filepath.Join(m.store.podDir(man.Spec.Name), virtns.RootfsDir)
+	if _, err := os.Stat(filepath.Join(mounted, virtns.InPodDir)); err == nil {
+		return filepath.Join(mounted, inPod)
+	}
+	return m.upperPath(man, inPod)
 }
 
 // upperPath is the host path of an in-pod path in the writable layer.

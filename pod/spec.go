@@ -40,6 +40,19 @@ type Spec struct {
 	// Network is the name of the network the pod joins; "" is the default,
 	// isolated network.
 	Network string `json:"network,omitempty"`
+	// Vessel, when set, makes the pod the house of a Wasm vessel (see
+	// package housed): its payload is the vessel's supervisor, run by
+	// the podctl binary bind-mounted at virtns.PodctlPath.
+	Vessel *VesselRef `json:"vessel,omitempty"`
+}
+
+// VesselRef names the vessel a pod houses.
+type VesselRef struct {
+	// Name is the vessel's name inside the pod, which a pod restored
+	// under a new name keeps.
+	Name string `json:"name"`
+	// Args is the guest's argv, for display.
+	Args []string `json:"args"`
 }
 
 // Port is one published port: traffic to HostPort on the host is forwarded
@@ -114,6 +127,11 @@ func (s *Spec) validate() error {
 	for _, kv := range s.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return errdefs.New(errdefs.InvalidArgument, "invalid environment variable %q: want KEY=VALUE", kv)
+		}
+	}
+	if s.Vessel != nil {
+		if err := ValidateName(s.Vessel.Name); err != nil {
+			return err
 		}
 	}
 	if s.Workdir != "" && !strings.HasPrefix(s.Workdir, "/") {

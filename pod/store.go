@@ -63,6 +63,9 @@ type Manifest struct {
 	// host maps the same copy, since CRIU checks the file it restores a
 	// mapping from.
 	Init string `json:"init,omitempty"`
+	// Podctl is, for a pod housing a vessel, the name of the copy of the
+	// podctl binary its supervisor maps (see Manager.stableCopy).
+	Podctl string `json:"podctl,omitempty"`
 	// Checkpoint is the archive of a checkpointed pod.
 	Checkpoint string `json:"checkpoint,omitempty"`
 }

@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -46,9 +47,26 @@ func wasmWorkloads(t *testing.T) map[string]harness.WasmWorkload {
 	return wasmWLs
 }
 
-// vesselDir is a vessel pod's directory on host h.
+// vesselDir is a vessel pod's directory on host h: a plain vessel pod's,
+// or the one inside the writable layer of a native pod housing a vessel
+// (whose in-pod name may differ from the pod's, after a restore under
+// another name). It does not exist if h has no such pod.
 func vesselDir(h *harness.Host, name string) string {
-	return filepath.Join(h.Root, "vessels", name)
+	plain := filepath.Join(h.Root, "vessels", name)
+	if _, err := os.Stat(plain); err == nil {
+		return plain
+	}
+	inPod, _ := filepath.Glob(filepath.Join(h.Root, "pods", name, "upper", ".vessel", "vessels", "*"))
+	if len(inPod) == 1 {
+		return inPod[0]
+	}
+	return plain
+}
+
+// isHoused reports whether the vessel pod name on h is housed in a native
+// pod, which podctl makes when it runs as root on a host with native pods.
+func isHoused(h *harness.Host, name string) bool {
+	return h.Inspect(name).Spec.Vessel != nil
 }
 
 // vesselStdout is what a vessel pod on h has printed so far.
@@ -151,8 +169,13 @@ func TestVesselCheckpointRestore(t *testing.T) {
 			// checkpoints surely fall in the middle of it.
 			createVessel(t, h, wl, pod, "PODCTL_WASM_ENGINE=interpreter")
 			n := waitNewLine(t, h, pod, 2, 30*time.Second)
+			if !isHoused(h, pod) {
+				t.Fatalf("podctl as root made an unhoused vessel pod")
+			}
+			// A portable snapshot of the running vessel, and then a
+			// CRIU checkpoint of the pod housing it.
 			snap := filepath.Join(t.TempDir(), "copy.snap")
-			h.MustPodctl("checkpoint", "--leave-running", "-o", snap, pod)
+			h.MustPodctl("checkpoint", "--portable", "--leave-running", "-o", snap, pod)
 			waitNewLine(t, h, pod, n, 30*time.Second)
 			h.MustPodctl("checkpoint", pod)
 			if p := h.Inspect(pod); p.Status != "checkpointed" {
@@ -221,6 +244,70 @@ func TestVesselMigratesAcrossISAs(t *testing.T) {
 	}
 }
 
+// TestVesselMigrationPicksPath checks how a vessel pod migrates: housed
+// in a native pod (podctl runs as root here), it goes through CRIU to a
+// dock of its own ISA and as a portable snapshot to a dock of another
+// ISA with --via auto, as a portable snapshot between two amd64 hosts with
+// --via wasm, and --via criu to the other ISA is refused. A C and a Go
+// guest each make the trip amd64 → amd64 (criu) → amd64 (wasm) → arm64
+// (wasm) → amd64 (wasm, arriving housed) → amd64 (criu), printing on
+// every host, and finish exactly like an uninterrupted run.
+func TestVesselMigrationPicksPath(t *testing.T) {
+	harness.RequireRoot(t)
+	wls := wasmWorkloads(t)
+	lan := harness.NewLAN(t, podctlBin, 3)
+	launcher, err := harness.BuildForeign(t.TempDir(), harness.ForeignISAs[0])
+	if err != nil {
+		t.Skip(err) // qemu-user-static missing (CI has it)
+	}
+	lan.Hosts[2].Binary = launcher
+	pki := lan.PKI(t)
+	// Guests run interpreted everywhere, so that they last the trip.
+	for i := range lan.Hosts {
+		lan.StartDockEnv(t, i, pki, "PODCTL_WASM_ENGINE=interpreter")
+	}
+	type hop struct {
+		to       int
+		via, got string
+	}
+	route := []hop{{1, "auto", "criu"}, {0, "wasm", "wasm"}, {2, "auto", "wasm"}, {1, "auto", "wasm"}, {0, "auto", "criu"}}
+	for _, name := range []string{"recurse", "gowork"} {
+		wl := wls[name]
+		t.Run(name, func(t *testing.T) {
+			pod := "p-" + name
+			createVessel(t, lan.Hosts[0], wl, pod, "PODCTL_WASM_ENGINE=interpreter")
+			r := lan.Hosts[0].Podctl("migrate", pod, "--via", "criu", "--to", lan.DockAddr(2), "--pki", pki, "--cert", "node")
+			if r.Code == 0 || !strings.Contains(r.Stderr, "use --via wasm or auto") || lines(r.Stderr) != 1 {
+				t.Fatalf("--via criu to the arm64 dock: exit %d: %q; want one line refusing it", r.Code, r.Stderr)
+			}
+			from, seen := 0, 0
+			for _, h := range route {
+				seen = waitNewLine(t, lan.Hosts[from], pod, seen, 2*time.Minute)
+				r := lan.Hosts[from].Podctl("migrate", pod, "--via", h.via, "--to", lan.DockAddr(h.to), "--pki", pki, "--cert", "node", "--json")
+				if r.Code != 0 {
+					t.Fatalf("migrate %s --via %s from host %d to host %d: exit %d: %s", pod, h.via, from, h.to, r.Code, r.Stderr)
+				}
+				var res struct{ Mode string }
+				if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+					t.Fatalf("migrate --json: %v: %q", err, r.Stdout)
+				}
+				if res.Mode != h.got {
+					t.Errorf("migrate --via %s from host %d to host %d went through %q, want %q", h.via, from, h.to, res.Mode, h.got)
+				}
+				if r := lan.Hosts[from].Podctl("inspect", pod); r.Code == 0 {
+					t.Fatalf("after migrating away, host %d still has pod %s", from, pod)
+				}
+				if h.to != 2 && !isHoused(lan.Hosts[h.to], pod) {
+					t.Errorf("on amd64 host %d the vessel is not housed in a native pod", h.to)
+				}
+				from = h.to
+			}
+			h := lan.Hosts[0]
+			checkLikeGolden(t, h, wl, pod, waitVesselExit(t, h, pod, 5*time.Minute))
+		})
+	}
+}
+
 // TestVesselOnArm64Compiler resumes, with podctl built for arm64 and run
 // by qemu-user, a snapshot taken on amd64 mid-run: there wazero compiles
 // the guest (on the other foreign ISAs it interprets it).
@@ -239,7 +326,7 @@ func TestVesselOnArm64Compiler(t *testing.T) {
 			createVessel(t, h, wl, pod, "PODCTL_WASM_ENGINE=interpreter")
 			waitNewLine(t, h, pod, 2, 30*time.Second)
 			snap := filepath.Join(t.TempDir(), pod+".snap")
-			h.MustPodctl("checkpoint", "-o", snap, pod)
+			h.MustPodctl("checkpoint", "--portable", "-o", snap, pod)
 			arm.MustPodctl("restore", snap)
 			checkLikeGolden(t, arm, wl, pod, waitVesselExit(t, arm, pod, 5*time.Minute))
 		})
@@ -257,7 +344,7 @@ func TestVesselRestoreBadSnapshots(t *testing.T) {
 	waitNewLine(t, h, "src", 2, 30*time.Second)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.snap")
-	h.MustPodctl("checkpoint", "--leave-running", "-o", good, "src")
+	h.MustPodctl("checkpoint", "--portable", "--leave-running", "-o", good, "src")
 	h.MustPodctl("rm", "-f", "src")
 	data, err := os.ReadFile(good)
 	if err != nil {

@@ -45,6 +45,11 @@ type PodConfig struct {
 	// itself: see DefaultInit), bind-mounted read-only at InitPath to be
 	// the pod's PID 1.
 	InitBinary string
+	// Binds are more host files bind-mounted read-only into the pod (the
+	// podctl binary of a pod housing a vessel, say). Like the init, CRIU
+	// dumps them as external mounts, mapped back to each host's own
+	// file on restore.
+	Binds []Bind
 	// CgroupPath is the pod's cgroup, relative to each hierarchy's root.
 	CgroupPath string
 	// MemoryLimit and PidsLimit are cgroup limits; 0 means none.
@@ -59,6 +64,12 @@ type PodConfig struct {
 	Args []string
 	Env  []string
 	Cwd  string
+}
+
+// Bind is a read-only bind mount of the host file Source at the in-pod
+// path Destination.
+type Bind struct {
+	Source, Destination string
 }
 
 // defaultCaps is the capability set of a pod's processes: Docker's and
@@ -106,6 +117,9 @@ func (c PodConfig) libcontainerConfig(criuConfig string) *configs.Config {
 		Networks: []*configs.Network{{Type: "loopback"}},
 		Labels:   []string{criuConfigLabel + "=" + criuConfig},
 		Version:  "1.2.0",
+	}
+	for _, b := range c.Binds {
+		cfg.Mounts = append(cfg.Mounts, &configs.Mount{Source: b.Source, Destination: b.Destination, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY})
 	}
 	if c.NetNSPath != "" {
 		cfg.Networks = nil // plumbed by podctl, loopback included

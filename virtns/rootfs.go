@@ -39,6 +39,9 @@ const InPodDir = "/.podctl"
 const (
 	// InitPath is where the pod init binary is bind-mounted.
 	InitPath = InPodDir + "/init"
+	// PodctlPath is where a pod housing a vessel has the podctl binary
+	// that runs the vessel's supervisor.
+	PodctlPath = InPodDir + "/podctl"
 	// LogPath is the pod's stdout and stderr.
 	LogPath = InPodDir + "/pod.log"
 	// ExitPath receives the payload's exit status when it ends.

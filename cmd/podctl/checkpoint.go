@@ -17,6 +17,7 @@ func checkpointCommand(g *globalOptions) *cobra.Command {
 		o        pod.CheckpointOptions
 		compress string
 		asJSON   bool
+		portable bool
 	)
 	c := &cobra.Command{
 		Use:   "checkpoint [OPTIONS] POD",
@@ -24,7 +25,7 @@ func checkpointCommand(g *globalOptions) *cobra.Command {
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if g.isVessel(args[0]) {
-				return checkpointVessel(c, g, args[0], o.Output, o.LeaveRunning, asJSON)
+				return checkpointVessel(c, g.vessels(), args[0], o.Output, o.LeaveRunning, asJSON)
 			}
 			comp, err := checkpoint.ParseCompression(compress)
 			if err != nil {
@@ -34,6 +35,16 @@ func checkpointCommand(g *globalOptions) *cobra.Command {
 			m, err := g.manager()
 			if err != nil {
 				return err
+			}
+			if portable {
+				house, view, ok := houseOf(c.Context(), m, args[0])
+				if !ok {
+					return errdefs.New(errdefs.Unsupported, "pod %s is not a Wasm vessel: only a vessel has a portable snapshot", args[0])
+				}
+				if o.Output == "" {
+					return errdefs.New(errdefs.Usage, "podctl checkpoint --portable: say where the snapshot goes with -o FILE")
+				}
+				return checkpointVessel(c, view, house.Spec.Vessel.Name, o.Output, o.LeaveRunning, asJSON)
 			}
 			res, err := m.Checkpoint(c.Context(), args[0], o)
 			if err != nil {
@@ -51,6 +62,7 @@ func checkpointCommand(g *globalOptions) *cobra.Command {
 	c.Flags().StringVarP(&o.Output, "output", "o", "", "write the archive to FILE (default: keep it in the pod's directory and leave the pod checkpointed)")
 	c.Flags().BoolVar(&o.LeaveRunning, "leave-running", false, "let the pod carry on after the checkpoint")
 	c.Flags().StringVar(&compress, "compress", "zstd", "archive compression: zstd or none")
+	c.Flags().BoolVar(&portable, "portable", false, "for a Wasm vessel: write its portable snapshot (restorable on any ISA) instead of a CRIU archive")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }

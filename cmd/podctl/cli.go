@@ -226,9 +226,9 @@ func generatedName() string {
 func buildTarget() string { return runtime.GOOS + "/" + runtime.GOARCH }
 
 // serveDock runs `podctl dock`: native receives native pods (nil: vessels
-// only); recover, if set, finishes native pods a dead dock left half
+// only), vessels the vessel pods; recover, if set, finishes native pods a dead dock left half
 // received, once the port is taken and before serving.
-func serveDock(c *cobra.Command, g *globalOptions, native *dock.Native, listen string, tls pkiFlags, recover func() error) error {
+func serveDock(c *cobra.Command, g *globalOptions, native *dock.Native, vessels dock.VesselHost, listen string, tls pkiFlags, recover func() error) error {
 	cfg, err := pki.ServerConfig(tls.dir, tls.name)
 	if err != nil {
 		return err
@@ -250,7 +250,7 @@ func serveDock(c *cobra.Command, g *globalOptions, native *dock.Native, listen s
 	}
 	log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
 	log.Info("dock listening", "addr", ln.Addr().String(), "root", g.root, "native", native != nil)
-	s := &dock.Server{Native: native, Vessels: g.vessels(), TLS: cfg, Log: log}
+	s := &dock.Server{Native: native, Vessels: vessels, TLS: cfg, Log: log}
 	return s.Serve(c.Context(), ln)
 }
 

@@ -217,7 +217,7 @@ func psCommand(g *globalOptions) *cobra.Command {
 					ip = p.Endpoint.IP.String()
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Spec.Name, status, ip, strings.Join(ports, ","),
-					ago(p.CreatedAt), truncate(strings.Join(p.Spec.Command, " "), 40))
+					ago(p.CreatedAt), truncate(podCommandLine(p.Spec), 40))
 			}
 			for _, v := range vessels {
 				printVesselRow(tw, v)
@@ -259,11 +259,15 @@ func logsCommand(g *globalOptions) *cobra.Command {
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if g.isVessel(args[0]) {
-				return vesselLogs(c.Context(), g, args[0], follow, c.OutOrStdout())
+				return vesselLogs(c.Context(), g.vessels(), args[0], follow, c.OutOrStdout())
 			}
 			m, err := g.manager()
 			if err != nil {
 				return err
+			}
+			if house, view, ok := houseOf(c.Context(), m, args[0]); ok {
+				// The guest's output, which travels with it.
+				return vesselLogs(c.Context(), view, house.Spec.Vessel.Name, follow, c.OutOrStdout())
 			}
 			return m.Logs(c.Context(), args[0], follow, c.OutOrStdout())
 		},

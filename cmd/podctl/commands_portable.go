@@ -3,12 +3,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/podctl/podctl/internal/dock"
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/pod/vesselpod"
+	"github.com/podctl/podctl/wasm/snapshot"
 )
 
 // podCommands are this build's pod commands: it has no native layer
@@ -99,7 +103,7 @@ func vesselNameCommand(g *globalOptions, use, short string, run func(*cobra.Comm
 func vesselLogsCommand(g *globalOptions) *cobra.Command {
 	var follow bool
 	c := vesselNameCommand(g, "logs [-f] POD", "Print a pod's standard output and error", func(c *cobra.Command, g *globalOptions, name string) error {
-		return vesselLogs(c.Context(), g, name, follow, c.OutOrStdout())
+		return vesselLogs(c.Context(), g.vessels(), name, follow, c.OutOrStdout())
 	})
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the pod exits")
 	return c
@@ -113,12 +117,15 @@ func vesselRmCommand(g *globalOptions) *cobra.Command {
 
 func vesselCheckpointCommand(g *globalOptions) *cobra.Command {
 	var (
-		output               string
-		leaveRunning, asJSON bool
+		output                         string
+		leaveRunning, asJSON, portable bool
 	)
 	c := vesselNameCommand(g, "checkpoint [OPTIONS] POD", "Stop a vessel pod into a portable snapshot", func(c *cobra.Command, g *globalOptions, name string) error {
-		return checkpointVessel(c, g, name, output, leaveRunning, asJSON)
+		return checkpointVessel(c, g.vessels(), name, output, leaveRunning, asJSON)
 	})
+	// Every checkpoint of this build is portable; the flag is accepted so
+	// that scripts work with every build.
+	c.Flags().BoolVar(&portable, "portable", true, "write a portable snapshot (always, in this build)")
 	c.Flags().StringVarP(&output, "output", "o", "", "write the snapshot to FILE (default: keep it in the pod's directory and leave the pod checkpointed)")
 	c.Flags().BoolVar(&leaveRunning, "leave-running", false, "let the pod carry on after the checkpoint")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
@@ -161,10 +168,15 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 			if err := checkDockAddr(to); err != nil {
 				return err
 			}
-			if err := checkVia(via, args[0], true); err != nil {
+			if err := checkVia(via, args[0], kindVessel); err != nil {
 				return err
 			}
-			return migrateVessel(c, g, args[0], to, tls, asJSON)
+			client, err := dialDock(to, tls)
+			if err != nil {
+				return err
+			}
+			defer client.Close()
+			return migrateVessel(c, client, g.vessels(), args[0], args[0], nil, asJSON)
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "address (HOST:PORT) of the destination dock")
@@ -184,10 +196,24 @@ func vesselDockCommand(g *globalOptions) *cobra.Command {
 		Short: "Receive migrating vessel pods (runs until interrupted)",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			return serveDock(c, g, nil, listen, tls, nil)
+			return serveDock(c, g, nil, dock.PlainVessels{Store: g.vessels()}, listen, tls, nil)
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")
 	tls.register(c)
 	return c
+}
+
+// startVessel creates a vessel pod.
+func (g *globalOptions) startVessel(ctx context.Context, o vesselpod.CreateOptions, module []byte) (any, error) {
+	return g.vessels().Create(ctx, o, module)
+}
+
+// receiveVessel resumes a vessel pod from a snapshot.
+func (g *globalOptions) receiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vesselpod.RestoreOptions) (string, error) {
+	v, err := g.vessels().Receive(ctx, snap, o)
+	if err != nil {
+		return "", err
+	}
+	return v.Spec.Name, nil
 }

@@ -3,13 +3,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
 	"github.com/podctl/podctl/internal/dock"
 	"github.com/podctl/podctl/internal/errdefs"
-	"github.com/podctl/podctl/internal/pki"
 	"github.com/podctl/podctl/pod"
 )
 
@@ -28,15 +29,19 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 			if err := checkDockAddr(to); err != nil {
 				return err
 			}
-			vessel := g.isVessel(args[0])
-			if err := checkVia(via, args[0], vessel); err != nil {
-				return err
-			}
-			if vessel {
-				if name != "" || live || force {
-					return errdefs.New(errdefs.Usage, "podctl migrate: --name, --live and --force are for native pods")
+			if g.isVessel(args[0]) {
+				if err := checkVia(via, args[0], kindVessel); err != nil {
+					return err
 				}
-				return migrateVessel(c, g, args[0], to, tls, asJSON)
+				if name != "" || live || force {
+					return errdefs.New(errdefs.Usage, "podctl migrate: --name, --live and --force are for pods that migrate through CRIU")
+				}
+				client, err := dialDock(to, tls)
+				if err != nil {
+					return err
+				}
+				defer client.Close()
+				return migrateVessel(c, client, g.vessels(), args[0], args[0], nil, asJSON)
 			}
 			if name != "" {
 				if err := pod.ValidateName(name); err != nil {
@@ -47,12 +52,46 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := pki.ClientConfig(tls.dir, tls.name)
+			house, view, isHoused := houseOf(c.Context(), m, args[0])
+			kind := kindNative
+			if isHoused {
+				kind = kindHoused
+			}
+			if err := checkVia(via, args[0], kind); err != nil {
+				return err
+			}
+			client, err := dialDock(to, tls)
 			if err != nil {
 				return err
 			}
-			client := dock.NewClient(to, cfg)
 			defer client.Close()
+			if isHoused {
+				portable := via == "wasm"
+				if via != "wasm" {
+					// CRIU when the dock has this ISA, the portable
+					// snapshot when it has not.
+					hello, err := client.Hello(c.Context())
+					if err != nil {
+						return err
+					}
+					sameISA := hello.ISA == runtime.GOARCH
+					if via == "criu" && !sameISA {
+						return errdefs.New(errdefs.Unsupported, "pod %s houses a Wasm vessel, but CRIU cannot move it to a dock of another ISA (%s): use --via wasm or auto", args[0], hello.ISA)
+					}
+					portable = !sameISA
+				}
+				if portable {
+					if live || force {
+						return errdefs.New(errdefs.Usage, "podctl migrate: --live and --force are for migrations through CRIU")
+					}
+					as := name
+					if as == "" {
+						as = args[0]
+					}
+					removeHouse := func(ctx context.Context) error { return m.Remove(ctx, args[0], true) }
+					return migrateVessel(c, client, view, house.Spec.Vessel.Name, as, removeHouse, asJSON)
+				}
+			}
 			o := dock.MigrateOptions{Live: live, Name: name, Force: force}
 			bar := newProgressBar(c.ErrOrStderr())
 			if bar != nil {
@@ -78,7 +117,7 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "address (HOST:PORT) of the destination dock")
-	c.Flags().StringVar(&via, "via", "auto", "migration path: criu, wasm or auto (criu for native pods on a dock of the same ISA)")
+	c.Flags().StringVar(&via, "via", "auto", "migration path: criu, wasm or auto (criu on a dock of this host's ISA, the portable snapshot of a Wasm vessel on any other)")
 	c.Flags().BoolVar(&live, "live", false, "post-copy: resume the pod at the destination before its memory has arrived")
 	c.Flags().StringVar(&name, "name", "", "name of the pod at the destination (default: unchanged)")
 	c.Flags().BoolVar(&force, "force", false, "migrate even if the destination's CPU lacks features of this host's")
@@ -101,7 +140,7 @@ func dockCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serveDock(c, g, &dock.Native{Manager: m}, listen, tls, func() error { return m.Recover(c.Context()) })
+			return serveDock(c, g, &dock.Native{Manager: m}, g.dockVessels(m), listen, tls, func() error { return m.Recover(c.Context()) })
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")

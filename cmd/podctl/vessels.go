@@ -67,14 +67,14 @@ func createVessel(c *cobra.Command, g *globalOptions, name string, v vesselFlags
 			return errdefs.New(errdefs.InvalidArgument, "invalid environment entry %q: want KEY=VALUE", e)
 		}
 	}
-	m, err := g.vessels().Create(c.Context(), o, module)
+	m, err := g.startVessel(c.Context(), o, module)
 	if err != nil {
 		return err
 	}
 	if asJSON {
 		return writeJSON(c.OutOrStdout(), m)
 	}
-	fmt.Fprintln(c.OutOrStdout(), m.Spec.Name)
+	fmt.Fprintln(c.OutOrStdout(), o.Name)
 	return nil
 }
 
@@ -92,10 +92,9 @@ func printVesselRow(w io.Writer, v *vesselpod.Status) {
 	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Spec.Name, status, "-", "", ago(v.Created), truncate(cmd, 40))
 }
 
-// vesselLogs prints a vessel pod's stdout, then its stderr; with follow,
+// vesselLogs prints the stdout of the vessel pod name of s, then its stderr; with follow,
 // it keeps printing both until the guest is no longer running.
-func vesselLogs(ctx context.Context, g *globalOptions, name string, follow bool, w io.Writer) error {
-	s := g.vessels()
+func vesselLogs(ctx context.Context, s vesselpod.Store, name string, follow bool, w io.Writer) error {
 	stdout, stderr, err := s.LogPaths(name)
 	if err != nil {
 		return err
@@ -141,9 +140,9 @@ func copyFrom(w io.Writer, path string, offset int64) (int64, error) {
 	return io.Copy(w, f)
 }
 
-// checkpointVessel is `podctl checkpoint` of a vessel pod.
-func checkpointVessel(c *cobra.Command, g *globalOptions, name, output string, leaveRunning, asJSON bool) error {
-	res, err := g.vessels().Checkpoint(c.Context(), name, vesselpod.CheckpointOptions{Output: output, LeaveRunning: leaveRunning})
+// checkpointVessel is `podctl checkpoint` of the vessel pod name of s.
+func checkpointVessel(c *cobra.Command, s vesselpod.Store, name, output string, leaveRunning, asJSON bool) error {
+	res, err := s.Checkpoint(c.Context(), name, vesselpod.CheckpointOptions{Output: output, LeaveRunning: leaveRunning})
 	if err != nil {
 		return err
 	}
@@ -166,14 +165,28 @@ func restoreVessel(c *cobra.Command, g *globalOptions, source, name, memory stri
 			return err
 		}
 	}
-	m, d, err := g.vessels().Restore(c.Context(), source, o)
-	if err != nil {
-		return err
+	start := time.Now()
+	var restored string
+	if _, err := os.Stat(source); err == nil {
+		snap, err := vesselpod.ReadSnapshot(source, o)
+		if err != nil {
+			return err
+		}
+		if restored, err = g.receiveVessel(c.Context(), snap, o); err != nil {
+			return err
+		}
+	} else {
+		m, _, err := g.vessels().Restore(c.Context(), source, o)
+		if err != nil {
+			return err
+		}
+		restored = m.Spec.Name
 	}
+	d := time.Since(start)
 	if asJSON {
-		return writeJSON(c.OutOrStdout(), map[string]any{"name": m.Spec.Name, "kind": m.Kind, "totalNs": d})
+		return writeJSON(c.OutOrStdout(), map[string]any{"name": restored, "kind": vesselpod.Kind, "totalNs": d})
 	}
-	fmt.Fprintf(c.OutOrStdout(), "%s restored (vessel): total %s\n", m.Spec.Name, ms(d))
+	fmt.Fprintf(c.OutOrStdout(), "%s restored (vessel): total %s\n", restored, ms(d))
 	return nil
 }
 
@@ -186,17 +199,18 @@ func isVesselSource(g *globalOptions, source string) bool {
 	return g.isVessel(source)
 }
 
-// migrateVessel is `podctl migrate` of a vessel pod.
-func migrateVessel(c *cobra.Command, g *globalOptions, name, to string, tls pkiFlags, asJSON bool) error {
-	cfg, err := pki.ClientConfig(tls.dir, tls.name)
+// migrateVessel is `podctl migrate` of a vessel pod through a portable
+// snapshot: the vessel vessel of store, named pod (and, if house is set,
+// in a pod that house removes once the vessel runs at the destination).
+func migrateVessel(c *cobra.Command, client *dock.Client, store vesselpod.Store, vessel, pod string, house func(context.Context) error, asJSON bool) error {
+	res, err := dock.MigrateVessel(c.Context(), store, vessel, pod, client)
 	if err != nil {
 		return err
 	}
-	client := dock.NewClient(to, cfg)
-	defer client.Close()
-	res, err := dock.MigrateVessel(c.Context(), g.vessels(), name, client)
-	if err != nil {
-		return err
+	if house != nil {
+		if err := house(c.Context()); err != nil {
+			return fmt.Errorf("vessel %s runs at the destination, but removing its pod here failed: %w", pod, err)
+		}
 	}
 	if asJSON {
 		return writeJSON(c.OutOrStdout(), res)
@@ -209,23 +223,39 @@ func migrateVessel(c *cobra.Command, g *globalOptions, name, to string, tls pkiF
 	return nil
 }
 
+// Pod kinds, for checkVia.
+const (
+	kindNative = iota
+	kindVessel // a vessel pod not housed in a native pod
+	kindHoused // a vessel housed in a native pod (see package housed)
+)
+
 // checkVia validates migrate's --via for a pod of the given kind.
-func checkVia(via, name string, vessel bool) error {
+func checkVia(via, name string, kind int) error {
 	switch via {
 	case "auto":
 		return nil
 	case "wasm":
-		if !vessel {
+		if kind == kindNative {
 			return errdefs.New(errdefs.Unsupported, "pod %s is a native pod, not a Wasm vessel: it can only migrate through CRIU", name)
 		}
 		return nil
 	case "criu":
-		if vessel {
-			return errdefs.New(errdefs.Unsupported, "pod %s is a Wasm vessel: it migrates as a portable snapshot (--via wasm or auto), not through CRIU", name)
+		if kind == kindVessel {
+			return errdefs.New(errdefs.Unsupported, "pod %s is a Wasm vessel not housed in a native pod (it was made by a podctl that is not root): it migrates as a portable snapshot (--via wasm or auto), not through CRIU", name)
 		}
 		return nil
 	}
 	return errdefs.New(errdefs.InvalidArgument, "invalid --via %q: want criu, wasm or auto", via)
+}
+
+// dialDock returns a client of the dock at addr.
+func dialDock(addr string, tls pkiFlags) (*dock.Client, error) {
+	cfg, err := pki.ClientConfig(tls.dir, tls.name)
+	if err != nil {
+		return nil, err
+	}
+	return dock.NewClient(addr, cfg), nil
 }
 
 // inspectVessel is `podctl inspect` of a vessel pod.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/podctl/podctl/internal/cpufeat"
 	"github.com/podctl/podctl/internal/version"
-	"github.com/podctl/podctl/pod/vesselpod"
 )
 
 // Server is a dock: it receives migrating pods. Native pods (CRIU) need
@@ -24,7 +23,7 @@ type Server struct {
 	// Native receives native pods; nil refuses them.
 	Native *Native
 	// Vessels receives vessel pods.
-	Vessels vesselpod.Store
+	Vessels VesselHost
 	// TLS must require and verify client certificates (pki.ServerConfig).
 	TLS *tls.Config
 	// Log receives one line per migration.

@@ -33,6 +33,38 @@ const (
 	pathVessels = "/v1/vessels"
 )
 
+// VesselHost keeps the vessels a dock receives: PlainVessels, or pods
+// housing them on hosts with the namespace layer.
+type VesselHost interface {
+	// HasModule reports whether the host has a prepared module.
+	HasModule(hash [32]byte) bool
+	// ReceiveVessel makes a new vessel pod from a snapshot and resumes
+	// it; it returns the pod's name. On failure nothing is left.
+	ReceiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vesselpod.RestoreOptions) (string, error)
+	// RemoveVessel removes a received vessel pod, running or not.
+	RemoveVessel(ctx context.Context, name string) error
+}
+
+// PlainVessels keeps received vessels as vessel pods of a store.
+type PlainVessels struct{ Store vesselpod.Store }
+
+// HasModule reports whether the store's cache has the prepared module.
+func (p PlainVessels) HasModule(hash [32]byte) bool { return p.Store.HasModule(hash) }
+
+// ReceiveVessel is vesselpod.Store.Receive.
+func (p PlainVessels) ReceiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vesselpod.RestoreOptions) (string, error) {
+	m, err := p.Store.Receive(ctx, snap, o)
+	if err != nil {
+		return "", err
+	}
+	return m.Spec.Name, nil
+}
+
+// RemoveVessel is vesselpod.Store.Remove, forced.
+func (p PlainVessels) RemoveVessel(ctx context.Context, name string) error {
+	return p.Store.Remove(ctx, name, true)
+}
+
 // registerVessels adds the vessel endpoints to mux.
 func (s *Server) registerVessels(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+pathModules+"{hash}", s.hasModule)
@@ -70,20 +102,20 @@ func (s *Server) receiveVessel(w http.ResponseWriter, r *http.Request) {
 	}
 	failpoint.Hit("dock:vessel-decoded")
 	start := time.Now()
-	m, err := s.Vessels.Receive(r.Context(), snap, vesselpod.RestoreOptions{Name: name})
+	pod, err := s.Vessels.ReceiveVessel(r.Context(), snap, vesselpod.RestoreOptions{Name: name})
 	if err != nil {
 		fail(err)
 		return
 	}
 	restore := time.Since(start)
-	if err := json.NewEncoder(w).Encode(Event{Type: EventRestored, Pod: m.Spec.Name, Restore: restore, Bytes: counted.n}); err != nil {
+	if err := json.NewEncoder(w).Encode(Event{Type: EventRestored, Pod: pod, Restore: restore, Bytes: counted.n}); err != nil {
 		// The source cannot know the vessel runs here and will resume
 		// its own: this one must go.
-		s.Log.Warn("source went away before learning of the restore; removing the vessel", "pod", m.Spec.Name, "err", err)
-		s.Vessels.Remove(context.WithoutCancel(r.Context()), m.Spec.Name, true)
+		s.Log.Warn("source went away before learning of the restore; removing the vessel", "pod", pod, "err", err)
+		s.Vessels.RemoveVessel(context.WithoutCancel(r.Context()), pod)
 		return
 	}
-	s.Log.Info("vessel restored", "pod", m.Spec.Name, "restore", restore, "bytes", counted.n)
+	s.Log.Info("vessel restored", "pod", pod, "restore", restore, "bytes", counted.n)
 }
 
 // byteCounter counts the bytes read through it.
@@ -123,12 +155,15 @@ type VesselMigrateResult struct {
 	WithModule bool  `json:"withModule"`
 }
 
-// MigrateVessel moves a running vessel pod to the dock c, whatever its
-// ISA: the vessel is stopped at a poll point, its snapshot (with the
-// module unless the dock has it) sent and resumed there, and only then
-// removed here. Any failure before the dock reports it running lets it
-// run on here.
-func MigrateVessel(ctx context.Context, store vesselpod.Store, name string, c *Client) (*VesselMigrateResult, error) {
+// MigrateVessel moves the running vessel name of store to the dock c,
+// whatever its ISA, as the pod as (name if empty): the vessel is stopped
+// at a poll point, its snapshot (with the module unless the dock has it)
+// sent and resumed there, and only then ended and removed here. Any
+// failure before the dock reports it running lets it run on here.
+func MigrateVessel(ctx context.Context, store vesselpod.Store, name, as string, c *Client) (*VesselMigrateResult, error) {
+	if as == "" {
+		as = name
+	}
 	start := time.Now()
 	hello, err := c.Hello(ctx)
 	if err != nil {
@@ -137,7 +172,7 @@ func MigrateVessel(ctx context.Context, store vesselpod.Store, name string, c *C
 	if !hello.Has(CapabilityWasm) {
 		return nil, errdefs.New(errdefs.Unsupported, "dock %s does not take Wasm vessels (capabilities: %v)", c.addr, hello.Capabilities)
 	}
-	res := &VesselMigrateResult{Pod: name, Dock: c.addr, Mode: "wasm", ISA: hello.ISA}
+	res := &VesselMigrateResult{Pod: as, Dock: c.addr, Mode: "wasm", ISA: hello.ISA}
 	out, err := store.BeginMigration(ctx, name)
 	if err != nil {
 		return nil, err
@@ -155,7 +190,7 @@ func MigrateVessel(ctx context.Context, store vesselpod.Store, name string, c *C
 	}
 	defer f.Close()
 	t := time.Now()
-	ev, err := c.sendVessel(ctx, f, name)
+	ev, err := c.sendVessel(ctx, f, as)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
@@ -31,10 +32,33 @@ type CreateOptions struct {
 	MemoryLimit int64
 }
 
+// Argv is the guest's argv: the module's base name, then o.Args.
+func (o CreateOptions) Argv() []string {
+	return append([]string{path.Base(filepath.ToSlash(o.Module))}, o.Args...)
+}
+
 // Create prepares module (once per content, see prepare.Cache), gives the
 // pod private copies of its preopened directories and starts its
 // supervisor. On failure nothing of the pod is left.
 func (s Store) Create(ctx context.Context, o CreateOptions, module []byte) (_ *Manifest, err error) {
+	prepared, err := s.Prepare(ctx, o, module)
+	if err != nil {
+		return nil, err
+	}
+	m, unlock, err := s.Install(o, prepared)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := s.launch(ctx, m, ""); err != nil {
+		os.RemoveAll(s.podDir(m.Spec.Name))
+		return nil, err
+	}
+	return m, nil
+}
+
+// Prepare checks o and prepares module through this store's cache.
+func (s Store) Prepare(ctx context.Context, o CreateOptions, module []byte) (*prepare.Prepared, error) {
 	if err := ValidateName(o.Name); err != nil {
 		return nil, err
 	}
@@ -50,36 +74,60 @@ func (s Store) Create(ctx context.Context, o CreateOptions, module []byte) (_ *M
 	if err != nil {
 		return nil, errdefs.New(errdefs.InvalidArgument, "prepare %s: %v", o.Module, err)
 	}
+	return prepared, nil
+}
+
+// Install makes a vessel pod's directory, ready for a supervisor to start
+// its guest: the prepared module (stored in this store's cache), the
+// manifest, recorded as created, and private copies of the preopened
+// directories. The pod is recorded as creating, and Install returns with
+// its operation lock held: the caller starts the supervisor (launch, or a
+// pod housing the vessel), calls Launched, then unlock. On failure
+// nothing of the pod is left.
+func (s Store) Install(o CreateOptions, prepared *prepare.Prepared) (_ *Manifest, unlock func(), err error) {
+	if _, err := s.cache().Store(prepared.Bytes); err != nil {
+		return nil, nil, err
+	}
 	dir, unlock, err := s.makePodDir(o.Name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer unlock()
 	defer func() {
 		if err != nil {
 			os.RemoveAll(dir)
+			unlock()
 		}
 	}()
 	m := &Manifest{
 		Kind: Kind, ID: newID(), State: StateCreating, Created: time.Now().UTC(),
 		SourceHash: hashHex(prepared.SourceHash), ModuleHash: hashHex(prepared.Hash),
-		Spec: Spec{Name: o.Name, Module: o.Module, Args: append([]string{path.Base(filepath.ToSlash(o.Module))}, o.Args...), Env: o.Env, Dirs: o.Dirs, MemoryLimit: o.MemoryLimit},
-	}
-	if err := s.save(m); err != nil {
-		return nil, err
+		Spec: Spec{Name: o.Name, Module: o.Module, Args: o.Argv(), Env: o.Env, Dirs: o.Dirs, MemoryLimit: o.MemoryLimit},
 	}
 	for i, d := range o.Dirs {
 		if err := copyTree(d.Host, s.preopenDir(o.Name, i)); err != nil {
-			return nil, fmt.Errorf("vessel pod %s: copy %s: %w", o.Name, d.Host, err)
+			return nil, nil, fmt.Errorf("vessel pod %s: copy %s: %w", o.Name, d.Host, err)
 		}
 	}
-	return m, s.launch(ctx, m, "")
+	if err := s.save(m); err != nil {
+		return nil, nil, err
+	}
+	return m, unlock, nil
 }
 
 // launch starts a pod's supervisor (resuming from the snapshot file
 // resume, if set) and records the pod as created.
 func (s Store) launch(ctx context.Context, m *Manifest, resume string) error {
 	if err := s.startSupervisor(ctx, m.Spec.Name, resume); err != nil {
+		return err
+	}
+	m.State = StateCreated
+	return s.save(m)
+}
+
+// Launched records that a pod's supervisor was started.
+func (s Store) Launched(name string) error {
+	m, err := s.Load(name)
+	if err != nil {
 		return err
 	}
 	m.State = StateCreated
@@ -149,22 +197,28 @@ func (s Store) Checkpoint(ctx context.Context, name string, o CheckpointOptions)
 	if err != nil {
 		return nil, err
 	}
-	out := o.Output
-	if out == "" {
-		out = filepath.Join(s.podDir(name), checkpointFile)
+	// The supervisor writes in the pod's directory; a snapshot for
+	// elsewhere is moved there once written.
+	file := checkpointFile
+	if o.Output != "" {
+		file = outputFile
 	}
-	out, err = filepath.Abs(out)
-	if err != nil {
-		return nil, err
-	}
+	out := filepath.Join(s.podDir(name), file)
 	c, err := s.dial(name)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	rep, err := c.stop(ctx, out, true)
+	rep, err := c.stop(ctx, file, true)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	if o.Output != "" {
+		if err := moveFile(out, o.Output); err != nil {
+			c.do(ctx, request{Op: opContinue})
+			return nil, fmt.Errorf("checkpoint %s: %w", name, err)
+		}
+		out = o.Output
 	}
 	res := &CheckpointResult{Snapshot: out, Bytes: rep.Bytes, Timings: rep.StopTimings}
 	if o.LeaveRunning {
@@ -246,14 +300,9 @@ func (s Store) Restore(ctx context.Context, source string, o RestoreOptions) (*M
 		}
 		file, fromPod = filepath.Join(s.podDir(source), checkpointFile), true
 	}
-	f, err := os.Open(file)
+	snap, err := ReadSnapshot(file, o)
 	if err != nil {
-		return nil, 0, fmt.Errorf("restore: %w", err)
-	}
-	defer f.Close()
-	snap, err := snapshot.Decode(bufio.NewReaderSize(f, 1<<20), o.limits())
-	if err != nil {
-		return nil, 0, fmt.Errorf("restore %s: %w", source, err)
+		return nil, 0, err
 	}
 	if fromPod {
 		m, err := s.restoreInPlace(ctx, source, snap)
@@ -261,6 +310,20 @@ func (s Store) Restore(ctx context.Context, source string, o RestoreOptions) (*M
 	}
 	m, err := s.Receive(ctx, snap, o)
 	return m, time.Since(start), err
+}
+
+// ReadSnapshot decodes the snapshot file within o's limits.
+func ReadSnapshot(file string, o RestoreOptions) (*snapshot.Snapshot, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	defer f.Close()
+	snap, err := snapshot.Decode(bufio.NewReaderSize(f, 1<<20), o.limits())
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", file, err)
+	}
+	return snap, nil
 }
 
 // restoreInPlace restarts a checkpointed vessel pod from its own snapshot.
@@ -291,29 +354,50 @@ func (s Store) restoreInPlace(ctx context.Context, name string, snap *snapshot.S
 // module comes from the snapshot or this host's cache, the preopened
 // directories and logs from the snapshot. On failure nothing of the pod
 // is left.
-func (s Store) Receive(ctx context.Context, snap *snapshot.Snapshot, o RestoreOptions) (_ *Manifest, err error) {
-	name := o.Name
-	if name == "" {
-		name = snap.Meta[MetaName]
-	}
-	if o.MemoryLimit > 0 && int64(len(snap.Memory)) > o.MemoryLimit {
-		return nil, errdefs.New(errdefs.InvalidArgument, "snapshot: its %d MiB of memory exceed the limit of %d MiB", len(snap.Memory)>>20, o.MemoryLimit>>20)
-	}
-	if err := ValidateName(name); err != nil {
+func (s Store) Receive(ctx context.Context, snap *snapshot.Snapshot, o RestoreOptions) (*Manifest, error) {
+	if err := o.Check(snap); err != nil {
 		return nil, err
 	}
-	prepared, err := s.moduleFor(snap)
+	prepared, err := s.ModuleFor(snap)
 	if err != nil {
 		return nil, err
 	}
-	dir, unlock, err := s.makePodDir(name)
+	m, file, unlock, err := s.Unpack(snap, o, prepared)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	defer os.Remove(file)
+	if err := s.launch(ctx, m, file); err != nil {
+		os.RemoveAll(s.podDir(m.Spec.Name))
+		return nil, err
+	}
+	return m, nil
+}
+
+// Unpack makes a new vessel pod's directory from a snapshot whose module
+// is prepared (see ModuleFor): the module (stored in this store's cache),
+// the manifest, the preopened directories and logs, and the snapshot
+// (without the module) in the file resume, for a supervisor to resume.
+// Like Install, it returns with the pod recorded as creating and its
+// operation lock held; the caller starts the supervisor, calls Launched,
+// then unlock. On failure nothing of the pod is left.
+func (s Store) Unpack(snap *snapshot.Snapshot, o RestoreOptions, prepared *prepare.Prepared) (_ *Manifest, resume string, unlock func(), err error) {
+	if err := o.Check(snap); err != nil {
+		return nil, "", nil, err
+	}
+	name := o.name(snap)
+	if _, err := s.cache().Store(prepared.Bytes); err != nil {
+		return nil, "", nil, err
+	}
+	dir, unlock, err := s.makePodDir(name)
+	if err != nil {
+		return nil, "", nil, err
+	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(dir)
+			unlock()
 		}
 	}()
 	m := &Manifest{
@@ -325,24 +409,39 @@ func (s Store) Receive(ctx context.Context, snap *snapshot.Snapshot, o RestoreOp
 		m.Spec.Dirs = append(m.Spec.Dirs, DirMap{Guest: p.GuestPath})
 	}
 	if err := s.save(m); err != nil {
-		return nil, err
+		return nil, "", nil, err
 	}
 	if err := s.resetForResume(name, snap); err != nil {
-		return nil, err
+		return nil, "", nil, err
 	}
-	// The supervisor resumes from a file: write the snapshot (without
-	// the module, which is in the cache now) next to the pod.
-	file := filepath.Join(dir, checkpointFile)
-	if err := writeSnapshot(file, snap, false); err != nil {
-		return nil, err
+	// The supervisor resumes from a file: the snapshot without the
+	// module, which is in the cache now.
+	resume = s.ResumePath(name)
+	if err := writeSnapshot(resume, snap, false); err != nil {
+		return nil, "", nil, err
 	}
-	defer os.Remove(file)
-	return m, s.launch(ctx, m, file)
+	return m, resume, unlock, nil
 }
 
-// moduleFor finds a snapshot's prepared module: in the snapshot (then
+// Check refuses a snapshot that o's memory limit or its pod name rule out.
+func (o RestoreOptions) Check(snap *snapshot.Snapshot) error {
+	if o.MemoryLimit > 0 && int64(len(snap.Memory)) > o.MemoryLimit {
+		return errdefs.New(errdefs.InvalidArgument, "snapshot: its %d MiB of memory exceed the limit of %d MiB", len(snap.Memory)>>20, o.MemoryLimit>>20)
+	}
+	return ValidateName(o.name(snap))
+}
+
+// name is the name of the pod restored from snap.
+func (o RestoreOptions) name(snap *snapshot.Snapshot) string {
+	if o.Name != "" {
+		return o.Name
+	}
+	return snap.Meta[MetaName]
+}
+
+// ModuleFor finds a snapshot's prepared module: in the snapshot (then
 // cached) or in this host's cache.
-func (s Store) moduleFor(snap *snapshot.Snapshot) (*prepare.Prepared, error) {
+func (s Store) ModuleFor(snap *snapshot.Snapshot) (*prepare.Prepared, error) {
 	if snap.Module != nil {
 		p, err := s.cache().Store(snap.Module)
 		if err != nil {
@@ -488,6 +587,22 @@ func copyTree(src, dst string) error {
 	})
 }
 
+// moveFile moves the file src to dst, copying it (and syncing the copy)
+// when they are on different filesystems.
+func moveFile(src, dst string) error {
+	err := os.Rename(src, dst)
+	if !errors.Is(err, syscall.EXDEV) {
+		return err
+	}
+	defer os.Remove(src)
+	tmp := dst + ".tmp"
+	if err := copyFile(src, tmp, 0o644); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
 func copyFile(src, dst string, perm fs.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -502,5 +617,12 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 		out.Close()
 		return err
 	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
 	return out.Close()
 }
+
+// ResumePath is the snapshot file Unpack writes for the pod name.
+func (s Store) ResumePath(name string) string { return filepath.Join(s.podDir(name), checkpointFile) }

@@ -20,7 +20,7 @@ type Outgoing struct {
 	man       *Manifest
 	lock      *statedir.Lock
 	ctl       *control
-	file      string
+	file      string // relative to the pod's directory
 	stoppedAt time.Time
 	done      bool
 }
@@ -51,7 +51,7 @@ func (s Store) BeginMigration(ctx context.Context, name string) (_ *Outgoing, er
 	if err != nil {
 		return nil, err
 	}
-	return &Outgoing{s: s, name: name, man: m, lock: l, ctl: c, file: filepath.Join(s.podDir(name), ".migrate.snap")}, nil
+	return &Outgoing{s: s, name: name, man: m, lock: l, ctl: c, file: migrateFile}, nil
 }
 
 // ModuleHash is the vessel's prepared module's hash.
@@ -73,7 +73,7 @@ func (o *Outgoing) Stop(ctx context.Context, withModule bool) (*StopResult, erro
 }
 
 // SnapshotPath is the file Stop writes.
-func (o *Outgoing) SnapshotPath() string { return o.file }
+func (o *Outgoing) SnapshotPath() string { return filepath.Join(o.s.podDir(o.name), o.file) }
 
 // StoppedAt is when Stop asked the guest to stop: its last moment running
 // here.
@@ -98,7 +98,7 @@ func (o *Outgoing) Close() error {
 	if !o.done && !o.stoppedAt.IsZero() {
 		err = o.ctl.do(context.Background(), request{Op: opContinue})
 	}
-	os.Remove(o.file)
+	os.Remove(o.SnapshotPath())
 	o.ctl.Close()
 	o.lock.Unlock()
 	return err

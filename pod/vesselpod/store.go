@@ -158,6 +158,8 @@ const (
 	stderrFile     = "stderr.log"
 	exitFile       = "exit"
 	checkpointFile = "checkpoint.snap"
+	migrateFile    = ".migrate.snap"
+	outputFile     = ".output.snap"
 )
 
 // ValidateName checks a vessel pod name: the rule is native pods' (see

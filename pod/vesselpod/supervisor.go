@@ -31,6 +31,17 @@ const EngineEnv = "PODCTL_WASM_ENGINE"
 // collects garbage (see Supervise); a guest's linear memory is not on it.
 const supervisorMemoryLimit = 512 << 20
 
+// HousedEnv names the environment variable that, set to "1", tells a
+// supervisor it is the payload of a native pod that houses the vessel
+// (see package housed) rather than a process started by Store: it writes
+// its start report to the file started in the pod's directory, since
+// nobody passed it a pipe, and exits with the guest's exit status, which
+// becomes the native pod's.
+const HousedEnv = "PODCTL_VESSEL_HOUSED"
+
+// startedFile is where a housed supervisor writes its start report.
+const startedFile = "started"
+
 // SupervisorArg is the hidden podctl subcommand (os.Args[1]) that runs a
 // vessel pod's supervisor: `podctl _vessel ROOT NAME [SNAPSHOT]`.
 const SupervisorArg = "_vessel"
@@ -39,8 +50,11 @@ const SupervisorArg = "_vessel"
 // control.sock, one JSON reply line each.
 const (
 	// opStop stops the guest at its next poll point and writes its
-	// snapshot to Path (with the module if Module); the guest stays
-	// stopped until opContinue or opEnd.
+	// snapshot to Path, relative to the pod's directory (with the module
+	// if Module); the guest stays stopped until opContinue or opEnd.
+	// Paths are relative because a supervisor housed in a native pod
+	// sees the directory at another path than the host (see package
+	// housed).
 	opStop = "stop"
 	// opContinue runs a stopped guest on.
 	opContinue = "continue"
@@ -151,7 +165,12 @@ type control struct {
 }
 
 func (s Store) dial(name string) (*control, error) {
-	conn, err := net.Dial("unix", filepath.Join(s.podDir(name), controlSocket))
+	sock, done, err := socketPath(filepath.Join(s.podDir(name), controlSocket))
+	if err != nil {
+		return nil, errdefs.New(errdefs.NotRunning, "vessel pod %s: no supervisor: %v", name, err)
+	}
+	conn, err := net.Dial("unix", sock)
+	done()
 	if err != nil {
 		return nil, errdefs.New(errdefs.NotRunning, "vessel pod %s: no supervisor: %v", name, err)
 	}
@@ -198,7 +217,7 @@ func (c *control) stop(ctx context.Context, path string, module bool) (reply, er
 // records the guest's exit status when it exits. It returns the status
 // podctl exits with.
 func Supervise(args []string) int {
-	report := os.NewFile(3, "report")
+	housed := os.Getenv(HousedEnv) == "1"
 	if len(args) < 2 || len(args) > 3 {
 		fmt.Fprintln(os.Stderr, "podctl _vessel: usage: _vessel ROOT NAME [SNAPSHOT]")
 		return 2
@@ -220,15 +239,28 @@ func Supervise(args []string) int {
 	if len(args) == 3 {
 		resume = args[2]
 	}
+	report := func(r reply) {
+		if housed {
+			b, _ := json.Marshal(r)
+			statedir.WriteFileAtomic(filepath.Join(s.podDir(name), startedFile), append(b, '\n'), 0o644)
+			return
+		}
+		f := os.NewFile(3, "report")
+		writeReply(f, r)
+		f.Close()
+	}
 	sv, err := s.newSupervisor(name, resume)
 	if err != nil {
-		writeReply(report, errReply(err))
+		report(errReply(err))
 		return 1
 	}
 	defer sv.close()
-	writeReply(report, reply{OK: true})
-	report.Close()
-	return sv.serve()
+	report(reply{OK: true})
+	code := sv.serve()
+	if !housed {
+		return 0
+	}
+	return code
 }
 
 func errReply(err error) reply {
@@ -298,7 +330,13 @@ func (s Store) newSupervisor(name, resume string) (_ *supervisor, err error) {
 	}
 	sock := filepath.Join(dir, controlSocket)
 	os.Remove(sock) // a dead supervisor's
-	if sv.ln, err = net.Listen("unix", sock); err != nil {
+	addr, done, err := socketPath(sock)
+	if err != nil {
+		return nil, err
+	}
+	sv.ln, err = net.Listen("unix", addr)
+	done()
+	if err != nil {
 		return nil, err
 	}
 	if resume == "" {
@@ -315,7 +353,8 @@ func (s Store) newSupervisor(name, resume string) (_ *supervisor, err error) {
 	return sv, nil
 }
 
-// serve answers control requests until the guest exits or is ended.
+// serve answers control requests until the guest exits or is ended. It
+// returns the guest's exit status (0 if it was ended).
 func (sv *supervisor) serve() int {
 	exited := make(chan int, 1)
 	go func() {
@@ -340,7 +379,7 @@ func (sv *supervisor) serve() int {
 		select {
 		case code := <-exited:
 			statedir.WriteFileAtomic(filepath.Join(sv.dir, exitFile), []byte(strconv.Itoa(code)+"\n"), 0o644)
-			return 0
+			return code
 		case c := <-conns:
 			if sv.handle(c) {
 				return 0
@@ -388,6 +427,10 @@ func (sv *supervisor) handle(c net.Conn) (ended bool) {
 
 // stop stops the guest and writes its snapshot to req.Path.
 func (sv *supervisor) stop(req request) reply {
+	if !filepath.IsLocal(req.Path) {
+		return errReply(fmt.Errorf("stop: snapshot path %q is not local to the pod's directory", req.Path))
+	}
+	req.Path = filepath.Join(sv.dir, req.Path)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(sv.ctx, 30*time.Second)
 	defer cancel()
@@ -500,4 +543,22 @@ func readSnapshot(path string) (*snapshot.Snapshot, error) {
 	}
 	defer f.Close()
 	return snapshot.Decode(bufio.NewReaderSize(f, 1<<20), snapshot.DefaultLimits())
+}
+
+// Started reads the start report of a housed supervisor (see HousedEnv):
+// done is false until it has written one, and err is the failure it
+// reported.
+func (s Store) Started(name string) (done bool, err error) {
+	b, err := os.ReadFile(filepath.Join(s.podDir(name), startedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	var rep reply
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return true, fmt.Errorf("vessel pod %s: start report: %w", name, err)
+	}
+	return true, rep.err()
 }

@@ -178,6 +178,10 @@ type PodInfo struct {
 	ID   string `json:"id"`
 	Spec struct {
 		Name string `json:"name"`
+		// Vessel is set on a native pod housing a Wasm vessel.
+		Vessel *struct {
+			Name string `json:"name"`
+		} `json:"vessel"`
 	} `json:"spec"`
 	Name     string
 	Status   string `json:"status"`

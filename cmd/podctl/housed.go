@@ -1,0 +1,83 @@
+//go:build linux && cgo
+
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+
+	"github.com/podctl/podctl/internal/dock"
+	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/housed"
+	"github.com/podctl/podctl/pod/vesselpod"
+	"github.com/podctl/podctl/wasm/snapshot"
+)
+
+// Run as root, this build houses vessel pods in native pods (package
+// housed), so that they can also migrate through CRIU; otherwise they are
+// plain vessel pods.
+
+// housing returns the manager that houses vessel pods, or nil when they
+// run unhoused (podctl is not root).
+func (g *globalOptions) housing() (*pod.Manager, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	return g.manager()
+}
+
+// startVessel creates a vessel pod: housed if it can be.
+func (g *globalOptions) startVessel(ctx context.Context, o vesselpod.CreateOptions, module []byte) (any, error) {
+	m, err := g.housing()
+	if err != nil || m == nil {
+		if err != nil {
+			return nil, err
+		}
+		return g.vessels().Create(ctx, o, module)
+	}
+	return housed.Create(ctx, m, g.vessels(), o, module)
+}
+
+// receiveVessel resumes a vessel pod from a snapshot: housed if it can be.
+func (g *globalOptions) receiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vesselpod.RestoreOptions) (string, error) {
+	m, err := g.housing()
+	if err != nil {
+		return "", err
+	}
+	if m == nil {
+		v, err := g.vessels().Receive(ctx, snap, o)
+		if err != nil {
+			return "", err
+		}
+		return v.Spec.Name, nil
+	}
+	man, err := housed.Receive(ctx, m, g.vessels(), snap, o)
+	if err != nil {
+		return "", err
+	}
+	return man.Spec.Name, nil
+}
+
+// dockVessels is where the dock puts the vessels it receives.
+func (g *globalOptions) dockVessels(m *pod.Manager) dock.VesselHost {
+	return housed.Dock{Manager: m, Host: g.vessels()}
+}
+
+// houseOf returns the manifest of the native pod name if it houses a
+// vessel, and the host's view of that vessel.
+func houseOf(ctx context.Context, m *pod.Manager, name string) (*pod.Manifest, vesselpod.Store, bool) {
+	st, err := m.Inspect(ctx, name)
+	if err != nil || st.Spec.Vessel == nil {
+		return nil, vesselpod.Store{}, false
+	}
+	return &st.Manifest, housed.View(m, &st.Manifest), true
+}
+
+// podCommandLine is what `podctl ps` shows as a native pod's command.
+func podCommandLine(spec pod.Spec) string {
+	if spec.Vessel != nil {
+		return "wasm:" + strings.Join(spec.Vessel.Args, " ")
+	}
+	return strings.Join(spec.Command, " ")
+}
