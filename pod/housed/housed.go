@@ -23,12 +23,14 @@ package housed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/pod"
 	"github.com/podctl/podctl/pod/vesselpod"
 	"github.com/podctl/podctl/virtns"
@@ -118,7 +120,11 @@ func start(ctx context.Context, m *pod.Manager, spec pod.Spec, seed func(inPod v
 	if err != nil {
 		return nil, err
 	}
-	if err := waitStarted(ctx, m, man); err == nil {
+	err = waitStarted(ctx, m, man)
+	if err == nil && failpoint.Armed("housed:fail-after-start") {
+		err = errors.New("injected failure after the vessel started")
+	}
+	if err == nil {
 		err = View(m, man).Launched(spec.Vessel.Name)
 	}
 	if err != nil {
