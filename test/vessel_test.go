@@ -28,7 +28,7 @@ var (
 )
 
 // wasmWorkloads builds the workloads once per test binary.
-func wasmWorkloads(t *testing.T) map[string]harness.WasmWorkload {
+func wasmWorkloads(t testing.TB) map[string]harness.WasmWorkload {
 	t.Helper()
 	wasmOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "podctl-wasm-")
@@ -77,7 +77,7 @@ func vesselStdout(h *harness.Host, name string) string {
 
 // createVessel starts workload wl as vessel pod name on h, its /data (if
 // it needs one) a copy of an empty directory.
-func createVessel(t *testing.T, h *harness.Host, wl harness.WasmWorkload, name string, env ...string) {
+func createVessel(t testing.TB, h *harness.Host, wl harness.WasmWorkload, name string, env ...string) {
 	t.Helper()
 	args := []string{"create", "--name", name, "--wasm", wl.Path}
 	if wl.NeedsData {
@@ -142,7 +142,7 @@ func tail(s string) string {
 func lines(s string) int { return strings.Count(s, "\n") }
 
 // waitNewLine polls until the vessel pod on h has printed more than n lines.
-func waitNewLine(t *testing.T, h *harness.Host, name string, n int, timeout time.Duration) int {
+func waitNewLine(t testing.TB, h *harness.Host, name string, n int, timeout time.Duration) int {
 	t.Helper()
 	var got int
 	harness.Eventually(t, timeout, func() error {
