@@ -47,7 +47,7 @@ func BenchmarkVesselPaths(b *testing.B) {
 				b.Fatalf("migrate --via %s: %s", via, r.Stderr)
 			}
 			var res struct {
-				Downtime, Total                 time.Duration
+				Downtime, Total                time.Duration
 				Bytes, ArchiveBytes, PageBytes int64
 			}
 			var raw map[string]json.RawMessage
