@@ -35,6 +35,7 @@ func TestVesselMigrateFaultsLeaveSourceRunning(t *testing.T) {
 	}{
 		{name: "unreachable", noDock: true, want: "unreachable"},
 		{name: "dock killed after decoding", dockEnv: []string{"PODCTL_FAILPOINT=dock:vessel-decoded"}},
+		{name: "dock killed once the vessel started", dockEnv: []string{"PODCTL_FAILPOINT=housed:started"}},
 		{name: "housing fails after start", dockEnv: []string{"PODCTL_FAILPOINT=housed:fail-after-start"}, want: "injected"},
 		{name: "name in use at destination", want: "already exists", prepare: func(t *testing.T, pod string) func() {
 			b.MustPodctl("create", "--name", pod, "--", "sleep", "1000")

@@ -12,6 +12,7 @@ import (
 	"github.com/podctl/podctl/internal/dock"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/housed"
 )
 
 func migrateCommand(g *globalOptions) *cobra.Command {
@@ -140,7 +141,13 @@ func dockCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serveDock(c, g, &dock.Native{Manager: m}, g.dockVessels(m), listen, tls, func() error { return m.Recover(c.Context()) })
+			recover := func() error {
+				if err := m.Recover(c.Context()); err != nil {
+					return err
+				}
+				return housed.Recover(c.Context(), m)
+			}
+			return serveDock(c, g, &dock.Native{Manager: m}, g.dockVessels(m), listen, tls, recover)
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")

@@ -52,12 +52,9 @@ func Create(ctx context.Context, m *pod.Manager, host vesselpod.Store, o vesselp
 	if err != nil {
 		return nil, err
 	}
-	return start(ctx, m, houseSpec(o.Name, o.Argv(), ""), func(inPod vesselpod.Store) error {
+	return start(ctx, m, houseSpec(o.Name, o.Argv(), ""), func(inPod vesselpod.Store) (func(), error) {
 		_, unlock, err := inPod.Install(o, prepared)
-		if err == nil {
-			unlock()
-		}
-		return err
+		return unlock, err
 	})
 }
 
@@ -78,12 +75,9 @@ func Receive(ctx context.Context, m *pod.Manager, host vesselpod.Store, snap *sn
 	}
 	o.Name = name
 	resume := vesselpod.Store{Root: Root}.ResumePath(name)
-	man, err := start(ctx, m, houseSpec(name, snap.WASI.Args, resume), func(inPod vesselpod.Store) error {
+	man, err := start(ctx, m, houseSpec(name, snap.WASI.Args, resume), func(inPod vesselpod.Store) (func(), error) {
 		_, _, unlock, err := inPod.Unpack(snap, o, prepared)
-		if err == nil {
-			unlock()
-		}
-		return err
+		return unlock, err
 	})
 	if err != nil {
 		return nil, err
@@ -112,15 +106,27 @@ func houseSpec(name string, argv []string, resume string) pod.Spec {
 }
 
 // start creates a pod housing a vessel, whose directory seed makes in the
-// pod's vessel store, and waits for the supervisor's start report.
-func start(ctx context.Context, m *pod.Manager, spec pod.Spec, seed func(inPod vesselpod.Store) error) (*pod.Manifest, error) {
+// pod's vessel store (returning with the vessel's operation lock held),
+// and waits for the supervisor's start report. The lock is held until the
+// vessel is recorded as created, so that Recover can tell a vessel being
+// started from one a dead podctl left half started.
+func start(ctx context.Context, m *pod.Manager, spec pod.Spec, seed func(inPod vesselpod.Store) (unlock func(), err error)) (*pod.Manifest, error) {
+	unlock := func() {}
 	man, err := m.CreateWith(ctx, spec, func(rootfs string) error {
-		return seed(vesselpod.Store{Root: filepath.Join(rootfs, Root)})
+		u, err := seed(vesselpod.Store{Root: filepath.Join(rootfs, Root)})
+		if err == nil {
+			unlock = u
+		}
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	err = waitStarted(ctx, m, man)
+	if err == nil {
+		failpoint.Hit("housed:started")
+	}
 	if err == nil && failpoint.Armed("housed:fail-after-start") {
 		err = errors.New("injected failure after the vessel started")
 	}
@@ -134,6 +140,28 @@ func start(ctx context.Context, m *pod.Manager, spec pod.Spec, seed func(inPod v
 		return nil, err
 	}
 	return man, nil
+}
+
+// Recover removes the pods housing a vessel that a dead podctl left half
+// started: a vessel still recorded as creating that nobody operates on.
+// Its guest may run, but the podctl that started it never reported it
+// running (a dock never answered "restored", so the source's vessel runs
+// on), so it must go.
+func Recover(ctx context.Context, m *pod.Manager) error {
+	pods, err := m.List(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range pods {
+		if p.Spec.Vessel == nil {
+			continue
+		}
+		if View(m, &p.Manifest).Abandoned(p.Spec.Vessel.Name) {
+			errs = append(errs, m.Remove(ctx, p.Spec.Name, true))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // waitStarted polls until the housed supervisor has reported its start,

@@ -304,6 +304,18 @@ func parseHash(s string) ([32]byte, error) {
 	return h, nil
 }
 
+// Abandoned reports whether the pod name is recorded as creating and
+// nobody operates on it: a podctl died starting it.
+func (s Store) Abandoned(name string) bool {
+	l, err := s.lock(name)
+	if err != nil {
+		return false // busy: someone is on it
+	}
+	defer l.Unlock()
+	m, err := s.Load(name)
+	return err == nil && m.State == StateCreating
+}
+
 // Recover removes what a dead podctl left half created: vessel pods still
 // "creating" that nobody operates on.
 func (s Store) Recover() error {
