@@ -79,8 +79,8 @@ func (s Store) Prepare(ctx context.Context, o CreateOptions, module []byte) (*pr
 
 // Install makes a vessel pod's directory, ready for a supervisor to start
 // its guest: the prepared module (stored in this store's cache), the
-// manifest, recorded as created, and private copies of the preopened
-// directories. The pod is recorded as creating, and Install returns with
+// manifest and private copies of the preopened directories. The pod is
+// recorded as creating, and Install returns with
 // its operation lock held: the caller starts the supervisor (launch, or a
 // pod housing the vessel), calls Launched, then unlock. On failure
 // nothing of the pod is left.
