@@ -115,7 +115,8 @@ func vbWASI(b *testing.B, wl harness.WasmWorkload, out *bytes.Buffer) wasi.Confi
 }
 
 // vbRunPlain runs the unmodified module to its end: wazero's compiler,
-// podctl's WASI and memory allocator, nothing of podctl's instrumentation.
+// podctl's WASI, memory allocator and native stack, nothing of podctl's
+// instrumentation.
 func vbRunPlain(b *testing.B, wl harness.WasmWorkload, module []byte, cc wazero.CompilationCache) time.Duration {
 	ctx := context.Background()
 	var out bytes.Buffer
@@ -138,7 +139,10 @@ func vbRunPlain(b *testing.B, wl harness.WasmWorkload, module []byte, cc wazero.
 	if err != nil {
 		b.Fatal(err)
 	}
-	_, err = mod.ExportedFunction("_start").Call(ctx)
+	entry := mod.ExportedFunction("_start")
+	release, _ := vessel.UseNativeStack(entry) // the stack a vessel's guest gets
+	defer release()
+	_, err = entry.Call(ctx)
 	d := time.Since(start)
 	if exit, ok := err.(*sys.ExitError); err != nil && (!ok || int(exit.ExitCode()) != wl.WantExit) {
 		b.Fatalf("plain %s: %v", wl.Name, err)

@@ -106,6 +106,13 @@ type Vessel struct {
 	sys     *wasi.System
 	flag    api.Global
 	globals []globalExport
+	// entry is the entry point and native the machine stack it runs on
+	// (nil: wazero's own, see newNativeStack), which run releases when
+	// it returns. The Asyncify functions are looked up once: each lookup
+	// makes a new function with a stack of its own.
+	entry                                            api.Function
+	native                                           *nativeStack
+	startUnwind, stopUnwind, startRewind, stopRewind api.Function
 
 	// stopRequested is set by Snapshot before it raises the flag; poll
 	// unwinds only then (the flag alone could be stale). killRequested
@@ -170,10 +177,12 @@ func Resume(ctx context.Context, cfg Config, snap *snapshot.Snapshot) (*Vessel, 
 	}
 	if err := v.restoreState(snap); err != nil {
 		v.close(ctx)
+		v.native.release()
 		return nil, err
 	}
-	if _, err := v.mod.ExportedFunction(asyncifyStartRewind).Call(ctx, uint64(snap.Stack.DataAddr)); err != nil {
+	if _, err := v.startRewind.Call(ctx, uint64(snap.Stack.DataAddr)); err != nil {
 		v.close(ctx)
+		v.native.release()
 		return nil, fmt.Errorf("vessel: start rewind: %w", err)
 	}
 	v.rewinding = true
@@ -236,6 +245,12 @@ func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System) (*Vessel, 
 	if v.mod.Memory() == nil {
 		return fail(errors.New("module has no memory"))
 	}
+	v.entry = v.mod.ExportedFunction(EntryPoint)
+	v.startUnwind = v.mod.ExportedFunction(asyncifyStartUnwind)
+	v.stopUnwind = v.mod.ExportedFunction(asyncifyStopUnwind)
+	v.startRewind = v.mod.ExportedFunction(asyncifyStartRewind)
+	v.stopRewind = v.mod.ExportedFunction(asyncifyStopRewind)
+	v.native = newNativeStack(v.entry)
 	return v, nil
 }
 
@@ -285,11 +300,13 @@ func sortGlobals(g []globalExport) {
 // unwind it waits for Snapshot's verdict, and rewinds to run on if told
 // to.
 func (v *Vessel) run(ctx context.Context) {
-	entry := v.mod.ExportedFunction(EntryPoint)
+	// No call runs on the guest's stack once run returns, not even
+	// when Close gave up waiting and closed the runtime under it.
+	defer v.native.release()
 	for {
-		_, err := entry.Call(ctx)
+		_, err := v.entry.Call(ctx)
 		if err == nil && v.unwinding() {
-			_, err = v.mod.ExportedFunction(asyncifyStopUnwind).Call(ctx)
+			_, err = v.stopUnwind.Call(ctx)
 			if err == nil {
 				v.mu.Lock()
 				withdrawn := !v.stopRequested.Load()
@@ -301,7 +318,7 @@ func (v *Vessel) run(ctx context.Context) {
 					v.finish(sys.NewExitError(KilledExitCode))
 					return
 				}
-				if _, err = v.mod.ExportedFunction(asyncifyStartRewind).Call(ctx, uint64(v.stack.DataAddr)); err == nil {
+				if _, err = v.startRewind.Call(ctx, uint64(v.stack.DataAddr)); err == nil {
 					v.rewinding = true
 					continue
 				}
@@ -343,7 +360,7 @@ func (v *Vessel) poll(ctx context.Context, m api.Module, _ []uint64) {
 	if v.rewinding {
 		// The resumed guest is back where it stopped.
 		v.rewinding = false
-		if _, err := m.ExportedFunction(asyncifyStopRewind).Call(ctx); err != nil {
+		if _, err := v.stopRewind.Call(ctx); err != nil {
 			panic(fmt.Errorf("stop rewind: %w", err))
 		}
 		v.stack = snapshot.Stack{}
@@ -370,7 +387,7 @@ func (v *Vessel) poll(ctx context.Context, m api.Module, _ []uint64) {
 	v.stack = snapshot.Stack{DataAddr: addr, Start: addr + 8, End: end}
 	v.buffer = v.stack
 	v.flag.(api.MutableGlobal).Set(0)
-	if _, err := m.ExportedFunction(asyncifyStartUnwind).Call(ctx, uint64(addr)); err != nil {
+	if _, err := v.startUnwind.Call(ctx, uint64(addr)); err != nil {
 		panic(fmt.Errorf("start unwind: %w", err))
 	}
 }
