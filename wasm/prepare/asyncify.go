@@ -37,8 +37,10 @@ func asyncifyExports() []string {
 
 // Asyncify runs Binaryen's Asyncify transformation on an instrumented
 // module (see Instrument), with the poll function as the only import that
-// unwinds, and optimizes the result. wasmOpt is the path of wasm-opt, or
-// "" for the one on PATH.
+// unwinds, splits each function it instrumented into a fast body that
+// only runs forward and a twin that rewinds (see splitRewind), and
+// optimizes the result. wasmOpt is the path of wasm-opt, or "" for the
+// one on PATH.
 //
 // wasm-opt is told to enable exactly the WebAssembly features the module
 // uses (and mutable-globals, for the global exports), so that the
@@ -76,22 +78,61 @@ func asyncify(ctx context.Context, wasmOpt string, instrumented []byte) ([]byte,
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	asyncified, err := asyncifyOnly(ctx, wasmOpt, dir, instrumented, feats)
+	if err != nil {
+		return nil, err
+	}
+	split, err := splitRewind(asyncified)
+	switch {
+	case errors.Is(err, errNoSplit):
+		split = asyncified // correct, only slower
+	case err != nil:
+		return nil, fmt.Errorf("split: %w", err)
+	}
+	splitModule, err := binary.DecodeModule(split, decodeFeatures)
+	if err != nil {
+		return nil, fmt.Errorf("decode split module: %w", err)
+	}
+	if feats, err = moduleFeatures(split, splitModule); err != nil {
+		return nil, err
+	}
+	prepared, err := runWasmOpt(ctx, wasmOpt, dir, split, feats, OptimizeLevel)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPrepared(m, prepared); err != nil {
+		return nil, err
+	}
+	return prepared, nil
+}
+
+// asyncifyOnly runs Asyncify, with the optimizations it makes on its own
+// code but not yet the optimizer's passes: splitRewind looks for the
+// unwinding checks in the form Asyncify writes them.
+func asyncifyOnly(ctx context.Context, wasmOpt, dir string, instrumented []byte, feats []string) ([]byte, error) {
+	return runWasmOpt(ctx, wasmOpt, dir, instrumented, feats,
+		"--asyncify",
+		"--pass-arg=asyncify-imports@"+PollModule+"."+PollFunc,
+		"--optimize-level=2")
+}
+
+// runWasmOpt runs wasm-opt on module with the given passes, enabling the
+// features feats (and mutable-globals, for the global exports) and
+// keeping the "name" section, and returns its output. dir holds its
+// files.
+func runWasmOpt(ctx context.Context, wasmOpt, dir string, module []byte, feats []string, passes ...string) ([]byte, error) {
 	in, out := filepath.Join(dir, "in.wasm"), filepath.Join(dir, "out.wasm")
-	if err := os.WriteFile(in, instrumented, 0o600); err != nil {
+	if err := os.WriteFile(in, module, 0o600); err != nil {
 		return nil, err
 	}
 	args := []string{in, "-o", out, "--enable-mutable-globals"}
 	for _, f := range feats {
 		args = append(args, "--enable-"+f)
 	}
-	args = append(args,
-		"--asyncify",
-		"--pass-arg=asyncify-imports@"+PollModule+"."+PollFunc,
-		OptimizeLevel,
-		// Keep the "name" section: wazero names the functions of a
-		// guest's stack trace with it.
-		"--debuginfo",
-	)
+	args = append(args, passes...)
+	// Keep the "name" section: wazero names the functions of a guest's
+	// stack trace with it.
+	args = append(args, "--debuginfo")
 	cmd := exec.CommandContext(ctx, wasmOpt, args...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
@@ -102,14 +143,7 @@ func asyncify(ctx context.Context, wasmOpt string, instrumented []byte) ([]byte,
 		}
 		return nil, fmt.Errorf("%s %s: %w: %s", wasmOpt, strings.Join(args[3:], " "), err, msg)
 	}
-	prepared, err := os.ReadFile(out)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkPrepared(m, prepared); err != nil {
-		return nil, err
-	}
-	return prepared, nil
+	return os.ReadFile(out)
 }
 
 // hasImport reports whether a module imports module.name.

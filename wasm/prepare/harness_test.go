@@ -129,6 +129,9 @@ type host struct {
 	stdout bytes.Buffer
 	stderr bytes.Buffer
 	onPoll func(ctx context.Context, h *host)
+	// rewinding: the next run rewinds (through RewindExport, when the
+	// module has it).
+	rewinding bool
 }
 
 // newHost instantiates a module without running it: its entry point
@@ -175,9 +178,15 @@ func (h *host) call(ctx context.Context, name string, params ...uint64) ([]uint6
 	return f.Call(ctx, params...)
 }
 
-// run calls the guest's entry point and reports how it ended.
+// run calls the guest's entry point, or after a restore the function it
+// rewinds through, and reports how it ended.
 func (h *host) run(ctx context.Context) (outcome, error) {
-	_, err := h.call(ctx, "_start")
+	entry := "_start"
+	if h.rewinding && h.mod.ExportedFunction(RewindExport) != nil {
+		entry = RewindExport
+	}
+	h.rewinding = false
+	_, err := h.call(ctx, entry)
 	o := outcome{}
 	var exit *sys.ExitError
 	switch {
@@ -357,6 +366,7 @@ func restore(ctx context.Context, h *host, st *vesselState) error {
 	if _, err := h.call(ctx, "asyncify_start_rewind", uint64(st.dataAddr)); err != nil {
 		return fmt.Errorf("asyncify_start_rewind: %w", err)
 	}
+	h.rewinding = true
 	return nil
 }
 

@@ -35,33 +35,42 @@ const nativeStackTopGap = 2048
 // nativeStack is a reserved machine stack (see NativeStackBytes).
 type nativeStack struct{ mem []byte }
 
-// newNativeStack gives fn, an exported function of a module compiled by
-// wazero's compiler that is not running, a reserved stack to run on, and
-// returns it; it returns nil, leaving fn on wazero's own stack, if it
-// cannot (another engine, a wazero whose call engine has changed, or no
-// address space). The stack must outlive every call of fn: release it
-// only once the last has returned.
+// newNativeStack gives fns, exported functions of a module compiled by
+// wazero's compiler that are not running, one reserved stack to run on
+// (one at a time), and returns it; it returns nil, leaving them on
+// wazero's own stacks, if it cannot (another engine, a wazero whose call
+// engine has changed, or no address space). The stack must outlive every
+// call of fns: release it only once the last has returned.
 //
 // wazero has no option for the size of its stacks. A call engine keeps
 // its stack in three fields (the slice, its aligned top, and the bottom
 // the compiled code checks against), which wazero itself replaces
 // together when it grows a stack or restores a snapshot. They are
 // found by name and type, and nothing is changed unless all three are
-// there as expected.
-func newNativeStack(fn api.Function) *nativeStack {
-	p := reflect.ValueOf(fn)
-	if p.Kind() != reflect.Pointer || p.Elem().Kind() != reflect.Struct || p.Elem().Type().String() != "wazevo.callEngine" {
-		return nil
+// there as expected in every function.
+func newNativeStack(fns ...api.Function) *nativeStack {
+	type fields struct{ stack, top, bottom reflect.Value }
+	var engines []fields
+	for _, fn := range fns {
+		p := reflect.ValueOf(fn)
+		if p.Kind() != reflect.Pointer || p.Elem().Kind() != reflect.Struct || p.Elem().Type().String() != "wazevo.callEngine" {
+			return nil
+		}
+		ce := p.Elem()
+		f := fields{
+			stack: field(ce, "stack", reflect.TypeOf([]byte(nil))),
+			top:   field(ce, "stackTop", reflect.TypeOf(uintptr(0))),
+		}
+		execCtx := ce.FieldByName("execCtx")
+		if !f.stack.IsValid() || !f.top.IsValid() || execCtx.Kind() != reflect.Struct {
+			return nil
+		}
+		if f.bottom = field(execCtx, "stackBottomPtr", reflect.TypeOf((*byte)(nil))); !f.bottom.IsValid() {
+			return nil
+		}
+		engines = append(engines, f)
 	}
-	ce := p.Elem()
-	stack := field(ce, "stack", reflect.TypeOf([]byte(nil)))
-	stackTop := field(ce, "stackTop", reflect.TypeOf(uintptr(0)))
-	execCtx := ce.FieldByName("execCtx")
-	if !stack.IsValid() || !stackTop.IsValid() || execCtx.Kind() != reflect.Struct {
-		return nil
-	}
-	bottom := field(execCtx, "stackBottomPtr", reflect.TypeOf((*byte)(nil)))
-	if !bottom.IsValid() {
+	if len(engines) == 0 {
 		return nil
 	}
 	mem, err := unix.Mmap(-1, 0, NativeStackBytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
@@ -84,9 +93,11 @@ func newNativeStack(fn api.Function) *nativeStack {
 	// wazero's own stacks, Go slices of any length, ended anywhere.
 	top := uintptr(unsafe.Pointer(&s[len(s)-1])) - nativeStackTopGap
 	top &^= 15 // wazero wants it 16-byte aligned
-	stack.Set(reflect.ValueOf(s))
-	stackTop.SetUint(uint64(top))
-	bottom.Set(reflect.ValueOf(&s[0]))
+	for _, f := range engines {
+		f.stack.Set(reflect.ValueOf(s))
+		f.top.SetUint(uint64(top))
+		f.bottom.Set(reflect.ValueOf(&s[0]))
+	}
 	return &nativeStack{mem: mem}
 }
 

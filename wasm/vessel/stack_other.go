@@ -8,7 +8,7 @@ import "github.com/tetratelabs/wazero/api"
 // guests run on wazero's own (see NativeStackBytes in stack_linux.go).
 type nativeStack struct{}
 
-func newNativeStack(api.Function) *nativeStack { return nil }
+func newNativeStack(...api.Function) *nativeStack { return nil }
 
 func (*nativeStack) release() {}
 

@@ -106,11 +106,13 @@ type Vessel struct {
 	sys     *wasi.System
 	flag    api.Global
 	globals []globalExport
-	// entry is the entry point and native the machine stack it runs on
-	// (nil: wazero's own, see newNativeStack), which run releases when
-	// it returns. The Asyncify functions are looked up once: each lookup
+	// entry is the entry point, rewind the function a rewind goes
+	// through (prepare.RewindExport, or entry in a module prepared
+	// without it), and native the machine stack both run on (nil:
+	// wazero's own, see newNativeStack), which run releases when it
+	// returns. The Asyncify functions are looked up once: each lookup
 	// makes a new function with a stack of its own.
-	entry                                            api.Function
+	entry, rewind                                    api.Function
 	native                                           *nativeStack
 	startUnwind, stopUnwind, startRewind, stopRewind api.Function
 
@@ -250,7 +252,11 @@ func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System) (*Vessel, 
 	v.stopUnwind = v.mod.ExportedFunction(asyncifyStopUnwind)
 	v.startRewind = v.mod.ExportedFunction(asyncifyStartRewind)
 	v.stopRewind = v.mod.ExportedFunction(asyncifyStopRewind)
-	v.native = newNativeStack(v.entry)
+	v.rewind = v.entry
+	if f := v.mod.ExportedFunction(prepare.RewindExport); f != nil {
+		v.rewind = f
+	}
+	v.native = newNativeStack(v.entry, v.rewind)
 	return v, nil
 }
 
@@ -304,7 +310,11 @@ func (v *Vessel) run(ctx context.Context) {
 	// when Close gave up waiting and closed the runtime under it.
 	defer v.native.release()
 	for {
-		_, err := v.entry.Call(ctx)
+		fn := v.entry
+		if v.rewinding {
+			fn = v.rewind
+		}
+		_, err := fn.Call(ctx)
 		if err == nil && v.unwinding() {
 			_, err = v.stopUnwind.Call(ctx)
 			if err == nil {

@@ -78,6 +78,7 @@ const (
 	OpI64Const           Opcode = 0x42
 	OpF32Const           Opcode = 0x43
 	OpF64Const           Opcode = 0x44
+	OpI32Eq              Opcode = 0x46
 	OpI32Extend8S        Opcode = 0xC0
 	OpI64Extend32S       Opcode = 0xC4
 	OpRefNull            Opcode = 0xD0
