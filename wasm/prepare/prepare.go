@@ -9,9 +9,10 @@
 // state. Asyncify then runs Binaryen's Asyncify transformation on the
 // result, which lets the poll function unwind the call stack into linear
 // memory (asyncify_start_unwind) and later rewind it
-// (asyncify_start_rewind), in this instance or in a fresh one on another
-// host. Cache does both once per module and keeps the result by content
-// hash.
+// (asyncify_start_rewind, then a call of RewindExport), in this instance
+// or in a fresh one on another host, and splits each function it changed
+// into a fast body and a twin that rewinds (see splitRewind). Cache does
+// both once per module and keeps the result by content hash.
 //
 // # Poll points
 //

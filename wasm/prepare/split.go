@@ -63,31 +63,11 @@ var errNoSplit = errors.New("module cannot be split")
 // any of this does not hold; the module then keeps Asyncify's own code,
 // which is correct, only slower.
 func splitRewind(module []byte) ([]byte, error) {
-	sections, err := splitSections(module)
+	s, sections, err := newSplitter(module)
 	if err != nil {
 		return nil, err
 	}
-	m, err := binary.DecodeModule(module, decodeFeatures)
-	if err != nil {
-		return nil, fmt.Errorf("decode asyncified module: %w", err)
-	}
-	codes, err := splitCode(findSection(sections, wasm.SectionIDCode))
-	if err != nil {
-		return nil, fmt.Errorf("code section: %w", err)
-	}
-	s := splitter{m: m, codes: codes, poll: ^uint32(0)}
-	for _, imp := range m.ImportSection {
-		if imp.Type == wasm.ExternTypeFunc {
-			if imp.Module == PollModule && imp.Name == PollFunc {
-				s.poll = s.funcImports
-			}
-			s.funcImports++
-		}
-	}
-	if err := s.analyze(); err != nil {
-		return nil, err
-	}
-
+	m, codes := s.m, s.codes
 	fast := make([]code, len(codes))
 	var twins []code
 	for i, c := range codes {
@@ -176,6 +156,36 @@ type splitter struct {
 	entry       uint32   // the function exported as the entry point
 	twin        []uint32 // by defined function: its twin's index, or 0
 	indirect    bool     // some instrumented function calls indirectly
+}
+
+// newSplitter decodes an asyncified module and analyzes it for
+// splitRewind, returning its sections too.
+func newSplitter(module []byte) (*splitter, []section, error) {
+	sections, err := splitSections(module)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := binary.DecodeModule(module, decodeFeatures)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decode asyncified module: %w", err)
+	}
+	codes, err := splitCode(findSection(sections, wasm.SectionIDCode))
+	if err != nil {
+		return nil, nil, fmt.Errorf("code section: %w", err)
+	}
+	s := &splitter{m: m, codes: codes, poll: ^uint32(0)}
+	for _, imp := range m.ImportSection {
+		if imp.Type == wasm.ExternTypeFunc {
+			if imp.Module == PollModule && imp.Name == PollFunc {
+				s.poll = s.funcImports
+			}
+			s.funcImports++
+		}
+	}
+	if err := s.analyze(); err != nil {
+		return nil, nil, err
+	}
+	return s, sections, nil
 }
 
 // analyze finds the state global, the instrumented functions and their

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetratelabs/wabin/wasm"
-
 	"github.com/podctl/podctl/wasm/internal/wasmcode"
 )
 
@@ -45,27 +43,11 @@ func TestSplitRewind(t *testing.T) {
 	}
 	validate(t, split)
 
-	before, after := decode(t, asyncified), decode(t, split)
-	s := splitter{m: before}
-	sections, err := splitSections(asyncified)
+	s, _, err := newSplitter(asyncified)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.codes, err = splitCode(findSection(sections, wasm.SectionIDCode)); err != nil {
-		t.Fatal(err)
-	}
-	s.poll = ^uint32(0)
-	for _, imp := range before.ImportSection {
-		if imp.Type == wasm.ExternTypeFunc {
-			if imp.Name == PollFunc {
-				s.poll = s.funcImports
-			}
-			s.funcImports++
-		}
-	}
-	if err := s.analyze(); err != nil {
-		t.Fatal(err)
-	}
+	before, after := s.m, decode(t, split)
 	twins := 0
 	for _, tw := range s.twin {
 		if tw != 0 {

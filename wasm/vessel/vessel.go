@@ -20,8 +20,9 @@
 //
 // To resume, a fresh instance of the same prepared module gets that
 // memory and those globals back, asyncify_start_rewind is called with the
-// buffer, and the entry point is called again: each frame finds its saved
-// state and re-enters its callee, down to the poll call, where
+// buffer, and the entry point's rewinding twin (prepare.RewindExport) is
+// called: each frame finds its saved state and re-enters its callee's
+// twin, down to the poll call, where
 // asyncify_stop_rewind ends the rewind and the guest carries on from
 // where it stopped.
 //
@@ -44,7 +45,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tetratelabs/wabin/binary"
 	wabinwasm "github.com/tetratelabs/wabin/wasm"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -263,7 +263,7 @@ func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System) (*Vessel, 
 // listGlobalExports returns the globals a prepared module exports under
 // prepare.GlobalExportPrefix, in index order.
 func listGlobalExports(module []byte) ([]globalExport, error) {
-	m, err := binary.DecodeModule(module, wabinwasm.CoreFeaturesV2)
+	m, err := prepare.DecodeDeclarations(module)
 	if err != nil {
 		return nil, fmt.Errorf("vessel: decode module: %w", err)
 	}
