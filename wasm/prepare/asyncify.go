@@ -36,8 +36,8 @@ func asyncifyExports() []string {
 }
 
 // Asyncify runs Binaryen's Asyncify transformation on an instrumented
-// module (see Instrument), with the poll function as the only import that
-// unwinds, splits each function it instrumented into a fast body that
+// module (see Instrument), with the poll function and poll_oneoff as the
+// only imports that unwind, splits each function it instrumented into a fast body that
 // only runs forward and a twin that rewinds (see splitRewind), and
 // optimizes the result. wasmOpt is the path of wasm-opt, or "" for the
 // one on PATH.
@@ -93,6 +93,9 @@ func asyncify(ctx context.Context, wasmOpt string, instrumented []byte) ([]byte,
 	if err != nil {
 		return nil, fmt.Errorf("decode split module: %w", err)
 	}
+	if split, err = exportWait(split, splitModule); err != nil {
+		return nil, err
+	}
 	if feats, err = moduleFeatures(split, splitModule); err != nil {
 		return nil, err
 	}
@@ -106,13 +109,35 @@ func asyncify(ctx context.Context, wasmOpt string, instrumented []byte) ([]byte,
 	return prepared, nil
 }
 
+// exportWait returns module (decoded: m) with its import of poll_oneoff,
+// if it has one, exported as WaitExport.
+func exportWait(module []byte, m *wasm.Module) ([]byte, error) {
+	f := uint32(0)
+	for _, imp := range m.ImportSection {
+		if imp.Type != wasm.ExternTypeFunc {
+			continue
+		}
+		if imp.Module == WaitModule && imp.Name == WaitFunc {
+			sections, err := splitSections(module)
+			if err != nil {
+				return nil, err
+			}
+			export := appendU32(append(appendName(nil, WaitExport), wasm.ExternTypeFunc), f)
+			exports := appendVector(findSection(sections, wasm.SectionIDExport), uint32(len(m.ExportSection)), export)
+			return joinSections(setSection(sections, wasm.SectionIDExport, exports)), nil
+		}
+		f++
+	}
+	return module, nil
+}
+
 // asyncifyOnly runs Asyncify, with the optimizations it makes on its own
 // code but not yet the optimizer's passes: splitRewind looks for the
 // unwinding checks in the form Asyncify writes them.
 func asyncifyOnly(ctx context.Context, wasmOpt, dir string, instrumented []byte, feats []string) ([]byte, error) {
 	return runWasmOpt(ctx, wasmOpt, dir, instrumented, feats,
 		"--asyncify",
-		"--pass-arg=asyncify-imports@"+PollModule+"."+PollFunc,
+		"--pass-arg=asyncify-imports@"+PollModule+"."+PollFunc+","+WaitModule+"."+WaitFunc,
 		"--optimize-level=2")
 }
 

@@ -17,7 +17,7 @@ import (
 // PreparerVersion identifies what Instrument and Asyncify produce. A cached
 // preparation is reused only by a podctl with the same version: change it
 // whenever the output of either changes for the same input.
-const PreparerVersion = "2"
+const PreparerVersion = "3"
 
 // ErrCorrupt is returned (wrapped) for a cached prepared module whose
 // contents do not have the hash it is filed under.

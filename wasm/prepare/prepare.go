@@ -69,6 +69,15 @@ const (
 	// returns, and calls it again as long as the flag is set (which
 	// also lets a host keep a guest parked there).
 	FlagExport = "podctl.flag"
+	// WaitModule and WaitFunc name the WASI function a guest waits in,
+	// poll_oneoff, which Asyncify unwinds through too, so that a host
+	// can stop a guest that sleeps (see wasi.Waiter).
+	WaitModule = "wasi_snapshot_preview1"
+	WaitFunc   = "poll_oneoff"
+	// WaitExport re-exports poll_oneoff from a prepared module that
+	// imports it: it tells a host that Asyncify unwinds through it (a
+	// module prepared before it did lacks the export).
+	WaitExport = "podctl.wait"
 	// GlobalExportPrefix, followed by a global's index in the decimal,
 	// is the export name of every mutable global the original module
 	// defines. The index is that of the original module's global index

@@ -151,7 +151,7 @@ type splitter struct {
 	m           *wasm.Module
 	codes       []code
 	funcImports uint32
-	poll        uint32   // the poll function
+	poll, wait  uint32   // the poll function and poll_oneoff (or ^0)
 	state       uint32   // Asyncify's state global
 	entry       uint32   // the function exported as the entry point
 	twin        []uint32 // by defined function: its twin's index, or 0
@@ -173,11 +173,14 @@ func newSplitter(module []byte) (*splitter, []section, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("code section: %w", err)
 	}
-	s := &splitter{m: m, codes: codes, poll: ^uint32(0)}
+	s := &splitter{m: m, codes: codes, poll: ^uint32(0), wait: ^uint32(0)}
 	for _, imp := range m.ImportSection {
 		if imp.Type == wasm.ExternTypeFunc {
-			if imp.Module == PollModule && imp.Name == PollFunc {
+			switch {
+			case imp.Module == PollModule && imp.Name == PollFunc:
 				s.poll = s.funcImports
+			case imp.Module == WaitModule && imp.Name == WaitFunc:
+				s.wait = s.funcImports
 			}
 			s.funcImports++
 		}
@@ -324,8 +327,8 @@ func (s *splitter) rewinding(f uint32) uint32 {
 // fastBody returns c with every read of the state, except the checks for
 // unwinding, replaced by the constant 0.
 //
-// Asyncify follows each call that can unwind (of the poll function, of an
-// instrumented function, or indirect) with exactly one such check. That
+// Asyncify follows each call that can unwind (of the poll function or
+// poll_oneoff, of an instrumented function, or indirect) with exactly one such check. That
 // is verified: a function where the counts differ would be one whose
 // unwinding this cannot tell apart, and splitRewind then gives up on
 // the module (errNoSplit) rather than break it.
@@ -341,7 +344,7 @@ func (s *splitter) fastBody(c code) (code, error) {
 		case in.Opcode == wasmcode.OpCallIndirect:
 			calls++
 		case in.Opcode == wasmcode.OpCall:
-			if g := in.Imm[0].Index(); g == s.poll || s.rewinding(g) != g {
+			if g := in.Imm[0].Index(); g == s.poll || g == s.wait || s.rewinding(g) != g {
 				calls++
 			}
 		case in.Opcode == wasmcode.OpGlobalGet && in.Imm[0].Index() == s.state:

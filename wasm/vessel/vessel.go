@@ -122,6 +122,14 @@ type Vessel struct {
 	stopRequested, killRequested atomic.Bool
 	// rewinding is set while a resumed guest rewinds to its poll point.
 	rewinding bool
+	// wake is signalled (without blocking) after a stop or kill request
+	// raises the flag, for a guest waiting in poll_oneoff (see waiter);
+	// waitUnwinds says whether the module unwinds through poll_oneoff
+	// (prepare.WaitExport). wokenUntil is when the wait a stop
+	// interrupted would have ended: its rewound call waits no longer.
+	wake        chan struct{}
+	waitUnwinds bool
+	wokenUntil  time.Time
 	// stack locates the unwound stack while the guest is stopped (zero
 	// while it runs); buffer is the last stack buffer, which the next
 	// stop reuses if it can (see stackBuffer).
@@ -148,6 +156,8 @@ type globalExport struct {
 // Start instantiates cfg.Module and runs its entry point in the
 // background.
 func Start(ctx context.Context, cfg Config) (*Vessel, error) {
+	w := new(waiter)
+	cfg.WASI.Waiter = w
 	sysIf, err := wasi.New(cfg.WASI)
 	if err != nil {
 		return nil, fmt.Errorf("vessel: %w", err)
@@ -157,6 +167,7 @@ func Start(ctx context.Context, cfg Config) (*Vessel, error) {
 		sysIf.Close()
 		return nil, err
 	}
+	w.v = v
 	go v.run(ctx)
 	return v, nil
 }
@@ -168,6 +179,8 @@ func Resume(ctx context.Context, cfg Config, snap *snapshot.Snapshot) (*Vessel, 
 	if err := snap.CheckModule(cfg.Module.Hash); err != nil {
 		return nil, err
 	}
+	w := new(waiter)
+	cfg.WASI.Waiter = w
 	sysIf, err := wasi.Restore(cfg.WASI, snap.WASI)
 	if err != nil {
 		return nil, fmt.Errorf("vessel: %w", err)
@@ -177,6 +190,7 @@ func Resume(ctx context.Context, cfg Config, snap *snapshot.Snapshot) (*Vessel, 
 		sysIf.Close()
 		return nil, err
 	}
+	w.v = v
 	if err := v.restoreState(snap); err != nil {
 		v.close(ctx)
 		v.native.release()
@@ -213,6 +227,7 @@ func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System) (*Vessel, 
 	v := &Vessel{
 		cfg: cfg, rt: wazero.NewRuntimeWithConfig(ctx, rc), sys: sysIf, globals: globals,
 		stopped: make(chan struct{}), resume: make(chan bool), exited: make(chan struct{}),
+		wake: make(chan struct{}, 1),
 	}
 	fail := func(err error) (*Vessel, error) {
 		v.rt.Close(ctx)
@@ -257,6 +272,7 @@ func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System) (*Vessel, 
 		v.rewind = f
 	}
 	v.native = newNativeStack(v.entry, v.rewind)
+	v.waitUnwinds = v.mod.ExportedFunction(prepare.WaitExport) != nil
 	return v, nil
 }
 
@@ -367,14 +383,7 @@ func (v *Vessel) finish(err error) {
 
 // poll is the guest's import podctl.poll, called when the flag is set.
 func (v *Vessel) poll(ctx context.Context, m api.Module, _ []uint64) {
-	if v.rewinding {
-		// The resumed guest is back where it stopped.
-		v.rewinding = false
-		if _, err := v.stopRewind.Call(ctx); err != nil {
-			panic(fmt.Errorf("stop rewind: %w", err))
-		}
-		v.stack = snapshot.Stack{}
-	}
+	v.endRewind(ctx)
 	if !v.requested() {
 		// A stale flag (a request withdrawn, or the one just served).
 		// Requests store their intent before they raise the flag, so
@@ -388,6 +397,25 @@ func (v *Vessel) poll(ctx context.Context, m api.Module, _ []uint64) {
 	if v.killRequested.Load() {
 		panic(sys.NewExitError(KilledExitCode))
 	}
+	v.unwind(ctx, m)
+}
+
+// endRewind ends a rewind: the resumed guest is back in the call it was
+// unwound from (poll, or poll_oneoff).
+func (v *Vessel) endRewind(ctx context.Context) {
+	if !v.rewinding {
+		return
+	}
+	v.rewinding = false
+	if _, err := v.stopRewind.Call(ctx); err != nil {
+		panic(fmt.Errorf("stop rewind: %w", err))
+	}
+	v.stack = snapshot.Stack{}
+}
+
+// unwind starts unwinding the guest from the host function it called
+// into a stack buffer; the function must then return at once.
+func (v *Vessel) unwind(ctx context.Context, m api.Module) {
 	addr, end := v.stackBuffer(m.Memory())
 	// Asyncify's data structure: the current and the end pointer of the
 	// buffer that follows it.
@@ -399,6 +427,57 @@ func (v *Vessel) poll(ctx context.Context, m api.Module, _ []uint64) {
 	v.flag.(api.MutableGlobal).Set(0)
 	if _, err := v.startUnwind.Call(ctx, uint64(addr)); err != nil {
 		panic(fmt.Errorf("start unwind: %w", err))
+	}
+}
+
+// waiter is a vessel's wasi.Waiter: a stop request unwinds a guest
+// waiting in poll_oneoff from there, as from a poll point, and a kill
+// ends it. A rewound guest calls poll_oneoff again with the same
+// arguments; in the same vessel it waits only until the interrupted wait
+// would have ended, in a resumed one (no host clock survives a move) it
+// waits its whole time again, which is late but never early.
+type waiter struct{ v *Vessel }
+
+func (w *waiter) Enter(ctx context.Context, _ api.Module) { w.v.endRewind(ctx) }
+
+func (w *waiter) Wait(ctx context.Context, m api.Module, d time.Duration) bool {
+	v := w.v
+	if !v.wokenUntil.IsZero() {
+		d = min(d, time.Until(v.wokenUntil))
+		v.wokenUntil = time.Time{}
+	}
+	var until time.Time
+	if d < 100*365*24*time.Hour {
+		until = time.Now().Add(d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-v.wake:
+		}
+		switch {
+		case v.killRequested.Load():
+			panic(sys.NewExitError(KilledExitCode))
+		case v.stopRequested.Load() && v.waitUnwinds:
+			v.wokenUntil = until
+			v.unwind(ctx, m)
+			return true
+		}
+		// A stale wake-up, or a module that cannot unwind from here
+		// (prepared by an older podctl): wait on.
+	}
+}
+
+// wakeWaiter wakes a guest waiting in poll_oneoff, if one is.
+func (v *Vessel) wakeWaiter() {
+	select {
+	case v.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -443,6 +522,7 @@ func (v *Vessel) Stop(ctx context.Context) (*snapshot.Snapshot, error) {
 	requested := time.Now()
 	v.stopRequested.Store(true)
 	v.flag.(api.MutableGlobal).Set(1)
+	v.wakeWaiter()
 	select {
 	case <-stopped:
 	case <-ctx.Done():
@@ -580,6 +660,7 @@ func (v *Vessel) Close(ctx context.Context) error {
 	v.mu.Unlock()
 	v.killRequested.Store(true)
 	v.flag.(api.MutableGlobal).Set(1)
+	v.wakeWaiter()
 	select {
 	case <-v.exited:
 	case <-ctx.Done():

@@ -30,7 +30,8 @@ var (
 	cacheDir  string
 )
 
-// workloads builds test/workloads/wasm once, and the spin program.
+// workloads builds test/workloads/wasm once, and the spin and sleep
+// programs.
 func workloads(t testing.TB) map[string]harness.WasmWorkload {
 	t.Helper()
 	if _, err := exec.LookPath("wasm-opt"); err != nil {
@@ -46,13 +47,15 @@ func workloads(t testing.TB) map[string]harness.WasmWorkload {
 		if built, buildErr = harness.BuildWasmWorkloads(dir); buildErr != nil {
 			return
 		}
-		spin := filepath.Join(dir, "spin.wasm")
-		out, err := exec.Command("clang-14", "--target=wasm32-wasi", "-O2", "-o", spin, "testdata/spin.c").CombinedOutput()
-		if err != nil {
-			buildErr = errors.New(string(out))
-			return
+		for _, name := range []string{"spin", "sleep"} {
+			path := filepath.Join(dir, name+".wasm")
+			out, err := exec.Command("clang-14", "--target=wasm32-wasi", "-O2", "-o", path, "testdata/"+name+".c").CombinedOutput()
+			if err != nil {
+				buildErr = errors.New(string(out))
+				return
+			}
+			built[name] = harness.WasmWorkload{Name: name, Path: path}
 		}
-		built["spin"] = harness.WasmWorkload{Name: "spin", Path: spin}
 	})
 	if errors.Is(buildErr, harness.ErrNoWasmToolchain) {
 		t.Skip(buildErr)
@@ -217,6 +220,90 @@ func TestStopTightLoop(t *testing.T) {
 	}
 	sort.Slice(safepoints, func(i, j int) bool { return safepoints[i] < safepoints[j] })
 	t.Logf("time-to-safepoint over 50 stops: median %v, max %v", safepoints[25], safepoints[49])
+}
+
+// TestStopWhileWaiting stops a guest that sleeps in poll_oneoff, with
+// the compiler and the interpreter: the stop unwinds it from the sleep.
+// The sleep is an hour long, so a stop that waited for it would fail.
+// The guest, moved to a fresh vessel, sleeps again (its whole hour: no
+// host clock moves with it), is stopped there too, and is killed by
+// Close. Stopped during the first of three short sleeps and let go on
+// instead, it ends like an uninterrupted run.
+func TestStopWhileWaiting(t *testing.T) {
+	wls := workloads(t)
+	for _, interp := range []bool{false, true} {
+		t.Run(map[bool]string{false: "compiler", true: "interpreter"}[interp], func(t *testing.T) {
+			ctx := context.Background()
+			stop := func(v *vessel.Vessel) *snapshot.Snapshot {
+				t.Helper()
+				sctx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				snap, err := v.Stop(sctx)
+				if err != nil {
+					t.Fatalf("stop while the guest sleeps: %v", err)
+				}
+				return snap
+			}
+
+			wl := wls["sleep"]
+			wl.Args = []string{"3600000", "1"}
+			var out syncBuffer
+			v, err := vessel.Start(ctx, config(t, wl, &out, interp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close(ctx)
+			waitLines(t, &out, 1)
+			snap := stop(v)
+			v.Close(ctx)
+			var enc bytes.Buffer
+			if err := snapshot.Encode(&enc, snap); err != nil {
+				t.Fatal(err)
+			}
+			moved, err := snapshot.Decode(&enc, snapshot.DefaultLimits())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out2 syncBuffer
+			v2, err := vessel.Resume(ctx, config(t, wl, &out2, interp), moved)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v2.Close(ctx)
+			stop(v2)
+			v2.Continue()
+			if err := v2.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if code, _ := v2.Wait(ctx); code != vessel.KilledExitCode {
+				t.Errorf("killed in its sleep, the guest exited %d, want %d", code, vessel.KilledExitCode)
+			}
+			if got := out.String() + out2.String(); got != "sleep 0\n" {
+				t.Errorf("stdout %q: the guest did not stay asleep", got)
+			}
+
+			wl.Args = []string{"300", "3"}
+			var out3 syncBuffer
+			v3, err := vessel.Start(ctx, config(t, wl, &out3, interp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v3.Close(ctx)
+			waitLines(t, &out3, 1)
+			stop(v3)
+			if got := out3.String(); got != "sleep 0\n" {
+				t.Logf("the stop came after the first sleep: %q", got) // a slow machine
+			}
+			v3.Continue()
+			code, err := v3.Wait(ctx)
+			if err != nil || code != 0 {
+				t.Fatalf("exit %d, %v", code, err)
+			}
+			if got, want := out3.String(), "sleep 0\nsleep 1\nsleep 2\nawake\n"; got != want {
+				t.Errorf("stdout %q, want %q", got, want)
+			}
+		})
+	}
 }
 
 // busy keeps every CPU but one spinning until stopped.

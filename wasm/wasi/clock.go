@@ -91,10 +91,13 @@ type pollEvent struct {
 // pollOneoff is poll_oneoff. Descriptor subscriptions are ready at once
 // (reads from the standard input then block in fd_read); clock ones are
 // slept out, relative or absolute, on the realtime clock or the virtual
-// monotonic one. A sleep ends early if ctx is done: the module is then
-// closed with wazero's exit code for that, as wazero's
-// WithCloseOnContextDone would.
+// monotonic one, through the Waiter if there is one. A sleep ends early
+// if ctx is done: the module is then closed with wazero's exit code for
+// that, as wazero's WithCloseOnContextDone would.
 func (s *System) pollOneoff(ctx context.Context, mod api.Module, p []uint64) errno {
+	if s.waiter != nil {
+		s.waiter.Enter(ctx, mod)
+	}
 	in, out, n, result := uint32(p[0]), uint32(p[1]), uint32(p[2]), uint32(p[3])
 	if n == 0 {
 		return errnoInval
@@ -171,7 +174,13 @@ func (s *System) pollOneoff(ctx context.Context, mod api.Module, p []uint64) err
 		for _, c := range clocks {
 			due = min(due, c.wait)
 		}
-		sleep(ctx, mod, due)
+		if s.waiter == nil {
+			sleep(ctx, mod, due)
+		} else if s.waiter.Wait(ctx, mod, due) {
+			return errnoSuccess // unwinding
+		} else {
+			sleep(ctx, mod, 0) // ends the guest if ctx is done
+		}
 	}
 	for _, c := range clocks {
 		if c.wait <= due {

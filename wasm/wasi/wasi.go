@@ -45,6 +45,25 @@ type Config struct {
 	// Preopens are the directories the guest may use. They get
 	// descriptors 3, 4, ... in order.
 	Preopens []PreopenDir
+	// Waiter, if set, is how poll_oneoff waits, so that the host can
+	// interrupt a guest waiting there (see Waiter); nil waits out the
+	// time.
+	Waiter Waiter
+}
+
+// Waiter lets a host stop a guest that waits in poll_oneoff, by unwinding
+// it from there with Asyncify (poll_oneoff must then be one of the
+// imports Asyncify unwinds through). A guest rewound later calls
+// poll_oneoff again with the same arguments, and it waits anew.
+type Waiter interface {
+	// Enter is called as poll_oneoff starts, before it reads anything:
+	// a rewinding guest is back where it was unwound from.
+	Enter(ctx context.Context, mod api.Module)
+	// Wait waits for d, or until ctx is done, and reports false; or it
+	// starts unwinding the guest and reports true: poll_oneoff then
+	// returns at once, its results unwritten (the guest's code ignores
+	// them while it unwinds).
+	Wait(ctx context.Context, mod api.Module, d time.Duration) (unwinding bool)
 }
 
 // System is a virtualized WASI preview 1 system interface: the guest's
@@ -61,6 +80,7 @@ type System struct {
 	args, env      []string
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	waiter         Waiter
 
 	// clock is the virtual monotonic clock.
 	clock monotonicClock
@@ -131,6 +151,7 @@ func newSystem(cfg Config, args, env []string, monotonic uint64) (*System, error
 		stdin:  cfg.Stdin,
 		stdout: cfg.Stdout,
 		stderr: cfg.Stderr,
+		waiter: cfg.Waiter,
 		clock:  monotonicClock{base: monotonic, start: time.Now()},
 		fds: map[uint32]*descriptor{
 			0: {kind: kindStdin},
