@@ -78,8 +78,9 @@
 //   - fd_readdir lists entries in lexical order rather than the host's.
 //   - poll_oneoff takes absolute clock subscriptions, and stops sleeping
 //     when the call's context is done (closing the module as wazero's
-//     WithCloseOnContextDone does). Descriptor subscriptions are ready at
-//     once.
+//     WithCloseOnContextDone does). A Waiter, if configured, does the
+//     sleeping, so that a host can unwind the guest from it. Descriptor
+//     subscriptions are ready at once.
 //   - There are no sockets: sock_accept, sock_recv, sock_send and
 //     sock_shutdown are ENOTSUP (EBADF for a descriptor not open), since a
 //     socket could not move.
