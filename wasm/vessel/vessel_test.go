@@ -137,20 +137,9 @@ func TestStopResume(t *testing.T) {
 					t.Fatal(err)
 				}
 				v.Close(ctx)
-				var enc bytes.Buffer
-				if err := snapshot.Encode(&enc, snap); err != nil {
-					t.Fatal(err)
-				}
-				moved, err := snapshot.Decode(&enc, snapshot.DefaultLimits())
-				if err != nil {
-					t.Fatal(err)
-				}
 				var out2 syncBuffer
 				cfg2 := config(t, wl, &out2, interp)
-				v2, err := vessel.Resume(ctx, cfg2, moved)
-				if err != nil {
-					t.Fatal(err)
-				}
+				v2 := move(t, snap, cfg2)
 				defer v2.Close(ctx)
 				code, err := v2.Wait(ctx)
 				if err != nil {
@@ -178,6 +167,25 @@ func TestStopResume(t *testing.T) {
 			})
 		}
 	}
+}
+
+// move encodes snap, decodes it and resumes it in a fresh vessel with
+// cfg.
+func move(t *testing.T, snap *snapshot.Snapshot, cfg vessel.Config) *vessel.Vessel {
+	t.Helper()
+	var enc bytes.Buffer
+	if err := snapshot.Encode(&enc, snap); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := snapshot.Decode(&enc, snapshot.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vessel.Resume(context.Background(), cfg, moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func waitLines(t *testing.T, out *syncBuffer, n int) {
@@ -256,19 +264,8 @@ func TestStopWhileWaiting(t *testing.T) {
 			waitLines(t, &out, 1)
 			snap := stop(v)
 			v.Close(ctx)
-			var enc bytes.Buffer
-			if err := snapshot.Encode(&enc, snap); err != nil {
-				t.Fatal(err)
-			}
-			moved, err := snapshot.Decode(&enc, snapshot.DefaultLimits())
-			if err != nil {
-				t.Fatal(err)
-			}
 			var out2 syncBuffer
-			v2, err := vessel.Resume(ctx, config(t, wl, &out2, interp), moved)
-			if err != nil {
-				t.Fatal(err)
-			}
+			v2 := move(t, snap, config(t, wl, &out2, interp))
 			defer v2.Close(ctx)
 			stop(v2)
 			v2.Continue()
