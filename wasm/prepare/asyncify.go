@@ -37,10 +37,10 @@ func asyncifyExports() []string {
 
 // Asyncify runs Binaryen's Asyncify transformation on an instrumented
 // module (see Instrument), with the poll function and poll_oneoff as the
-// only imports that unwind, splits each function it instrumented into a fast body that
-// only runs forward and a twin that rewinds (see splitRewind), and
-// optimizes the result. wasmOpt is the path of wasm-opt, or "" for the
-// one on PATH.
+// only imports that unwind, splits each function it instrumented into a
+// fast body that only runs forward and a twin that rewinds (see
+// splitRewind), and optimizes the result. wasmOpt is the path of
+// wasm-opt, or "" for the one on PATH.
 //
 // wasm-opt is told to enable exactly the WebAssembly features the module
 // uses (and mutable-globals, for the global exports), so that the
