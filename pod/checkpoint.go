@@ -215,10 +215,11 @@ func (fp *frozenPod) freezeAndDump(ctx context.Context, o virtns.CheckpointOptio
 	man := fp.man
 	// The runtime calls Freeze once CRIU is ready to start.
 	o.Freeze = func() error {
-		fp.frozenAt = time.Now()
-		if err := virtns.Freeze(man.CgroupPath); err != nil {
+		lastRan, err := virtns.Freeze(ctx, man.CgroupPath)
+		if err != nil {
 			return err
 		}
+		fp.frozenAt = lastRan
 		if err := (virtns.Firewall{}).LockPod(man.ID, man.Endpoint); err != nil {
 			virtns.Thaw(man.CgroupPath)
 			return err

@@ -3,6 +3,7 @@ package test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -214,4 +215,47 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCheckpointDuringVfork checkpoints, again and again, a pod that
+// spends half its time waiting in vfork (test/workloads/vfork.c). CRIU
+// cannot dump a process in vfork (see virtns.Freeze); each checkpoint
+// must still succeed, the pod run on, and the last archive restore.
+func TestCheckpointDuringVfork(t *testing.T) {
+	h := newHost(t)
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("no C compiler (cc) to build the workload")
+	}
+	img := t.TempDir()
+	for _, d := range []string{"etc", "bin", "tmp"} {
+		os.MkdirAll(filepath.Join(img, d), 0o755)
+	}
+	_, self, _, _ := runtime.Caller(0)
+	if out, err := exec.Command(cc, "-static", "-O2", "-o", filepath.Join(img, "bin", "vfork"), filepath.Join(filepath.Dir(self), "workloads", "vfork.c")).CombinedOutput(); err != nil {
+		t.Fatalf("build vfork.c: %v\n%s", err, out)
+	}
+	h.MustPodctl("create", "--name", "vf", "--image", img, "--", "/bin/vfork")
+	waitLog(t, h, "vf", "3\n")
+	archive := filepath.Join(t.TempDir(), "vf.tar")
+	at := 0
+	for i := 0; i < 10; i++ {
+		h.MustPodctl("checkpoint", "--leave-running", "--compress", "none", "-o", archive, "vf")
+		harness.Eventually(t, 10*time.Second, func() error {
+			n := consecutive(t, "log", h.MustPodctl("logs", "vf"))
+			if n <= at {
+				return fmt.Errorf("pod stopped counting at %d", n)
+			}
+			at = n
+			return nil
+		})
+	}
+	h.MustPodctl("rm", "-f", "vf")
+	h.MustPodctl("restore", "--name", "again", archive)
+	harness.Eventually(t, 10*time.Second, func() error {
+		if n := consecutive(t, "restored log", h.MustPodctl("logs", "again")); n <= at+3 {
+			return fmt.Errorf("restored pod has counted to %d only", n)
+		}
+		return nil
+	})
 }

@@ -238,24 +238,31 @@ func killChildren(comm string) {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		fields := strings.Fields(s[close+1:])
-		if len(fields) < 2 || s[open+1:close] != comm {
-			continue
-		}
-		if ppid, _ := strconv.Atoi(fields[1]); ppid == self {
+		if c, ppid, ok := procStat(pid); ok && c == comm && ppid == self {
 			unix.Kill(pid, unix.SIGKILL)
 		}
 	}
+}
+
+// procStat returns the command name and the parent of a process, from
+// /proc/PID/stat; ok is false if the process is gone.
+func procStat(pid int) (comm string, ppid int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", 0, false
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	s := string(b)
+	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || close < open {
+		return "", 0, false
+	}
+	fields := strings.Fields(s[close+1:])
+	if len(fields) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(fields[1])
+	return s[open+1 : close], ppid, err == nil
 }
 
 // criuLogError returns the first meaningful error line of a CRIU log (the
@@ -281,24 +288,6 @@ func criuLogError(path string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (%s: %s)", filepath.Base(path), first)
-}
-
-// Freeze stops every process of the pod's cgroup with the freezer, so the
-// pod can be dumped while it stays able to resume (Thaw).
-func Freeze(cgroupPath string) error { return setFreezer(cgroupPath, cgroups.Frozen) }
-
-// Thaw resumes a frozen pod.
-func Thaw(cgroupPath string) error { return setFreezer(cgroupPath, cgroups.Thawed) }
-
-func setFreezer(path string, state cgroups.FreezerState) error {
-	mgr, err := cgmanager.New(&cgroups.Cgroup{Path: path, Resources: &cgroups.Resources{}})
-	if err != nil {
-		return fmt.Errorf("cgroup %s: %w", path, err)
-	}
-	if err := mgr.Freeze(state); err != nil {
-		return fmt.Errorf("cgroup %s: set freezer %s: %w", path, state, err)
-	}
-	return nil
 }
 
 // PageServer runs `criu page-server` writing the memory pages a dumping
