@@ -3,6 +3,7 @@ package prepare
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"math/rand"
 	"path/filepath"
 	"runtime"
@@ -160,8 +161,10 @@ type migration struct {
 // migrate runs a prepared module to completion, stopping it about every
 // interval (a random fraction of it, from rng) by setting its flag from
 // a timer, and resuming each stop from a snapshot of its memory and
-// globals in a fresh wazero runtime, as another host would.
-func migrate(ctx context.Context, t *testing.T, cache wazero.CompilationCache, prepared []byte, interval time.Duration, rng *rand.Rand, args ...string) migration {
+// globals in a fresh wazero runtime, as another host would. The first
+// leg runs start, the prepared module's start module, when it is not nil,
+// as a fresh vessel does.
+func migrate(ctx context.Context, t *testing.T, cache wazero.CompilationCache, prepared, start []byte, interval time.Duration, rng *rand.Rand, args ...string) migration {
 	t.Helper()
 	globals := mutableGlobalExports(t, prepared)
 	var (
@@ -170,7 +173,11 @@ func migrate(ctx context.Context, t *testing.T, cache wazero.CompilationCache, p
 		stdout, stderr strings.Builder
 	)
 	for leg := 0; ; leg++ {
-		h := newHost(ctx, t, runtimeConfig(cache), prepared, args...)
+		module := prepared
+		if leg == 0 && start != nil {
+			module = start
+		}
+		h := newHost(ctx, t, runtimeConfig(cache), module, args...)
 		if leg == 0 {
 			checkExports(t, h)
 		}
@@ -217,6 +224,10 @@ func migrate(ctx context.Context, t *testing.T, cache wazero.CompilationCache, p
 func checkMigration(t *testing.T, original []byte, interval time.Duration, args ...string) migration {
 	skipIfRace(t)
 	prepared := prepareModule(t, original)
+	startModule, err := stripRewind(prepared)
+	if err != nil && !errors.Is(err, errNoSplit) {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	cache := wazero.NewCompilationCache()
 	t.Cleanup(func() { cache.Close(ctx) })
@@ -225,7 +236,7 @@ func checkMigration(t *testing.T, original []byte, interval time.Duration, args 
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	start := time.Now()
-	got := migrate(ctx, t, cache, prepared, interval, rand.New(rand.NewSource(seed)), args...)
+	got := migrate(ctx, t, cache, prepared, startModule, interval, rand.New(rand.NewSource(seed)), args...)
 	if got.stdout != want.stdout || got.exitCode != want.exitCode {
 		t.Fatalf("after %d stops the output differs:\n got exit %d, stdout:\n%s\nwant exit %d, stdout:\n%s",
 			got.stops, got.exitCode, firstLines(got.stdout, 30), want.exitCode, firstLines(want.stdout, 30))

@@ -17,7 +17,7 @@ import (
 // PreparerVersion identifies what Instrument and Asyncify produce. A cached
 // preparation is reused only by a podctl with the same version: change it
 // whenever the output of either changes for the same input.
-const PreparerVersion = "3"
+const PreparerVersion = "4"
 
 // ErrCorrupt is returned (wrapped) for a cached prepared module whose
 // contents do not have the hash it is filed under.
@@ -32,6 +32,11 @@ type Prepared struct {
 	Hash [32]byte
 	// Bytes is the prepared module.
 	Bytes []byte
+	// Start is its start module, which a fresh vessel runs: Bytes with
+	// the code only a rewind runs taken out (see ARCHITECTURE.md, "The
+	// start module"). It is nil if there is none: for a module that
+	// could not be split, or one received from another host to resume.
+	Start []byte
 }
 
 // Cache prepares modules once and keeps them by content hash in Dir, so
@@ -41,6 +46,9 @@ type Prepared struct {
 //	Dir/HASH.wasm                   a prepared module, named by its hash
 //	Dir/source/SOURCEHASH-vVERSION  the hash of the module prepared from
 //	                                SOURCEHASH by PreparerVersion VERSION
+//	Dir/start/HASH                  the hash of the start module of the
+//	                                prepared module HASH, itself kept as
+//	                                Dir/STARTHASH.wasm
 //
 // Files are written atomically (a temporary file, fsync, rename): a reader
 // sees a whole file or none, and concurrent preparations of one module
@@ -60,23 +68,17 @@ type Cache struct {
 func (c Cache) Prepare(ctx context.Context, module []byte) (*Prepared, error) {
 	src := sha256.Sum256(module)
 	index := c.sourcePath(src)
-	switch b, err := os.ReadFile(index); {
-	case err == nil:
-		var hash [32]byte
-		if n, err := hex.Decode(hash[:], bytes.TrimSpace(b)); err == nil && n == len(hash) {
-			p, err := c.Load(hash)
-			if err == nil {
-				p.SourceHash = src
-				return p, nil
-			}
-			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
-			}
+	if hash, ok := readIndex(index); ok {
+		p, err := c.Load(hash)
+		if err == nil {
+			p.SourceHash = src
+			return p, nil
 		}
-		// A damaged entry, or one whose module is gone: prepare again.
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("prepare: cache: %w", err)
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 	}
+	// No entry, a damaged one, or one whose module is gone: prepare.
 
 	instrumented, err := Instrument(module)
 	if err != nil {
@@ -86,18 +88,51 @@ func (c Cache) Prepare(ctx context.Context, module []byte) (*Prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
+	start, err := stripRewind(out)
+	if err != nil && !errors.Is(err, errNoSplit) {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
 	p, err := c.Store(out)
 	if err != nil {
 		return nil, err
 	}
-	p.SourceHash = src
-	if err := os.MkdirAll(filepath.Dir(index), 0o755); err != nil {
-		return nil, fmt.Errorf("prepare: cache: %w", err)
+	if start != nil {
+		sp, err := c.Store(start)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.writeIndex(c.startPath(p.Hash), sp.Hash); err != nil {
+			return nil, err
+		}
+		p.Start = start
 	}
-	if err := statedir.WriteFileAtomic(index, []byte(hex.EncodeToString(p.Hash[:])), 0o644); err != nil {
-		return nil, fmt.Errorf("prepare: cache: %w", err)
+	p.SourceHash = src
+	if err := c.writeIndex(index, p.Hash); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// writeIndex writes an index file: the hash of the module it points to.
+func (c Cache) writeIndex(path string, hash [32]byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("prepare: cache: %w", err)
+	}
+	if err := statedir.WriteFileAtomic(path, []byte(hex.EncodeToString(hash[:])), 0o644); err != nil {
+		return fmt.Errorf("prepare: cache: %w", err)
+	}
+	return nil
+}
+
+// readIndex returns the hash an index file holds; ok is false if the
+// file is missing or damaged.
+func readIndex(path string) (hash [32]byte, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return hash, false
+	}
+	n, err := hex.Decode(hash[:], bytes.TrimSpace(b))
+	return hash, err == nil && n == len(hash)
 }
 
 // Load returns the prepared module with the given hash, after checking
@@ -112,7 +147,15 @@ func (c Cache) Load(hash [32]byte) (*Prepared, error) {
 	if sha256.Sum256(b) != hash {
 		return nil, fmt.Errorf("prepare: cached module %s: %w: its hash does not match its name", path, ErrCorrupt)
 	}
-	return &Prepared{Hash: hash, Bytes: b}, nil
+	p := &Prepared{Hash: hash, Bytes: b}
+	// The start module only spares a fresh vessel some compilation: one
+	// that is missing or damaged is done without.
+	if sh, ok := readIndex(c.startPath(hash)); ok {
+		if sp, err := c.Load(sh); err == nil {
+			p.Start = sp.Bytes
+		}
+	}
+	return p, nil
 }
 
 // Store caches a prepared module, such as one received from another host,
@@ -139,6 +182,12 @@ func (c Cache) Store(prepared []byte) (*Prepared, error) {
 // modulePath returns the path of the prepared module with the given hash.
 func (c Cache) modulePath(hash [32]byte) string {
 	return filepath.Join(c.Dir, hex.EncodeToString(hash[:])+".wasm")
+}
+
+// startPath returns the path of the index entry for the start module of
+// a prepared module.
+func (c Cache) startPath(hash [32]byte) string {
+	return filepath.Join(c.Dir, "start", hex.EncodeToString(hash[:]))
 }
 
 // sourcePath returns the path of the index entry for a source module.

@@ -25,6 +25,9 @@ func TestCache(t *testing.T) {
 	if p.SourceHash != sha256.Sum256(module) || p.Hash != sha256.Sum256(p.Bytes) {
 		t.Fatal("Prepare returned wrong hashes")
 	}
+	if start, err := stripRewind(p.Bytes); err != nil || string(p.Start) != string(start) {
+		t.Fatalf("Prepare returned a start module of %d bytes; stripRewind gives %d (%v)", len(p.Start), len(start), err)
+	}
 
 	// A second preparation comes from the cache: no wasm-opt runs.
 	noOpt := Cache{Dir: c.Dir, WasmOpt: filepath.Join(t.TempDir(), "no-wasm-opt")}
@@ -32,7 +35,7 @@ func TestCache(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second Prepare ran wasm-opt: %v", err)
 	}
-	if again.Hash != p.Hash || again.SourceHash != p.SourceHash || string(again.Bytes) != string(p.Bytes) {
+	if again.Hash != p.Hash || again.SourceHash != p.SourceHash || string(again.Bytes) != string(p.Bytes) || string(again.Start) != string(p.Start) {
 		t.Fatal("second Prepare returned another module")
 	}
 
@@ -40,8 +43,17 @@ func TestCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(loaded.Bytes) != string(p.Bytes) {
+	if string(loaded.Bytes) != string(p.Bytes) || string(loaded.Start) != string(p.Start) {
 		t.Fatal("Load returned another module")
+	}
+	// A damaged start module is done without.
+	startHash := sha256.Sum256(p.Start)
+	startPath := filepath.Join(c.Dir, hex.EncodeToString(startHash[:])+".wasm")
+	if err := os.WriteFile(startPath, []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if loaded, err := c.Load(p.Hash); err != nil || loaded.Start != nil {
+		t.Fatalf("Load with a damaged start module: %v, start module of %d bytes", err, len(loaded.Start))
 	}
 	if _, err := c.Load(sha256.Sum256([]byte("nothing"))); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Load of a missing module: %v, want fs.ErrNotExist", err)
@@ -77,14 +89,14 @@ func TestCache(t *testing.T) {
 	if stored.Hash != p.Hash || stored.SourceHash != ([32]byte{}) {
 		t.Fatalf("Store returned %x (source %x)", stored.Hash, stored.SourceHash)
 	}
-	if _, err := other.Load(p.Hash); err != nil {
-		t.Fatal(err)
+	if loaded, err := other.Load(p.Hash); err != nil || loaded.Start != nil {
+		t.Fatalf("Load of a stored module: %v, start module of %d bytes", err, len(loaded.Start))
 	}
 	if _, err := other.Store([]byte("not wasm")); err == nil {
 		t.Fatal("Store accepted something that is not a module")
 	}
 	// No temporary file is left behind.
-	for _, dir := range []string{c.Dir, filepath.Join(c.Dir, "source"), other.Dir} {
+	for _, dir := range []string{c.Dir, filepath.Join(c.Dir, "source"), filepath.Join(c.Dir, "start"), other.Dir} {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)

@@ -96,13 +96,7 @@ func splitRewind(module []byte) ([]byte, error) {
 	}
 	sections = setSection(sections, wasm.SectionIDFunction, funcs)
 
-	all := append(fast, twins...)
-	body := appendU32(nil, uint32(len(all)))
-	for _, c := range all {
-		body = appendU32(body, uint32(len(c.locals)+len(c.body)))
-		body = append(append(body, c.locals...), c.body...)
-	}
-	sections = setSection(sections, wasm.SectionIDCode, body)
+	sections = setSection(sections, wasm.SectionIDCode, encodeCode(append(fast, twins...)))
 
 	if s.indirect {
 		t := m.TableSection[0]

@@ -26,6 +26,14 @@
 // asyncify_stop_rewind ends the rewind and the guest carries on from
 // where it stopped.
 //
+// A fresh vessel runs the prepared module's start module
+// (prepare.Prepared.Start), which lacks the rewinding twins and compiles
+// in half the time. It can stop like the prepared module, but not
+// rewind: its first Continue moves the unwound guest to an instance of
+// the prepared module in the same runtime (memory and globals copied,
+// the WASI state kept), compiled meanwhile in the background, during
+// which any further stop is served at once (see park).
+//
 // The buffer is linear memory the host grows for it. The next stop
 // reuses it only if memory has not grown since: once the guest grows
 // memory again, its allocator may take pages it did not allocate itself
@@ -102,19 +110,16 @@ const KilledExitCode = 137
 type Vessel struct {
 	cfg     Config
 	rt      wazero.Runtime
-	mod     api.Module
 	sys     *wasi.System
-	flag    api.Global
 	globals []globalExport
-	// entry is the entry point, rewind the function a rewind goes
-	// through (prepare.RewindExport, or entry in a module prepared
-	// without it), and native the machine stack both run on (nil:
-	// wazero's own, see newNativeStack), which run releases when it
-	// returns. The Asyncify functions are looked up once: each lookup
-	// makes a new function with a stack of its own.
-	entry, rewind                                    api.Function
-	native                                           *nativeStack
-	startUnwind, stopUnwind, startRewind, stopRewind api.Function
+	// instance is the guest's instance; it changes once, when a guest
+	// started from the start module is first rewound (see
+	// leaveStartModule). Stop and Close raise its flag under mu.
+	*instance
+	// native is the machine stack the instance's entry and rewind run on
+	// (nil: wazero's own, see newNativeStack), which run releases when
+	// it returns.
+	native *nativeStack
 
 	// stopRequested is set by Snapshot before it raises the flag; poll
 	// unwinds only then (the flag alone could be stale). killRequested
@@ -123,17 +128,19 @@ type Vessel struct {
 	// rewinding is set while a resumed guest rewinds to its poll point.
 	rewinding bool
 	// wake is signalled (without blocking) after a stop or kill request
-	// raises the flag, for a guest waiting in poll_oneoff (see waiter);
-	// waitUnwinds says whether the module unwinds through poll_oneoff
-	// (prepare.WaitExport). wokenUntil is when the wait a stop
-	// interrupted would have ended: its rewound call waits no longer.
-	wake        chan struct{}
-	waitUnwinds bool
-	wokenUntil  time.Time
+	// raises the flag, for a guest waiting in poll_oneoff (see waiter).
+	// wokenUntil is when the wait a stop interrupted would have ended:
+	// its rewound call waits no longer.
+	wake       chan struct{}
+	wokenUntil time.Time
 	// stack locates the unwound stack while the guest is stopped (zero
 	// while it runs); buffer is the last stack buffer, which the next
 	// stop reuses if it can (see stackBuffer).
 	stack, buffer snapshot.Stack
+
+	// compiling counts compilations under way in the background (see
+	// park).
+	compiling sync.WaitGroup
 
 	mu        sync.Mutex
 	ended     bool          // the guest exited or was ended (exited is closed)
@@ -144,6 +151,24 @@ type Vessel struct {
 	exited    chan struct{} // closed when the guest has exited or was ended
 	exit      int
 	err       error
+}
+
+// instance is an instance of a prepared module, or of its start module,
+// and the exports a vessel calls.
+type instance struct {
+	compiled wazero.CompiledModule
+	mod      api.Module
+	flag     api.MutableGlobal
+	// entry is the entry point, rewind the function a rewind goes
+	// through (prepare.RewindExport, or entry in a module prepared
+	// without it; nil in a start module, which cannot rewind). The
+	// Asyncify functions are looked up once: each lookup makes a new
+	// function with a stack of its own.
+	entry, rewind                                    api.Function
+	startUnwind, stopUnwind, startRewind, stopRewind api.Function
+	// waitUnwinds says whether the module unwinds through poll_oneoff
+	// (prepare.WaitExport).
+	waitUnwinds bool
 }
 
 // globalExport is one global the prepared module exports for the host.
@@ -162,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (*Vessel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vessel: %w", err)
 	}
-	v, err := instantiate(ctx, cfg, sysIf)
+	v, err := instantiate(ctx, cfg, sysIf, true)
 	if err != nil {
 		sysIf.Close()
 		return nil, err
@@ -185,7 +210,7 @@ func Resume(ctx context.Context, cfg Config, snap *snapshot.Snapshot) (*Vessel, 
 	if err != nil {
 		return nil, fmt.Errorf("vessel: %w", err)
 	}
-	v, err := instantiate(ctx, cfg, sysIf)
+	v, err := instantiate(ctx, cfg, sysIf, false)
 	if err != nil {
 		sysIf.Close()
 		return nil, err
@@ -206,7 +231,9 @@ func Resume(ctx context.Context, cfg Config, snap *snapshot.Snapshot) (*Vessel, 
 	return v, nil
 }
 
-func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System) (*Vessel, error) {
+// instantiate makes a vessel's runtime, its host modules and an instance
+// of cfg.Module: of its start module, if fresh is set and it has one.
+func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System, fresh bool) (*Vessel, error) {
 	if cfg.StackBufferBytes == 0 {
 		cfg.StackBufferBytes = DefaultStackBufferBytes
 	}
@@ -242,38 +269,125 @@ func instantiate(ctx context.Context, cfg Config, sysIf *wasi.System) (*Vessel, 
 	if err != nil {
 		return fail(err)
 	}
-	compiled, err := v.rt.CompileModule(ctx, cfg.Module.Bytes)
-	if err != nil {
+	if v.instance, err = v.newInstance(ctx, fresh && cfg.Module.Start != nil); err != nil {
 		return fail(err)
 	}
-	// The entry point is called by run, never by instantiation.
-	v.mod, err = v.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, MemoryAllocator()), compiled, wazero.NewModuleConfig().WithStartFunctions())
+	v.native = newNativeStack(v.runners()...)
+	return v, nil
+}
+
+// newInstance compiles and instantiates the prepared module, or its start
+// module, in the vessel's runtime, without running anything.
+func (v *Vessel) newInstance(ctx context.Context, start bool) (*instance, error) {
+	module := v.cfg.Module.Bytes
+	if start {
+		module = v.cfg.Module.Start
+	}
+	compiled, err := v.rt.CompileModule(ctx, module)
 	if err != nil {
-		return fail(err)
+		return nil, err
+	}
+	// Anonymous, so that the prepared module can be instantiated beside
+	// its start module; the entry point is called by run, never by
+	// instantiation.
+	mod, err := v.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, MemoryAllocator()), compiled,
+		wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	if err != nil {
+		compiled.Close(ctx)
+		return nil, err
+	}
+	fail := func(err error) (*instance, error) {
+		(&instance{compiled: compiled, mod: mod}).close(ctx)
+		return nil, err
 	}
 	for _, name := range []string{EntryPoint, asyncifyStartUnwind, asyncifyStopUnwind, asyncifyStartRewind, asyncifyStopRewind} {
-		if v.mod.ExportedFunction(name) == nil {
-			return fail(fmt.Errorf("module %x is not prepared: it does not export %s", cfg.Module.Hash[:6], name))
+		if mod.ExportedFunction(name) == nil {
+			return fail(fmt.Errorf("module %x is not prepared: it does not export %s", v.cfg.Module.Hash[:6], name))
 		}
 	}
-	if v.flag = v.mod.ExportedGlobal(prepare.FlagExport); v.flag == nil {
-		return fail(fmt.Errorf("module %x is not prepared: it does not export %s", cfg.Module.Hash[:6], prepare.FlagExport))
+	flag, ok := mod.ExportedGlobal(prepare.FlagExport).(api.MutableGlobal)
+	if !ok {
+		return fail(fmt.Errorf("module %x is not prepared: it does not export %s", v.cfg.Module.Hash[:6], prepare.FlagExport))
 	}
-	if v.mod.Memory() == nil {
+	if mod.Memory() == nil {
 		return fail(errors.New("module has no memory"))
 	}
-	v.entry = v.mod.ExportedFunction(EntryPoint)
-	v.startUnwind = v.mod.ExportedFunction(asyncifyStartUnwind)
-	v.stopUnwind = v.mod.ExportedFunction(asyncifyStopUnwind)
-	v.startRewind = v.mod.ExportedFunction(asyncifyStartRewind)
-	v.stopRewind = v.mod.ExportedFunction(asyncifyStopRewind)
-	v.rewind = v.entry
-	if f := v.mod.ExportedFunction(prepare.RewindExport); f != nil {
-		v.rewind = f
+	in := &instance{
+		compiled:    compiled,
+		mod:         mod,
+		flag:        flag,
+		entry:       mod.ExportedFunction(EntryPoint),
+		startUnwind: mod.ExportedFunction(asyncifyStartUnwind),
+		stopUnwind:  mod.ExportedFunction(asyncifyStopUnwind),
+		startRewind: mod.ExportedFunction(asyncifyStartRewind),
+		stopRewind:  mod.ExportedFunction(asyncifyStopRewind),
+		waitUnwinds: mod.ExportedFunction(prepare.WaitExport) != nil,
 	}
-	v.native = newNativeStack(v.entry, v.rewind)
-	v.waitUnwinds = v.mod.ExportedFunction(prepare.WaitExport) != nil
-	return v, nil
+	switch {
+	case start:
+		// Its RewindExport has no code.
+	case mod.ExportedFunction(prepare.RewindExport) != nil:
+		in.rewind = mod.ExportedFunction(prepare.RewindExport)
+	default:
+		in.rewind = in.entry
+	}
+	return in, nil
+}
+
+// leaveStartModule moves a guest that was unwound in an instance of the
+// start module, which cannot rewind, to in, an instance of the prepared
+// module in the same runtime, with the same WASI state: its memory and
+// globals are copied over. It costs a compilation of the prepared module,
+// once per vessel, on the first Continue (a resumed vessel starts from
+// the prepared module).
+func (v *Vessel) leaveStartModule(ctx context.Context, in *instance) error {
+	old := v.instance
+	if err := copyState(old.mod, in.mod, v.globals); err != nil {
+		in.close(ctx)
+		return err
+	}
+	v.mu.Lock()
+	v.instance = in
+	if v.requested() {
+		// Raised on the old instance meanwhile.
+		in.flag.Set(1)
+	}
+	v.mu.Unlock()
+	v.native.release()
+	v.native = newNativeStack(in.runners()...)
+	return old.close(ctx)
+}
+
+// runners returns the functions the guest runs in: entry and rewind.
+func (in *instance) runners() []api.Function {
+	if in.rewind == nil || in.rewind == in.entry {
+		return []api.Function{in.entry}
+	}
+	return []api.Function{in.entry, in.rewind}
+}
+
+// close releases an instance that no call runs in.
+func (in *instance) close(ctx context.Context) error {
+	return errors.Join(in.mod.Close(ctx), in.compiled.Close(ctx))
+}
+
+// copyState copies linear memory and the exported globals from one
+// instance of a prepared module to another.
+func copyState(from, to api.Module, globals []globalExport) error {
+	data, _ := from.Memory().Read(0, from.Memory().Size())
+	if err := writeMemory(to.Memory(), data); err != nil {
+		return err
+	}
+	for _, g := range globals {
+		src := from.ExportedGlobal(g.name)
+		if src == nil {
+			return fmt.Errorf("vessel: global %s missing", g.name)
+		}
+		if err := setGlobal(to, g, src.Get()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // listGlobalExports returns the globals a prepared module exports under
@@ -324,7 +438,7 @@ func sortGlobals(g []globalExport) {
 func (v *Vessel) run(ctx context.Context) {
 	// No call runs on the guest's stack once run returns, not even
 	// when Close gave up waiting and closed the runtime under it.
-	defer v.native.release()
+	defer func() { v.native.release() }()
 	for {
 		fn := v.entry
 		if v.rewinding {
@@ -333,17 +447,15 @@ func (v *Vessel) run(ctx context.Context) {
 		_, err := fn.Call(ctx)
 		if err == nil && v.unwinding() {
 			_, err = v.stopUnwind.Call(ctx)
+			runOn := false
 			if err == nil {
-				v.mu.Lock()
-				withdrawn := !v.stopRequested.Load()
-				if !withdrawn {
-					close(v.stopped)
-				}
-				v.mu.Unlock()
-				if !withdrawn && !<-v.resume {
-					v.finish(sys.NewExitError(KilledExitCode))
-					return
-				}
+				runOn, err = v.park(ctx)
+			}
+			if err == nil && !runOn {
+				v.finish(sys.NewExitError(KilledExitCode))
+				return
+			}
+			if err == nil {
 				if _, err = v.startRewind.Call(ctx, uint64(v.stack.DataAddr)); err == nil {
 					v.rewinding = true
 					continue
@@ -352,6 +464,64 @@ func (v *Vessel) run(ctx context.Context) {
 		}
 		v.finish(err)
 		return
+	}
+}
+
+// park holds a guest that a stop unwound until Stop's caller decides, and
+// reports whether it is to run on (rewind) or end. A guest started from
+// the start module runs on in an instance of the prepared module (see
+// leaveStartModule), which is compiled first, in the background: a stop
+// requested meanwhile is served at once, from the state the guest is
+// still unwound in, so that the compilation never counts in a
+// time-to-safepoint.
+func (v *Vessel) park(ctx context.Context) (bool, error) {
+	type result struct {
+		in  *instance
+		err error
+	}
+	var ready chan result
+	for {
+		v.mu.Lock()
+		withdrawn := !v.stopRequested.Load()
+		if !withdrawn {
+			close(v.stopped)
+		}
+		v.mu.Unlock()
+		if !withdrawn && !<-v.resume {
+			return false, nil
+		}
+		if v.rewind != nil {
+			return true, nil
+		}
+		if ready == nil {
+			// The runtime is closed only once this is done (see close):
+			// wazero cannot close it under a compilation.
+			ready = make(chan result, 1)
+			v.compiling.Add(1)
+			go func() {
+				defer v.compiling.Done()
+				in, err := v.newInstance(ctx, false)
+				ready <- result{in, err}
+			}()
+		}
+	compiling:
+		for {
+			select {
+			case r := <-ready:
+				if r.err != nil {
+					return false, fmt.Errorf("vessel: instantiate the prepared module: %w", r.err)
+				}
+				return true, v.leaveStartModule(ctx, r.in)
+			case <-v.wake:
+				switch {
+				case v.killRequested.Load():
+					return false, nil
+				case v.stopRequested.Load():
+					break compiling
+				}
+				// A stale wake-up (of a request already served).
+			}
+		}
 	}
 }
 
@@ -389,7 +559,7 @@ func (v *Vessel) poll(ctx context.Context, m api.Module, _ []uint64) {
 		// Requests store their intent before they raise the flag, so
 		// one made while the flag is cleared here is seen by the check
 		// that follows, or raises the flag again after it.
-		v.flag.(api.MutableGlobal).Set(0)
+		v.flag.Set(0)
 		if !v.requested() {
 			return
 		}
@@ -424,7 +594,7 @@ func (v *Vessel) unwind(ctx context.Context, m api.Module) {
 	}
 	v.stack = snapshot.Stack{DataAddr: addr, Start: addr + 8, End: end}
 	v.buffer = v.stack
-	v.flag.(api.MutableGlobal).Set(0)
+	v.flag.Set(0)
 	if _, err := v.startUnwind.Call(ctx, uint64(addr)); err != nil {
 		panic(fmt.Errorf("start unwind: %w", err))
 	}
@@ -518,10 +688,10 @@ func (v *Vessel) Stop(ctx context.Context) (*snapshot.Snapshot, error) {
 	}
 	v.stopped = make(chan struct{})
 	stopped := v.stopped
-	v.mu.Unlock()
 	requested := time.Now()
 	v.stopRequested.Store(true)
-	v.flag.(api.MutableGlobal).Set(1)
+	v.flag.Set(1)
+	v.mu.Unlock()
 	v.wakeWaiter()
 	select {
 	case <-stopped:
@@ -609,9 +779,27 @@ func (v *Vessel) restoreState(snap *snapshot.Snapshot) error {
 	if len(snap.Globals) != len(v.globals) {
 		return fmt.Errorf("vessel: snapshot has %d globals, module exports %d", len(snap.Globals), len(v.globals))
 	}
-	mem := v.mod.Memory()
+	if err := writeMemory(v.mod.Memory(), snap.Memory); err != nil {
+		return err
+	}
+	for i, g := range v.globals {
+		sg := snap.Globals[i]
+		if sg.Type != g.typ {
+			return fmt.Errorf("vessel: global %d: snapshot type %#x, module type %#x", g.index, sg.Type, g.typ)
+		}
+		if err := setGlobal(v.mod, g, sg.Value); err != nil {
+			return err
+		}
+	}
+	v.stack, v.buffer = snap.Stack, snap.Stack
+	return nil
+}
+
+// writeMemory gives a fresh instance's memory the contents data, growing
+// it to data's size.
+func writeMemory(mem api.Memory, data []byte) error {
 	have := mem.Size()
-	want := uint32(len(snap.Memory))
+	want := uint32(len(data))
 	if want < have {
 		return fmt.Errorf("vessel: snapshot memory (%d pages) is smaller than the module's initial memory (%d pages)", want/snapshot.PageSize, have/snapshot.PageSize)
 	}
@@ -620,21 +808,19 @@ func (v *Vessel) restoreState(snap *snapshot.Snapshot) error {
 			return fmt.Errorf("vessel: cannot grow memory to %d pages (limit)", want/snapshot.PageSize)
 		}
 	}
-	if !mem.Write(0, snap.Memory) {
+	if !mem.Write(0, data) {
 		return errors.New("vessel: write memory")
 	}
-	for i, g := range v.globals {
-		sg := snap.Globals[i]
-		if sg.Type != g.typ {
-			return fmt.Errorf("vessel: global %d: snapshot type %#x, module type %#x", g.index, sg.Type, g.typ)
-		}
-		mg, ok := v.mod.ExportedGlobal(g.name).(api.MutableGlobal)
-		if !ok {
-			return fmt.Errorf("vessel: global %d is not mutable", g.index)
-		}
-		mg.Set(sg.Value)
+	return nil
+}
+
+// setGlobal sets an exported global of an instance.
+func setGlobal(mod api.Module, g globalExport, value uint64) error {
+	mg, ok := mod.ExportedGlobal(g.name).(api.MutableGlobal)
+	if !ok {
+		return fmt.Errorf("vessel: global %d is not mutable", g.index)
 	}
-	v.stack, v.buffer = snap.Stack, snap.Stack
+	mg.Set(value)
 	return nil
 }
 
@@ -657,9 +843,9 @@ func (v *Vessel) Close(ctx context.Context) error {
 		v.paused = false
 		v.resume <- false
 	}
-	v.mu.Unlock()
 	v.killRequested.Store(true)
-	v.flag.(api.MutableGlobal).Set(1)
+	v.flag.Set(1)
+	v.mu.Unlock()
 	v.wakeWaiter()
 	select {
 	case <-v.exited:
@@ -669,6 +855,7 @@ func (v *Vessel) Close(ctx context.Context) error {
 }
 
 func (v *Vessel) close(ctx context.Context) error {
+	v.compiling.Wait()
 	err := v.rt.Close(ctx)
 	return errors.Join(err, v.sys.Close())
 }
