@@ -22,7 +22,7 @@ func Encode(w io.Writer, s *Snapshot) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	var comp bytes.Buffer
+	var comp chunks
 	zw, err := zstd.NewWriter(&comp,
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithWindowSize(writeWindow),
@@ -39,22 +39,52 @@ func Encode(w io.Writer, s *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	return writeFrame(w, s.ModuleHash, bodyLen, comp.Bytes())
+	return writeFrame(w, s.ModuleHash, bodyLen, comp.bufs...)
+}
+
+// chunks keeps what is written to it in chunks of chunkSize bytes.
+// Unlike a bytes.Buffer, it never copies what it holds to grow: for a
+// snapshot of tens of MiB, the copies and fresh pages of a doubling
+// buffer cost as much as compressing it.
+type chunks struct{ bufs [][]byte }
+
+const chunkSize = 1 << 20
+
+func (c *chunks) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if len(c.bufs) == 0 || len(c.bufs[len(c.bufs)-1]) == chunkSize {
+			c.bufs = append(c.bufs, make([]byte, 0, chunkSize))
+		}
+		last := &c.bufs[len(c.bufs)-1]
+		k := min(len(p), chunkSize-len(*last))
+		*last = append(*last, p[:k]...)
+		p = p[k:]
+	}
+	return n, nil
 }
 
 // writeFrame writes a whole snapshot to w: the header, the compressed
-// body comp (of an uncompressed body of bodyLen bytes) and the checksum.
-func writeFrame(w io.Writer, moduleHash [32]byte, bodyLen uint64, comp []byte) error {
+// body (of an uncompressed body of bodyLen bytes), which is the
+// concatenation of comp, and the checksum.
+func writeFrame(w io.Writer, moduleHash [32]byte, bodyLen uint64, comp ...[]byte) error {
+	var compLen uint64
+	for _, b := range comp {
+		compLen += uint64(len(b))
+	}
 	hdr := make([]byte, 0, headerSize)
 	hdr = append(hdr, Magic...)
 	hdr = binary.LittleEndian.AppendUint32(hdr, Version)
 	hdr = append(hdr, moduleHash[:]...)
 	hdr = binary.LittleEndian.AppendUint64(hdr, bodyLen)
-	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(len(comp)))
+	hdr = binary.LittleEndian.AppendUint64(hdr, compLen)
 	h := sha256.New()
 	h.Write(hdr)
-	h.Write(comp)
-	for _, b := range [][]byte{hdr, comp, h.Sum(nil)} {
+	for _, b := range comp {
+		h.Write(b)
+	}
+	parts := append(append([][]byte{hdr}, comp...), h.Sum(nil))
+	for _, b := range parts {
 		if _, err := w.Write(b); err != nil {
 			return fmt.Errorf("snapshot: write: %w", err)
 		}
