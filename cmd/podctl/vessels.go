@@ -168,10 +168,11 @@ func restoreVessel(c *cobra.Command, g *globalOptions, source, name, memory stri
 	start := time.Now()
 	var restored string
 	if _, err := os.Stat(source); err == nil {
-		snap, err := vesselpod.ReadSnapshot(source, o)
+		snap, encoded, err := vesselpod.ReadSnapshot(source, o)
 		if err != nil {
 			return err
 		}
+		o.Encoded = encoded
 		if restored, err = g.receiveVessel(c.Context(), snap, o); err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
 package dock
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -95,14 +94,16 @@ func (s *Server) receiveVessel(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})
 	}
 	counted := &byteCounter{r: r.Body}
-	snap, err := snapshot.Decode(bufio.NewReaderSize(counted, 1<<20), snapshot.DefaultLimits())
+	o := vesselpod.RestoreOptions{Name: name}
+	snap, encoded, err := vesselpod.DecodeSnapshot(counted, r.ContentLength, o)
 	if err != nil {
 		fail(err)
 		return
 	}
+	o.Encoded = encoded
 	failpoint.Hit("dock:vessel-decoded")
 	start := time.Now()
-	pod, err := s.Vessels.ReceiveVessel(r.Context(), snap, vesselpod.RestoreOptions{Name: name})
+	pod, err := s.Vessels.ReceiveVessel(r.Context(), snap, o)
 	if err != nil {
 		fail(err)
 		return
@@ -189,8 +190,12 @@ func MigrateVessel(ctx context.Context, store vesselpod.Store, name, as string, 
 		return nil, err
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
 	t := time.Now()
-	ev, err := c.sendVessel(ctx, f, as)
+	ev, err := c.sendVessel(ctx, f, st.Size(), as)
 	if err != nil {
 		return nil, err
 	}
@@ -219,12 +224,14 @@ func (c *Client) hasModule(ctx context.Context, hash [32]byte) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// sendVessel posts a snapshot and waits for the dock's verdict.
-func (c *Client) sendVessel(ctx context.Context, body io.Reader, name string) (*Event, error) {
+// sendVessel posts a snapshot of size bytes and waits for the dock's
+// verdict.
+func (c *Client) sendVessel(ctx context.Context, body io.Reader, size int64, name string) (*Event, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(pathVessels, url.Values{"name": {name}}), body)
 	if err != nil {
 		return nil, err
 	}
+	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := c.http.Do(req)
 	if err != nil {

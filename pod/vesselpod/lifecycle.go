@@ -2,6 +2,7 @@ package vesselpod
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -209,7 +210,7 @@ func (s Store) Checkpoint(ctx context.Context, name string, o CheckpointOptions)
 		return nil, err
 	}
 	defer c.Close()
-	rep, err := c.stop(ctx, file, true)
+	rep, err := c.stop(ctx, file, true, false)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", name, err)
 	}
@@ -271,7 +272,17 @@ type RestoreOptions struct {
 	// MemoryLimit caps the restored guest's linear memory, in bytes: a
 	// snapshot with more is refused (0: no limit below 4 GiB).
 	MemoryLimit int64
+	// Encoded, if set, is the encoding the snapshot was decoded from (see
+	// DecodeSnapshot). The pod's supervisor then resumes from a copy of
+	// it, which spares encoding the snapshot again: for a large memory,
+	// most of a restore's time.
+	Encoded []byte
 }
+
+// maxKeptEncoding is the largest snapshot encoding DecodeSnapshot keeps.
+// Keeping it costs memory besides the decoded snapshot; above this size,
+// a restore encodes the snapshot again instead.
+const maxKeptEncoding = 512 << 20
 
 // limits are the decoding limits for a snapshot restored with o.
 func (o RestoreOptions) limits() snapshot.Limits {
@@ -300,7 +311,7 @@ func (s Store) Restore(ctx context.Context, source string, o RestoreOptions) (*M
 		}
 		file, fromPod = filepath.Join(s.podDir(source), checkpointFile), true
 	}
-	snap, err := ReadSnapshot(file, o)
+	snap, encoded, err := ReadSnapshot(file, o)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -308,22 +319,84 @@ func (s Store) Restore(ctx context.Context, source string, o RestoreOptions) (*M
 		m, err := s.restoreInPlace(ctx, source, snap)
 		return m, time.Since(start), err
 	}
+	o.Encoded = encoded
 	m, err := s.Receive(ctx, snap, o)
 	return m, time.Since(start), err
 }
 
-// ReadSnapshot decodes the snapshot file within o's limits.
-func ReadSnapshot(file string, o RestoreOptions) (*snapshot.Snapshot, error) {
+// ReadSnapshot decodes the snapshot file within o's limits, like
+// DecodeSnapshot.
+func ReadSnapshot(file string, o RestoreOptions) (*snapshot.Snapshot, []byte, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, fmt.Errorf("restore: %w", err)
+		return nil, nil, fmt.Errorf("restore: %w", err)
 	}
 	defer f.Close()
-	snap, err := snapshot.Decode(bufio.NewReaderSize(f, 1<<20), o.limits())
-	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w", file, err)
+	var size int64
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
 	}
-	return snap, nil
+	snap, encoded, err := DecodeSnapshot(f, size, o)
+	if err != nil {
+		return nil, nil, fmt.Errorf("restore %s: %w", file, err)
+	}
+	return snap, encoded, nil
+}
+
+// DecodeSnapshot decodes a snapshot from r within o's limits. It also
+// returns the bytes it decoded it from, unless they exceed 512 MiB (then
+// nil), for RestoreOptions.Encoded. size, if positive, is r's length:
+// the bytes are then kept in one allocation rather than a growing one,
+// whose copies and fresh pages cost tens of milliseconds for a snapshot
+// of tens of MiB.
+func DecodeSnapshot(r io.Reader, size int64, o RestoreOptions) (*snapshot.Snapshot, []byte, error) {
+	kept := newKeptBytes(maxKeptEncoding, size)
+	snap, err := snapshot.Decode(bufio.NewReaderSize(io.TeeReader(r, kept), 1<<20), o.limits())
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap, kept.bytes(), nil
+}
+
+// keptBytes keeps what is written to it, up to max bytes; past that, it
+// drops what it kept and keeps nothing more.
+type keptBytes struct {
+	buf  bytes.Buffer
+	max  int
+	over bool
+}
+
+// newKeptBytes returns a keptBytes for size bytes (unknown if not
+// positive), which keeps none if size exceeds max.
+func newKeptBytes(max int, size int64) *keptBytes {
+	k := &keptBytes{max: max}
+	switch {
+	case size > int64(max):
+		k.over = true
+	case size > 0:
+		k.buf.Grow(int(size))
+	}
+	return k
+}
+
+func (k *keptBytes) Write(p []byte) (int, error) {
+	switch {
+	case k.over:
+	case k.buf.Len()+len(p) > k.max:
+		k.over = true
+		k.buf = bytes.Buffer{}
+	default:
+		k.buf.Write(p)
+	}
+	return len(p), nil
+}
+
+// bytes returns what was kept, nil if too much was written.
+func (k *keptBytes) bytes() []byte {
+	if k.over {
+		return nil
+	}
+	return k.buf.Bytes()
 }
 
 // restoreInPlace restarts a checkpointed vessel pod from its own snapshot.
@@ -414,10 +487,17 @@ func (s Store) Unpack(snap *snapshot.Snapshot, o RestoreOptions, prepared *prepa
 	if err := s.resetForResume(name, snap); err != nil {
 		return nil, "", nil, err
 	}
-	// The supervisor resumes from a file: the snapshot without the
-	// module, which is in the cache now.
+	// The supervisor resumes from a file, which it reads once, at once,
+	// and which is then removed, so it is not synced to disk: the
+	// snapshot's encoding as the caller has it, or else the snapshot
+	// encoded again, without the module (which is in the cache now).
 	resume = s.ResumePath(name)
-	if err := writeSnapshot(resume, snap, false); err != nil {
+	if o.Encoded != nil {
+		err = os.WriteFile(resume, o.Encoded, 0o600)
+	} else {
+		err = writeSnapshot(resume, snap, false, false)
+	}
+	if err != nil {
 		return nil, "", nil, err
 	}
 	return m, resume, unlock, nil

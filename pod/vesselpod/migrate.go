@@ -61,10 +61,12 @@ func (o *Outgoing) ModuleHash() [32]byte {
 }
 
 // Stop stops the guest at its next poll point and writes its snapshot
-// (with the module if withModule) to SnapshotPath.
+// (with the module if withModule) to SnapshotPath. The file is not synced
+// to disk: it is sent at once and removed, and the guest it was taken
+// from runs on here until the destination runs it.
 func (o *Outgoing) Stop(ctx context.Context, withModule bool) (*StopResult, error) {
 	o.stoppedAt = time.Now()
-	rep, err := o.ctl.stop(ctx, o.file, withModule)
+	rep, err := o.ctl.stop(ctx, o.file, withModule, true)
 	if err != nil {
 		o.stoppedAt = time.Time{}
 		return nil, fmt.Errorf("migrate %s: stop: %w", o.name, err)

@@ -66,6 +66,9 @@ type request struct {
 	Op     string `json:"op"`
 	Path   string `json:"path,omitempty"`
 	Module bool   `json:"module,omitempty"`
+	// Transient says that the snapshot will be read once, at once, and
+	// removed (a migration's): it is not synced to disk.
+	Transient bool `json:"transient,omitempty"`
 }
 
 // StopTimings break a stop down.
@@ -207,8 +210,8 @@ func (c *control) do(ctx context.Context, req request) error {
 	return err
 }
 
-func (c *control) stop(ctx context.Context, path string, module bool) (reply, error) {
-	return c.call(ctx, request{Op: opStop, Path: path, Module: module})
+func (c *control) stop(ctx context.Context, path string, module, transient bool) (reply, error) {
+	return c.call(ctx, request{Op: opStop, Path: path, Module: module, Transient: transient})
 }
 
 // Supervise is the supervisor of a vessel pod: `podctl _vessel ROOT NAME
@@ -465,7 +468,7 @@ func (sv *supervisor) stop(req request) reply {
 		snap.Module = p.Bytes
 	}
 	w := time.Now()
-	if err := writeSnapshot(req.Path, snap, req.Module); err != nil {
+	if err := writeSnapshot(req.Path, snap, req.Module, !req.Transient); err != nil {
 		return fail(err)
 	}
 	t.Write = time.Since(w)
@@ -503,9 +506,9 @@ const (
 	MetaModule = "podctl.pod.module"
 )
 
-// writeSnapshot encodes snap into path atomically (temp, fsync, rename).
-// Without module, snap.Module is left out.
-func writeSnapshot(path string, snap *snapshot.Snapshot, module bool) error {
+// writeSnapshot encodes snap into path atomically (temp, rename), synced
+// to disk if durable. Without module, snap.Module is left out.
+func writeSnapshot(path string, snap *snapshot.Snapshot, module, durable bool) error {
 	if !module && snap.Module != nil {
 		cp := *snap
 		cp.Module = nil
@@ -521,7 +524,7 @@ func writeSnapshot(path string, snap *snapshot.Snapshot, module bool) error {
 	if err == nil {
 		err = bw.Flush()
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
@@ -532,6 +535,9 @@ func writeSnapshot(path string, snap *snapshot.Snapshot, module bool) error {
 	}
 	if err != nil {
 		return fmt.Errorf("write snapshot %s: %w", path, err)
+	}
+	if !durable {
+		return nil
 	}
 	return statedir.SyncDir(filepath.Dir(path))
 }
