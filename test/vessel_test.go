@@ -25,6 +25,7 @@ var (
 	wasmOnce sync.Once
 	wasmWLs  map[string]harness.WasmWorkload
 	wasmErr  error
+	wasmDir  string // removed by TestMain
 )
 
 // wasmWorkloads builds the workloads once per test binary.
@@ -36,6 +37,7 @@ func wasmWorkloads(t testing.TB) map[string]harness.WasmWorkload {
 			wasmErr = err
 			return
 		}
+		wasmDir = dir
 		wasmWLs, wasmErr = harness.BuildWasmWorkloads(dir)
 	})
 	if errors.Is(wasmErr, harness.ErrNoWasmToolchain) {

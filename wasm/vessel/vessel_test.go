@@ -27,8 +27,17 @@ var (
 	buildOnce sync.Once
 	built     map[string]harness.WasmWorkload
 	buildErr  error
+	buildDir  string // removed by TestMain
 	cacheDir  string
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
 
 // workloads builds test/workloads/wasm once, and the spin and sleep
 // programs.
@@ -43,6 +52,7 @@ func workloads(t testing.TB) map[string]harness.WasmWorkload {
 			buildErr = err
 			return
 		}
+		buildDir = dir
 		cacheDir = filepath.Join(dir, "cache")
 		if built, buildErr = harness.BuildWasmWorkloads(dir); buildErr != nil {
 			return
