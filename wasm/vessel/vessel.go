@@ -38,9 +38,10 @@
 // reuses it only if memory has not grown since: once the guest grows
 // memory again, its allocator may take pages it did not allocate itself
 // (Go's runtime assumes memory grows only for it, so it would take the
-// buffer's), and the next stop grows a new buffer. A buffer's pages hold
-// nothing once the guest runs again, and zero pages cost nothing in a
-// snapshot.
+// buffer's), and the next stop grows a new buffer. The end of a rewind
+// zeroes what the unwind wrote: a buffer's pages hold nothing once the
+// guest runs again, so an allocator that takes them finds the fresh, zero
+// memory it expects, and zero pages cost nothing in a snapshot.
 package vessel
 
 import (
@@ -137,6 +138,9 @@ type Vessel struct {
 	// while it runs); buffer is the last stack buffer, which the next
 	// stop reuses if it can (see stackBuffer).
 	stack, buffer snapshot.Stack
+	// unwoundEnd is where the data of the unwound stack a rewind under
+	// way reads ends: endRewind zeroes the buffer up to there.
+	unwoundEnd uint32
 
 	// compiling counts compilations under way in the background (see
 	// park).
@@ -221,12 +225,11 @@ func Resume(ctx context.Context, cfg Config, snap *snapshot.Snapshot) (*Vessel, 
 		v.native.release()
 		return nil, err
 	}
-	if _, err := v.startRewind.Call(ctx, uint64(snap.Stack.DataAddr)); err != nil {
+	if err := v.beginRewind(ctx); err != nil {
 		v.close(ctx)
 		v.native.release()
-		return nil, fmt.Errorf("vessel: start rewind: %w", err)
+		return nil, fmt.Errorf("vessel: %w", err)
 	}
-	v.rewinding = true
 	go v.run(ctx)
 	return v, nil
 }
@@ -456,8 +459,7 @@ func (v *Vessel) run(ctx context.Context) {
 				return
 			}
 			if err == nil {
-				if _, err = v.startRewind.Call(ctx, uint64(v.stack.DataAddr)); err == nil {
-					v.rewinding = true
+				if err = v.beginRewind(ctx); err == nil {
 					continue
 				}
 			}
@@ -570,8 +572,33 @@ func (v *Vessel) poll(ctx context.Context, m api.Module, _ []uint64) {
 	v.unwind(ctx, m)
 }
 
+// beginRewind starts rewinding the guest from the unwound stack at
+// v.stack; the next call of the guest must be v.rewind.
+func (v *Vessel) beginRewind(ctx context.Context) error {
+	// Asyncify's data structure holds the end of what the unwind wrote;
+	// the rewind reads it back down to the buffer's start.
+	used, ok := v.mod.Memory().ReadUint32Le(v.stack.DataAddr)
+	if !ok || used < v.stack.Start || used > v.stack.End {
+		return fmt.Errorf("start rewind: the stack buffer [%#x, %#x) ends its data at %#x", v.stack.Start, v.stack.End, used)
+	}
+	if _, err := v.startRewind.Call(ctx, uint64(v.stack.DataAddr)); err != nil {
+		return fmt.Errorf("start rewind: %w", err)
+	}
+	v.rewinding = true
+	v.unwoundEnd = used
+	return nil
+}
+
 // endRewind ends a rewind: the resumed guest is back in the call it was
 // unwound from (poll, or poll_oneoff).
+//
+// It then zeroes the part of the stack buffer the unwind wrote. The
+// buffer's pages are past the guest allocator's own break, and Go's
+// runtime, whose break is a variable of its own rather than the size of
+// memory, takes such pages as fresh, zero memory the next time it grows
+// (runtime.sbrk on wasm): left as they are, the saved frames became its
+// heap bitmaps and spans, and the guest died with "grew heap, but no
+// adequate free space found" (issue 13).
 func (v *Vessel) endRewind(ctx context.Context) {
 	if !v.rewinding {
 		return
@@ -580,7 +607,17 @@ func (v *Vessel) endRewind(ctx context.Context) {
 	if _, err := v.stopRewind.Call(ctx); err != nil {
 		panic(fmt.Errorf("stop rewind: %w", err))
 	}
+	clearMemory(v.mod.Memory(), v.stack.DataAddr, v.unwoundEnd)
 	v.stack = snapshot.Stack{}
+}
+
+// clearMemory zeroes linear memory in [start, end).
+func clearMemory(mem api.Memory, start, end uint32) {
+	view, ok := mem.Read(start, end-start)
+	if !ok {
+		panic(fmt.Errorf("clear memory [%#x, %#x): out of range", start, end))
+	}
+	clear(view)
 }
 
 // unwind starts unwinding the guest from the host function it called

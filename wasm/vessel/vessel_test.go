@@ -39,8 +39,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// workloads builds test/workloads/wasm once, and the spin and sleep
-// programs.
+// workloads builds test/workloads/wasm once, and the spin, sleep and
+// brk programs.
 func workloads(t testing.TB) map[string]harness.WasmWorkload {
 	t.Helper()
 	if _, err := exec.LookPath("wasm-opt"); err != nil {
@@ -57,7 +57,7 @@ func workloads(t testing.TB) map[string]harness.WasmWorkload {
 		if built, buildErr = harness.BuildWasmWorkloads(dir); buildErr != nil {
 			return
 		}
-		for _, name := range []string{"spin", "sleep"} {
+		for _, name := range []string{"spin", "sleep", "brk"} {
 			path := filepath.Join(dir, name+".wasm")
 			out, err := exec.Command("clang-14", "--target=wasm32-wasi", "-O2", "-o", path, "testdata/"+name+".c").CombinedOutput()
 			if err != nil {
@@ -310,6 +310,59 @@ func TestStopWhileWaiting(t *testing.T) {
 				t.Errorf("stdout %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestFreshPagesAfterStop stops a guest while it waits (so always
+// before it grows memory), lets it go on in the same vessel or in a
+// fresh one, and then has it grow memory the way Go's runtime does,
+// taking the pages past its own break as fresh zero memory: the stop put
+// its stack buffer there, and must have cleared it (issue 13, where the
+// saved frames became a Go guest's heap metadata and the guest died with
+// "grew heap, but no adequate free space found").
+func TestFreshPagesAfterStop(t *testing.T) {
+	wl := workloads(t)["brk"]
+	wl.NeedsData = true
+	for _, interp := range []bool{false, true} {
+		for _, moved := range []bool{false, true} {
+			name := map[bool]string{false: "continue", true: "move"}[moved] + map[bool]string{false: "", true: "/interpreter"}[interp]
+			t.Run(name, func(t *testing.T) {
+				ctx := context.Background()
+				var out syncBuffer
+				cfg := config(t, wl, &out, interp)
+				v, err := vessel.Start(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer v.Close(ctx)
+				waitLines(t, &out, 1)
+				sctx, cancel := context.WithTimeout(ctx, time.Minute)
+				snap, err := v.Stop(sctx)
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if moved {
+					v.Close(ctx)
+					cfg = config(t, wl, &out, interp)
+					v = move(t, snap, cfg)
+					defer v.Close(ctx)
+				} else {
+					v.Continue()
+				}
+				if err := os.WriteFile(filepath.Join(cfg.WASI.Preopens[0].HostDir, "go"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				code, err := v.Wait(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				const want = "waiting\n16 fresh pages, all zero\n"
+				if got := out.String(); code != 0 || got != want {
+					t.Fatalf("exit %d, stdout %q; want exit 0, stdout %q", code, got, want)
+				}
+			})
+		}
 	}
 }
 
