@@ -2,13 +2,17 @@ package prepare
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,9 +21,19 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
-// prepareModule instruments a module and runs Asyncify on it.
+// preparedModules holds the modules prepareModule made in this test
+// binary, by the SHA-256 of their source, so that go test -count=N
+// prepares each only once (Asyncify takes some 30 s for a Go guest).
+var preparedModules sync.Map
+
+// prepareModule instruments a module and runs Asyncify on it, once per
+// test binary.
 func prepareModule(t testing.TB, module []byte) []byte {
 	t.Helper()
+	key := sha256.Sum256(module)
+	if p, ok := preparedModules.Load(key); ok {
+		return p.([]byte)
+	}
 	wasmOpt := wasmOptPath(t)
 	start := time.Now()
 	instrumented, err := Instrument(module)
@@ -27,13 +41,14 @@ func prepareModule(t testing.TB, module []byte) []byte {
 		t.Fatal(err)
 	}
 	instrumentTime := time.Since(start)
-	prepared, err := Asyncify(context.Background(), wasmOpt, instrumented)
+	out, err := Asyncify(context.Background(), wasmOpt, instrumented)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("prepared: %d -> %d -> %d bytes; instrument %v, asyncify %v",
-		len(module), len(instrumented), len(prepared), instrumentTime.Round(time.Millisecond), (time.Since(start) - instrumentTime).Round(time.Millisecond))
-	return prepared
+		len(module), len(instrumented), len(out), instrumentTime.Round(time.Millisecond), (time.Since(start) - instrumentTime).Round(time.Millisecond))
+	preparedModules.Store(key, out)
+	return out
 }
 
 // noGC turns the garbage collector off for the rest of the test. A stop
@@ -218,6 +233,27 @@ func migrate(ctx context.Context, t *testing.T, cache wazero.CompilationCache, p
 	}
 }
 
+// seedEnv names the environment variable that replays a random test
+// with a given seed.
+const seedEnv = "PODCTL_TEST_SEED"
+
+// testSeed returns the seed of a random test: $PODCTL_TEST_SEED when it
+// is set, the time otherwise. It logs the seed, and how to replay it. A
+// seed fixes the intervals between stops, not the instructions they
+// land on: the guest runs on while a timer counts them down.
+func testSeed(t testing.TB) int64 {
+	t.Helper()
+	seed := time.Now().UnixNano()
+	if v := os.Getenv(seedEnv); v != "" {
+		var err error
+		if seed, err = strconv.ParseInt(v, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", seedEnv, v, err)
+		}
+	}
+	t.Logf("seed %d (replay with %s=%d)", seed, seedEnv, seed)
+	return seed
+}
+
 // checkMigration runs a module uninterrupted and prepared and stopped and
 // moved many times, and fails the test unless both print the same and
 // exit the same way.
@@ -233,13 +269,12 @@ func checkMigration(t *testing.T, original []byte, interval time.Duration, args 
 	t.Cleanup(func() { cache.Close(ctx) })
 	want, _ := runOnce(ctx, t, cache, original, args...)
 	noGC(t)
-	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
+	seed := testSeed(t)
 	start := time.Now()
 	got := migrate(ctx, t, cache, prepared, startModule, interval, rand.New(rand.NewSource(seed)), args...)
 	if got.stdout != want.stdout || got.exitCode != want.exitCode {
-		t.Fatalf("after %d stops the output differs:\n got exit %d, stdout:\n%s\nwant exit %d, stdout:\n%s",
-			got.stops, got.exitCode, firstLines(got.stdout, 30), want.exitCode, firstLines(want.stdout, 30))
+		t.Fatalf("after %d stops the output differs (seed %d):\n got exit %d, stdout:\n%s\nstderr:\n%s\nwant exit %d, stdout:\n%s",
+			got.stops, seed, got.exitCode, firstLines(got.stdout, 30), firstLines(got.stderr, 60), want.exitCode, firstLines(want.stdout, 30))
 	}
 	if got.stops < 3 {
 		t.Fatalf("only %d stops: the test proves little", got.stops)

@@ -132,6 +132,9 @@ type host struct {
 	// rewinding: the next run rewinds (through RewindExport, when the
 	// module has it).
 	rewinding bool
+	// unwound is the part of the stack buffer a rewind under way reads:
+	// the host zeroes it when the rewind ends (see stopper.poll).
+	unwound [2]uint32
 }
 
 // newHost instantiates a module without running it: its entry point
@@ -302,7 +305,18 @@ func (s *stopper) poll(ctx context.Context, h *host) {
 	if state[0] == asyncifyRewinding {
 		if _, err := h.call(ctx, "asyncify_stop_rewind"); err != nil {
 			s.err = err
+			return
 		}
+		// The buffer is memory the guest's allocator did not grow, and
+		// Go's runtime takes the pages past its own break as fresh, zero
+		// pages the next time it grows memory: give them back zeroed.
+		start, end := h.unwound[0], h.unwound[1]
+		view, ok := h.mod.Memory().Read(start, end-start)
+		if !ok {
+			s.err = fmt.Errorf("cannot clear the stack buffer [%#x, %#x)", start, end)
+			return
+		}
+		clear(view)
 		return
 	}
 	flag := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
@@ -363,6 +377,11 @@ func restore(ctx context.Context, h *host, st *vesselState) error {
 		}
 		g.Set(v)
 	}
+	used, ok := mem.ReadUint32Le(st.dataAddr)
+	if !ok || used < st.dataAddr+8 {
+		return fmt.Errorf("bad stack buffer at %#x", st.dataAddr)
+	}
+	h.unwound = [2]uint32{st.dataAddr, used}
 	if _, err := h.call(ctx, "asyncify_start_rewind", uint64(st.dataAddr)); err != nil {
 		return fmt.Errorf("asyncify_start_rewind: %w", err)
 	}
