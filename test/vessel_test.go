@@ -2,14 +2,17 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -404,3 +407,59 @@ func TestVesselRestoreBadSnapshots(t *testing.T) {
 	h.MustPodctl("restore", "--name", "good", good)
 	checkLikeGolden(t, h, wls["recurse"], "good", waitVesselExit(t, h, "good", 2*time.Minute))
 }
+
+// TestVesselStopsOnOneCPU checkpoints a vessel pod whose guest spins in
+// a loop without calls, when its supervisor has one CPU (a one-CPU
+// machine, a pinned dock: here taskset, as nobody, so that the vessel
+// is not housed in a native pod, whose init would reset the affinity).
+// The guest's goroutine holds a Go P for as long as it runs compiled
+// code, which Go never preempts: with GOMAXPROCS 1 the stop request sat
+// unread on the control socket until podctl gave up.
+func TestVesselStopsOnOneCPU(t *testing.T) {
+	wasmWorkloads(t) // skips without the WASI toolchain
+	harness.RequireRoot(t)
+	dir := t.TempDir()
+	// t.TempDir makes a private directory and dir inside it.
+	if err := errors.Join(os.Chmod(filepath.Dir(dir), 0o755), os.Chmod(dir, 0o777)); err != nil {
+		t.Fatal(err)
+	}
+	src, module := filepath.Join(dir, "spin.c"), filepath.Join(dir, "spin.wasm")
+	if err := os.WriteFile(src, []byte(spinSource), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("clang-14", "--target=wasm32-wasi", "-O2", "-o", module, src).CombinedOutput(); err != nil {
+		t.Fatalf("clang-14: %v\n%s", err, out)
+	}
+	root := filepath.Join(dir, "root")
+	// podctl runs as nobody, pinned to CPU 0, and each command has a
+	// minute: the bug made checkpoint wait forever for the supervisor.
+	podctl := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", "0", podctlBin, "--root", root}, args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := podctl("create", "--name", "spin", "--wasm", module); err != nil {
+		t.Fatalf("podctl create: %v\n%s", err, out)
+	}
+	defer func() {
+		if out, err := podctl("rm", "-f", "spin"); err != nil {
+			// A supervisor that does not answer cannot be removed.
+			t.Errorf("podctl rm: %v\n%s", err, out)
+			exec.Command("pkill", "-KILL", "-f", root).Run()
+		}
+	}()
+	snap := filepath.Join(dir, "spin.snap")
+	if out, err := podctl("checkpoint", "--portable", "--leave-running", "-o", snap, "spin"); err != nil {
+		t.Fatalf("podctl checkpoint of a spinning guest on one CPU: %v\n%s", err, out)
+	}
+	if out, err := podctl("inspect", "spin"); err != nil || !strings.Contains(out, `"running"`) {
+		t.Fatalf("after a --leave-running checkpoint: %v\n%s", err, out)
+	}
+}
+
+// spinSource is a WASI program that loops without a call for ever: it
+// reaches the host only through its poll points.
+const spinSource = `int main(void) { volatile unsigned long n = 0; for (;;) n++; }`

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -214,6 +215,10 @@ func (c *control) stop(ctx context.Context, path string, module, transient bool)
 	return c.call(ctx, request{Op: opStop, Path: path, Module: module, Transient: transient})
 }
 
+// minProcs is the least GOMAXPROCS a supervisor runs with: one P for the
+// guest, one for everything else (see Supervise).
+const minProcs = 2
+
 // Supervise is the supervisor of a vessel pod: `podctl _vessel ROOT NAME
 // [SNAPSHOT]`, started by Store with its start report on fd 3. It runs
 // the guest (from SNAPSHOT if given), serves the control socket, and
@@ -236,6 +241,14 @@ func Supervise(args []string) int {
 	// completes at once.
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(supervisorMemoryLimit)
+	// For the same reason the guest's goroutine holds its P for as long
+	// as it runs compiled code: with one P (a one-CPU machine, a process
+	// pinned to one CPU, a cgroup CPU limit) nothing else would ever
+	// run, and a stop request would wait on the control socket unread.
+	// The control socket needs a P of its own.
+	if runtime.GOMAXPROCS(0) < minProcs {
+		runtime.GOMAXPROCS(minProcs)
+	}
 	s := Store{Root: args[0]}
 	name := args[1]
 	resume := ""

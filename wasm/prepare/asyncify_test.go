@@ -62,6 +62,18 @@ func noGC(t testing.TB) {
 	t.Cleanup(func() { debug.SetGCPercent(old) })
 }
 
+// spareP gives the test a second P while it runs, when it has only one
+// (go test -cpu 1): a guest's goroutine holds its P for as long as it
+// runs compiled code, which Go never preempts, so the timer or goroutine
+// that raises the flag needs another, as a vessel's control socket does.
+func spareP(t testing.TB) {
+	if runtime.GOMAXPROCS(0) >= 2 {
+		return
+	}
+	old := runtime.GOMAXPROCS(2)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+}
+
 // busy keeps a CPU busy until the test ends.
 func busy(t testing.TB) {
 	var stop atomic.Bool
@@ -106,6 +118,7 @@ func TestTimeToPoll(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			noGC(t)
+			spareP(t)
 			if load {
 				busy(t)
 			}
@@ -269,6 +282,7 @@ func checkMigration(t *testing.T, original []byte, interval time.Duration, args 
 	t.Cleanup(func() { cache.Close(ctx) })
 	want, _ := runOnce(ctx, t, cache, original, args...)
 	noGC(t)
+	spareP(t)
 	seed := testSeed(t)
 	start := time.Now()
 	got := migrate(ctx, t, cache, prepared, startModule, interval, rand.New(rand.NewSource(seed)), args...)
