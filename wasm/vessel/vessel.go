@@ -26,6 +26,11 @@
 // asyncify_stop_rewind ends the rewind and the guest carries on from
 // where it stopped.
 //
+// The guest's goroutine holds its P for as long as it runs compiled
+// code, which Go cannot preempt: Stop and Close must be called from
+// another, so a process that runs vessels needs GOMAXPROCS of at least
+// 2 (the supervisor sees to it).
+//
 // A fresh vessel runs the prepared module's start module
 // (prepare.Prepared.Start), which lacks the rewinding twins and compiles
 // in half the time. It can stop like the prepared module, but not
