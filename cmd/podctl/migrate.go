@@ -5,12 +5,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"runtime"
 
 	"github.com/spf13/cobra"
 
 	"github.com/podctl/podctl/internal/dock"
-	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod"
 	"github.com/podctl/podctl/pod/housed"
 )
@@ -30,35 +29,30 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 			if err := checkDockAddr(to); err != nil {
 				return err
 			}
-			if g.isVessel(args[0]) {
-				if err := checkVia(via, args[0], kindVessel); err != nil {
-					return err
-				}
-				if name != "" || live || force {
-					return errdefs.New(errdefs.Usage, "podctl migrate: --name, --live and --force are for pods that migrate through CRIU")
-				}
-				client, err := dialDock(to, tls)
-				if err != nil {
-					return err
-				}
-				defer client.Close()
-				return migrateVessel(c, client, g.vessels(), args[0], args[0], nil, asJSON)
-			}
+			opts := migrate.Options{Name: name, Live: live, Force: force}
 			if name != "" {
 				if err := pod.ValidateName(name); err != nil {
 					return err
 				}
 			}
-			m, err := g.manager()
-			if err != nil {
-				return err
+			var (
+				m     *pod.Manager
+				house *pod.Manifest
+				view  = g.vessels()
+				kind  = migrate.Vessel
+			)
+			if !g.isVessel(args[0]) {
+				var err error
+				if m, err = g.manager(); err != nil {
+					return err
+				}
+				var isHoused bool
+				kind = migrate.Native
+				if house, view, isHoused = houseOf(c.Context(), m, args[0]); isHoused {
+					kind = migrate.Housed
+				}
 			}
-			house, view, isHoused := houseOf(c.Context(), m, args[0])
-			kind := kindNative
-			if isHoused {
-				kind = kindHoused
-			}
-			if err := checkVia(via, args[0], kind); err != nil {
+			if err := migrate.CheckVia(args[0], kind, via); err != nil {
 				return err
 			}
 			client, err := dialDock(to, tls)
@@ -66,32 +60,23 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			defer client.Close()
-			if isHoused {
-				portable := via == "wasm"
-				if via != "wasm" {
-					// CRIU when the dock has this ISA, the portable
-					// snapshot when it has not.
-					hello, err := client.Hello(c.Context())
-					if err != nil {
-						return err
-					}
-					sameISA := hello.ISA == runtime.GOARCH
-					if via == "criu" && !sameISA {
-						return errdefs.New(errdefs.Unsupported, "pod %s houses a Wasm vessel, but CRIU cannot move it to a dock of another ISA (%s): use --via wasm or auto", args[0], hello.ISA)
-					}
-					portable = !sameISA
+			route, err := migrate.ChooseRoute(c.Context(), args[0], kind, via, client.ISA)
+			if err != nil {
+				return err
+			}
+			if err := opts.Check(kind, route); err != nil {
+				return err
+			}
+			if route == migrate.RouteSnapshot {
+				if kind == migrate.Vessel {
+					return migrateVessel(c, client, view, args[0], args[0], nil, asJSON)
 				}
-				if portable {
-					if live || force {
-						return errdefs.New(errdefs.Usage, "podctl migrate: --live and --force are for migrations through CRIU")
-					}
-					as := name
-					if as == "" {
-						as = args[0]
-					}
-					removeHouse := func(ctx context.Context) error { return m.Remove(ctx, args[0], true) }
-					return migrateVessel(c, client, view, house.Spec.Vessel.Name, as, removeHouse, asJSON)
+				as := name
+				if as == "" {
+					as = args[0]
 				}
+				removeHouse := func(ctx context.Context) error { return m.Remove(ctx, args[0], true) }
+				return migrateVessel(c, client, view, house.Spec.Vessel.Name, as, removeHouse, asJSON)
 			}
 			o := dock.MigrateOptions{Live: live, Name: name, Force: force}
 			bar := newProgressBar(c.ErrOrStderr())

@@ -224,32 +224,6 @@ func migrateVessel(c *cobra.Command, client *dock.Client, store vesselpod.Store,
 	return nil
 }
 
-// Pod kinds, for checkVia.
-const (
-	kindNative = iota
-	kindVessel // a vessel pod not housed in a native pod
-	kindHoused // a vessel housed in a native pod (see package housed)
-)
-
-// checkVia validates migrate's --via for a pod of the given kind.
-func checkVia(via, name string, kind int) error {
-	switch via {
-	case "auto":
-		return nil
-	case "wasm":
-		if kind == kindNative {
-			return errdefs.New(errdefs.Unsupported, "pod %s is a native pod, not a Wasm vessel: it can only migrate through CRIU", name)
-		}
-		return nil
-	case "criu":
-		if kind == kindVessel {
-			return errdefs.New(errdefs.Unsupported, "pod %s is a Wasm vessel not housed in a native pod (it was made by a podctl that is not root): it migrates as a portable snapshot (--via wasm or auto), not through CRIU", name)
-		}
-		return nil
-	}
-	return errdefs.New(errdefs.InvalidArgument, "invalid --via %q: want criu, wasm or auto", via)
-}
-
 // dialDock returns a client of the dock at addr.
 func dialDock(addr string, tls pkiFlags) (*dock.Client, error) {
 	cfg, err := pki.ClientConfig(tls.dir, tls.name)

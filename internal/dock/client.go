@@ -87,6 +87,15 @@ func (c *Client) url(path string, q url.Values) string {
 	return u.String()
 }
 
+// ISA asks the dock for its instruction set architecture (GOARCH).
+func (c *Client) ISA(ctx context.Context) (string, error) {
+	h, err := c.Hello(ctx)
+	if err != nil {
+		return "", err
+	}
+	return h.ISA, nil
+}
+
 // Hello asks the dock what it is.
 func (c *Client) Hello(ctx context.Context) (*Hello, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(pathHello, nil), nil)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/podctl/podctl/internal/dock"
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod/vesselpod"
 	"github.com/podctl/podctl/wasm/snapshot"
 )
@@ -168,7 +169,7 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 			if err := checkDockAddr(to); err != nil {
 				return err
 			}
-			if err := checkVia(via, args[0], kindVessel); err != nil {
+			if err := migrate.CheckVia(args[0], migrate.Vessel, via); err != nil {
 				return err
 			}
 			client, err := dialDock(to, tls)

@@ -1,0 +1,122 @@
+// Package migrate moves a running pod to a dock: it decides the route a
+// pod takes (through CRIU, or as a portable snapshot of a Wasm vessel),
+// from the kind of pod, the user's --via and the dock's ISA.
+package migrate
+
+import (
+	"context"
+	"runtime"
+
+	"github.com/podctl/podctl/internal/errdefs"
+)
+
+// Kind is what a pod runs, which decides the routes open to it.
+type Kind int
+
+const (
+	// Native is any Linux program in a native pod: it moves through
+	// CRIU, to a dock of this ISA only.
+	Native Kind = iota
+	// Vessel is a Wasm vessel pod not housed in a native pod (made by a
+	// podctl that is not root): it moves as a portable snapshot only.
+	Vessel
+	// Housed is a Wasm vessel housed in a native pod: through CRIU to a
+	// dock of this ISA, as a portable snapshot to any dock.
+	Housed
+)
+
+// The routes a user can ask for with --via.
+const (
+	ViaAuto = "auto" // CRIU where it can go, the portable snapshot elsewhere
+	ViaCRIU = "criu"
+	ViaWasm = "wasm"
+)
+
+// Route is the way one migration goes.
+type Route int
+
+const (
+	// RouteCRIU sends CRIU images and memory: same ISA, any program, TCP
+	// connections kept.
+	RouteCRIU Route = iota
+	// RouteSnapshot sends a vessel's portable snapshot: any ISA.
+	RouteSnapshot
+)
+
+func (r Route) String() string {
+	if r == RouteSnapshot {
+		return ViaWasm
+	}
+	return ViaCRIU
+}
+
+// CheckVia refuses a --via that is not auto, criu or wasm, or that a pod
+// of kind k can never take, before any dock is asked.
+func CheckVia(name string, k Kind, via string) error {
+	switch via {
+	case ViaAuto:
+		return nil
+	case ViaWasm:
+		if k == Native {
+			return errdefs.New(errdefs.Unsupported, "pod %s is a native pod, not a Wasm vessel: it can only migrate through CRIU", name)
+		}
+		return nil
+	case ViaCRIU:
+		if k == Vessel {
+			return errdefs.New(errdefs.Unsupported, "pod %s is a Wasm vessel not housed in a native pod (it was made by a podctl that is not root): it migrates as a portable snapshot (--via wasm or auto), not through CRIU", name)
+		}
+		return nil
+	}
+	return errdefs.New(errdefs.InvalidArgument, "invalid --via %q: want criu, wasm or auto", via)
+}
+
+// ChooseRoute decides how the pod name, of kind k, goes to a dock, given
+// the user's via. Only a housed vessel has a choice: CRIU when the dock
+// has this host's ISA, the portable snapshot otherwise; dockISA is asked
+// for it only then.
+func ChooseRoute(ctx context.Context, name string, k Kind, via string, dockISA func(context.Context) (string, error)) (Route, error) {
+	if err := CheckVia(name, k, via); err != nil {
+		return 0, err
+	}
+	switch {
+	case k == Native:
+		return RouteCRIU, nil
+	case k == Vessel, via == ViaWasm:
+		return RouteSnapshot, nil
+	}
+	isa, err := dockISA(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if isa == runtime.GOARCH {
+		return RouteCRIU, nil
+	}
+	if via == ViaCRIU {
+		return 0, errdefs.New(errdefs.Unsupported, "pod %s houses a Wasm vessel, but CRIU cannot move it to a dock of another ISA (%s): use --via wasm or auto", name, isa)
+	}
+	return RouteSnapshot, nil
+}
+
+// Options are what a user may ask of one migration beyond its route.
+type Options struct {
+	// Name renames the pod at the destination.
+	Name string
+	// Live resumes the pod at the destination before its memory has
+	// arrived (CRIU's post-copy).
+	Live bool
+	// Force migrates to a dock whose CPU lacks features of this host's.
+	Force bool
+}
+
+// Check refuses options the route cannot honour for a pod of kind k.
+func (o Options) Check(k Kind, r Route) error {
+	switch {
+	case r == RouteCRIU:
+		return nil
+	case k == Vessel && (o.Name != "" || o.Live || o.Force):
+		return errdefs.New(errdefs.Usage, "podctl migrate: --name, --live and --force are for pods that migrate through CRIU")
+	case o.Live || o.Force:
+		return errdefs.New(errdefs.Usage, "podctl migrate: --live and --force are for migrations through CRIU")
+	}
+	return nil
+}
