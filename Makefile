@@ -37,6 +37,16 @@ test: deps build vet
 	./bin/podctl doctor
 	go test -count=1 -timeout 40m ./...
 
+# The package tests alone, in seconds to a minute: no build of podctl, no
+# end-to-end suite (./test), and with -short none of the slow preparations
+# (Asyncify of a Go guest). Tests that need root skip without it.
+unit:
+	go test -count=1 -short $$(go list ./... | grep -v '/test')
+
+# The end-to-end suite alone: real pods, CRIU, namespaces and docks (root).
+e2e: deps build
+	go test -count=1 -timeout 40m ./test/...
+
 bench: deps build
 	go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/
 
