@@ -1,7 +1,6 @@
 package virtns
 
 import (
-	"bufio"
 	"context"
 	"debug/elf"
 	"encoding/json"
@@ -24,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/startreport"
 )
 
 // Runtime creates and controls pods' process trees with runc's
@@ -176,8 +176,8 @@ func (rt Runtime) Start(ctx context.Context, c PodConfig) (pid int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.ID, err)
 	}
-	rep, err := readReport(ctx, reportR)
-	if err != nil {
+	var rep initReport
+	if err = startreport.Read(ctx, reportR, &rep, "starting the command"); err != nil {
 		return 0, fmt.Errorf("start %s: pod init: %w", c.ID, err)
 	}
 	if rep.Error != "" {
@@ -188,31 +188,6 @@ func (rt Runtime) Start(ctx context.Context, c PodConfig) (pid int, err error) {
 		return 0, errdefs.New(k, "%s", rep.Error)
 	}
 	return pid, nil
-}
-
-func readReport(ctx context.Context, r *os.File) (initReport, error) {
-	type result struct {
-		rep initReport
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		var rep initReport
-		line, err := bufio.NewReader(r).ReadBytes('\n')
-		if err == nil || (errors.Is(err, io.EOF) && len(line) > 0) {
-			err = json.Unmarshal(line, &rep)
-		} else if errors.Is(err, io.EOF) {
-			err = errors.New("exited before starting the command")
-		}
-		ch <- result{rep, err}
-	}()
-	select {
-	case res := <-ch:
-		return res.rep, res.err
-	case <-ctx.Done():
-		r.SetReadDeadline(time.Now()) // unblocks the reader goroutine
-		return initReport{}, ctx.Err()
-	}
 }
 
 // WriteReport is the pod init's side of the start handshake: it writes one

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/startreport"
 	"github.com/podctl/podctl/internal/statedir"
 	"github.com/podctl/podctl/wasm/snapshot"
 	"github.com/podctl/podctl/wasm/vessel"
@@ -121,35 +122,24 @@ func (s Store) startSupervisor(ctx context.Context, name, resume string) error {
 		return fmt.Errorf("vessel pod %s: start supervisor: %w", name, err)
 	}
 	go cmd.Wait() // reaps it if this process outlives it
-	type result struct {
-		rep reply
-		err error
-	}
-	got := make(chan result, 1)
-	go func() {
-		var rep reply
-		line, err := bufio.NewReader(r).ReadBytes('\n')
-		if err == nil || (errors.Is(err, io.EOF) && len(line) > 0) {
-			err = json.Unmarshal(line, &rep)
-		} else if errors.Is(err, io.EOF) {
-			err = errors.New("supervisor exited before starting the guest")
-		}
-		got <- result{rep, err}
-	}()
-	select {
-	case res := <-got:
-		if res.err != nil {
-			return fmt.Errorf("vessel pod %s: %w", name, res.err)
-		}
-		return res.rep.err()
-	case <-ctx.Done():
+	rctx, cancel := context.WithTimeout(ctx, supervisorStartTimeout)
+	defer cancel()
+	var rep reply
+	if err := startreport.Read(rctx, r, &rep, "starting the guest"); err != nil {
 		cmd.Process.Kill()
-		return ctx.Err()
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		return fmt.Errorf("vessel pod %s: supervisor did not start the guest in time", name)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("vessel pod %s: supervisor did not start the guest in time", name)
+		}
+		return fmt.Errorf("vessel pod %s: supervisor: %w", name, err)
 	}
+	return rep.err()
 }
+
+// supervisorStartTimeout bounds the wait for a supervisor's start report.
+const supervisorStartTimeout = 2 * time.Minute
 
 func (r reply) err() error {
 	if r.OK {
