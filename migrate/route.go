@@ -14,15 +14,15 @@ import (
 type Kind int
 
 const (
-	// Native is any Linux program in a native pod: it moves through
+	// KindNative is any Linux program in a native pod: it moves through
 	// CRIU, to a dock of this ISA only.
-	Native Kind = iota
-	// Vessel is a Wasm vessel pod not housed in a native pod (made by a
+	KindNative Kind = iota
+	// KindVessel is a Wasm vessel pod not housed in a native pod (made by a
 	// podctl that is not root): it moves as a portable snapshot only.
-	Vessel
-	// Housed is a Wasm vessel housed in a native pod: through CRIU to a
+	KindVessel
+	// KindHoused is a Wasm vessel housed in a native pod: through CRIU to a
 	// dock of this ISA, as a portable snapshot to any dock.
-	Housed
+	KindHoused
 )
 
 // The routes a user can ask for with --via.
@@ -57,12 +57,12 @@ func CheckVia(name string, k Kind, via string) error {
 	case ViaAuto:
 		return nil
 	case ViaWasm:
-		if k == Native {
+		if k == KindNative {
 			return errdefs.New(errdefs.Unsupported, "pod %s is a native pod, not a Wasm vessel: it can only migrate through CRIU", name)
 		}
 		return nil
 	case ViaCRIU:
-		if k == Vessel {
+		if k == KindVessel {
 			return errdefs.New(errdefs.Unsupported, "pod %s is a Wasm vessel not housed in a native pod (it was made by a podctl that is not root): it migrates as a portable snapshot (--via wasm or auto), not through CRIU", name)
 		}
 		return nil
@@ -79,9 +79,9 @@ func ChooseRoute(ctx context.Context, name string, k Kind, via string, dockISA f
 		return 0, err
 	}
 	switch {
-	case k == Native:
+	case k == KindNative:
 		return RouteCRIU, nil
-	case k == Vessel, via == ViaWasm:
+	case k == KindVessel, via == ViaWasm:
 		return RouteSnapshot, nil
 	}
 	isa, err := dockISA(ctx)
@@ -113,7 +113,7 @@ func (o Options) Check(k Kind, r Route) error {
 	switch {
 	case r == RouteCRIU:
 		return nil
-	case k == Vessel && (o.Name != "" || o.Live || o.Force):
+	case k == KindVessel && (o.Name != "" || o.Live || o.Force):
 		return errdefs.New(errdefs.Usage, "podctl migrate: --name, --live and --force are for pods that migrate through CRIU")
 	case o.Live || o.Force:
 		return errdefs.New(errdefs.Usage, "podctl migrate: --live and --force are for migrations through CRIU")

@@ -25,19 +25,19 @@ func TestChooseRoute(t *testing.T) {
 		want    Route
 		err     errdefs.Kind // 0: no error
 	}{
-		{Native, ViaAuto, "", RouteCRIU, 0},
-		{Native, ViaCRIU, "", RouteCRIU, 0},
-		{Native, ViaWasm, "", 0, errdefs.Unsupported},
-		{Vessel, ViaAuto, "", RouteSnapshot, 0},
-		{Vessel, ViaWasm, "", RouteSnapshot, 0},
-		{Vessel, ViaCRIU, "", 0, errdefs.Unsupported},
-		{Housed, ViaWasm, "", RouteSnapshot, 0},
-		{Housed, ViaAuto, runtime.GOARCH, RouteCRIU, 0},
-		{Housed, ViaAuto, otherISA(), RouteSnapshot, 0},
-		{Housed, ViaCRIU, runtime.GOARCH, RouteCRIU, 0},
-		{Housed, ViaCRIU, otherISA(), 0, errdefs.Unsupported},
-		{Native, "tcp", "", 0, errdefs.InvalidArgument},
-		{Housed, "", "", 0, errdefs.InvalidArgument},
+		{KindNative, ViaAuto, "", RouteCRIU, 0},
+		{KindNative, ViaCRIU, "", RouteCRIU, 0},
+		{KindNative, ViaWasm, "", 0, errdefs.Unsupported},
+		{KindVessel, ViaAuto, "", RouteSnapshot, 0},
+		{KindVessel, ViaWasm, "", RouteSnapshot, 0},
+		{KindVessel, ViaCRIU, "", 0, errdefs.Unsupported},
+		{KindHoused, ViaWasm, "", RouteSnapshot, 0},
+		{KindHoused, ViaAuto, runtime.GOARCH, RouteCRIU, 0},
+		{KindHoused, ViaAuto, otherISA(), RouteSnapshot, 0},
+		{KindHoused, ViaCRIU, runtime.GOARCH, RouteCRIU, 0},
+		{KindHoused, ViaCRIU, otherISA(), 0, errdefs.Unsupported},
+		{KindNative, "tcp", "", 0, errdefs.InvalidArgument},
+		{KindHoused, "", "", 0, errdefs.InvalidArgument},
 	} {
 		asked := false
 		dockISA := func(context.Context) (string, error) {
@@ -62,7 +62,7 @@ func TestChooseRoute(t *testing.T) {
 
 func TestChooseRouteDockError(t *testing.T) {
 	down := errors.New("dock down")
-	_, err := ChooseRoute(context.Background(), "p", Housed, ViaAuto, func(context.Context) (string, error) { return "", down })
+	_, err := ChooseRoute(context.Background(), "p", KindHoused, ViaAuto, func(context.Context) (string, error) { return "", down })
 	if !errors.Is(err, down) {
 		t.Fatalf("got %v, want the dock's error", err)
 	}
@@ -75,14 +75,14 @@ func TestOptionsCheck(t *testing.T) {
 		o     Options
 		ok    bool
 	}{
-		{Native, RouteCRIU, Options{Name: "n", Live: true, Force: true}, true},
-		{Housed, RouteCRIU, Options{Live: true}, true},
-		{Housed, RouteSnapshot, Options{Name: "n"}, true},
-		{Housed, RouteSnapshot, Options{Live: true}, false},
-		{Housed, RouteSnapshot, Options{Force: true}, false},
-		{Vessel, RouteSnapshot, Options{}, true},
-		{Vessel, RouteSnapshot, Options{Name: "n"}, false},
-		{Vessel, RouteSnapshot, Options{Live: true}, false},
+		{KindNative, RouteCRIU, Options{Name: "n", Live: true, Force: true}, true},
+		{KindHoused, RouteCRIU, Options{Live: true}, true},
+		{KindHoused, RouteSnapshot, Options{Name: "n"}, true},
+		{KindHoused, RouteSnapshot, Options{Live: true}, false},
+		{KindHoused, RouteSnapshot, Options{Force: true}, false},
+		{KindVessel, RouteSnapshot, Options{}, true},
+		{KindVessel, RouteSnapshot, Options{Name: "n"}, false},
+		{KindVessel, RouteSnapshot, Options{Live: true}, false},
 	} {
 		err := tc.o.Check(tc.kind, tc.route)
 		if (err == nil) != tc.ok {

@@ -169,7 +169,7 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 			if err := checkDockAddr(to); err != nil {
 				return err
 			}
-			if err := migrate.CheckVia(args[0], migrate.Vessel, via); err != nil {
+			if err := migrate.CheckVia(args[0], migrate.KindVessel, via); err != nil {
 				return err
 			}
 			client, err := dialDock(to, tls)
@@ -177,7 +177,8 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			defer client.Close()
-			return migrateVessel(c, client, g.vessels(), args[0], args[0], nil, asJSON)
+			res, err := migrate.Vessel(c.Context(), client, g.vessels(), args[0], args[0], nil)
+			return printVesselMigration(c, res, err, asJSON)
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "address (HOST:PORT) of the destination dock")

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -38,8 +37,7 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 			var (
 				m     *pod.Manager
 				house *pod.Manifest
-				view  = g.vessels()
-				kind  = migrate.Vessel
+				kind  = migrate.KindVessel
 			)
 			if !g.isVessel(args[0]) {
 				var err error
@@ -47,9 +45,9 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 					return err
 				}
 				var isHoused bool
-				kind = migrate.Native
-				if house, view, isHoused = houseOf(c.Context(), m, args[0]); isHoused {
-					kind = migrate.Housed
+				kind = migrate.KindNative
+				if house, _, isHoused = houseOf(c.Context(), m, args[0]); isHoused {
+					kind = migrate.KindHoused
 				}
 			}
 			if err := migrate.CheckVia(args[0], kind, via); err != nil {
@@ -68,15 +66,12 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			if route == migrate.RouteSnapshot {
-				if kind == migrate.Vessel {
-					return migrateVessel(c, client, view, args[0], args[0], nil, asJSON)
+				if kind == migrate.KindVessel {
+					res, err := migrate.Vessel(c.Context(), client, g.vessels(), args[0], args[0], nil)
+					return printVesselMigration(c, res, err, asJSON)
 				}
-				as := name
-				if as == "" {
-					as = args[0]
-				}
-				removeHouse := func(ctx context.Context) error { return m.Remove(ctx, args[0], true) }
-				return migrateVessel(c, client, view, house.Spec.Vessel.Name, as, removeHouse, asJSON)
+				res, err := migrate.HousedVessel(c.Context(), client, m, house, name)
+				return printVesselMigration(c, res, err, asJSON)
 			}
 			o := dock.MigrateOptions{Live: live, Name: name, Force: force}
 			bar := newProgressBar(c.ErrOrStderr())

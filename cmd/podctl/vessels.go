@@ -15,6 +15,7 @@ import (
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/pki"
 	"github.com/podctl/podctl/internal/size"
+	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod/vesselpod"
 )
 
@@ -200,18 +201,11 @@ func isVesselSource(g *globalOptions, source string) bool {
 	return g.isVessel(source)
 }
 
-// migrateVessel is `podctl migrate` of a vessel pod through a portable
-// snapshot: the vessel vessel of store, named pod (and, if house is set,
-// in a pod that house removes once the vessel runs at the destination).
-func migrateVessel(c *cobra.Command, client *dock.Client, store vesselpod.Store, vessel, pod string, house func(context.Context) error, asJSON bool) error {
-	res, err := dock.MigrateVessel(c.Context(), store, vessel, pod, client)
+// printVesselMigration prints the outcome of `podctl migrate` of a
+// vessel through a portable snapshot.
+func printVesselMigration(c *cobra.Command, res *migrate.VesselResult, err error, asJSON bool) error {
 	if err != nil {
 		return err
-	}
-	if house != nil {
-		if err := house(c.Context()); err != nil {
-			return fmt.Errorf("vessel %s runs at the destination, but removing its pod here failed: %w", pod, err)
-		}
 	}
 	if asJSON {
 		return writeJSON(c.OutOrStdout(), res)

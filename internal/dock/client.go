@@ -87,6 +87,9 @@ func (c *Client) url(path string, q url.Values) string {
 	return u.String()
 }
 
+// Addr is the dock's address, HOST:PORT.
+func (c *Client) Addr() string { return c.addr }
+
 // ISA asks the dock for its instruction set architecture (GOARCH).
 func (c *Client) ISA(ctx context.Context) (string, error) {
 	h, err := c.Hello(ctx)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
@@ -131,87 +130,9 @@ func (c *byteCounter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// VesselMigrateResult reports a finished vessel migration.
-type VesselMigrateResult struct {
-	Pod  string `json:"pod"`
-	Dock string `json:"dock"`
-	// Mode is "wasm".
-	Mode string `json:"mode"`
-	// ISA is the destination's.
-	ISA string `json:"isa"`
-	// Safepoint is the time-to-safepoint; Capture reading the vessel's
-	// state; Write encoding the snapshot; Transfer sending it; Restore the
-	// destination's resume; Downtime from the stop request to this host
-	// learning the vessel runs at the destination.
-	Safepoint time.Duration `json:"safepointNs"`
-	Capture   time.Duration `json:"captureNs"`
-	Write     time.Duration `json:"writeNs"`
-	Transfer  time.Duration `json:"transferNs"`
-	Restore   time.Duration `json:"restoreNs"`
-	Downtime  time.Duration `json:"downtimeNs"`
-	Total     time.Duration `json:"totalNs"`
-	// Bytes is the snapshot's size; WithModule says whether it carried
-	// the module (the dock did not have it).
-	Bytes      int64 `json:"bytes"`
-	WithModule bool  `json:"withModule"`
-}
-
-// MigrateVessel moves the running vessel name of store to the dock c,
-// whatever its ISA, as the pod as (name if empty): the vessel is stopped
-// at a poll point, its snapshot (with the module unless the dock has it)
-// sent and resumed there, and only then ended and removed here. Any
-// failure before the dock reports it running lets it run on here.
-func MigrateVessel(ctx context.Context, store vesselpod.Store, name, as string, c *Client) (*VesselMigrateResult, error) {
-	if as == "" {
-		as = name
-	}
-	start := time.Now()
-	hello, err := c.Hello(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if !hello.Has(CapabilityWasm) {
-		return nil, errdefs.New(errdefs.Unsupported, "dock %s does not take Wasm vessels (capabilities: %v)", c.addr, hello.Capabilities)
-	}
-	res := &VesselMigrateResult{Pod: as, Dock: c.addr, Mode: "wasm", ISA: hello.ISA}
-	out, err := store.BeginMigration(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close()
-	res.WithModule = !c.hasModule(ctx, out.ModuleHash())
-	stopped, err := out.Stop(ctx, res.WithModule)
-	if err != nil {
-		return nil, err
-	}
-	res.Safepoint, res.Capture, res.Write, res.Bytes = stopped.Safepoint, stopped.Capture, stopped.Write, stopped.Bytes
-	f, err := os.Open(out.SnapshotPath())
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	t := time.Now()
-	ev, err := c.sendVessel(ctx, f, st.Size(), as)
-	if err != nil {
-		return nil, err
-	}
-	res.Transfer = time.Since(t) - ev.Restore
-	res.Restore = ev.Restore
-	res.Downtime = time.Since(out.StoppedAt())
-	failpoint.Hit("migrate:vessel-restored")
-	if err := out.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("vessel %s runs at the destination, but removing it here failed: %w", name, err)
-	}
-	res.Total = time.Since(start)
-	return res, nil
-}
-
-// hasModule asks the dock whether it has a prepared module.
-func (c *Client) hasModule(ctx context.Context, hash [32]byte) bool {
+// HasModule asks the dock whether it has a prepared module; an error
+// counts as no.
+func (c *Client) HasModule(ctx context.Context, hash [32]byte) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(pathModules+hex.EncodeToString(hash[:]), nil), nil)
 	if err != nil {
 		return false
@@ -224,9 +145,10 @@ func (c *Client) hasModule(ctx context.Context, hash [32]byte) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// sendVessel posts a snapshot of size bytes and waits for the dock's
-// verdict.
-func (c *Client) sendVessel(ctx context.Context, body io.Reader, size int64, name string) (*Event, error) {
+// SendVessel posts a vessel's snapshot of size bytes, for the dock to
+// resume as the pod name, and waits for its verdict: the "restored"
+// event, or an error.
+func (c *Client) SendVessel(ctx context.Context, body io.Reader, size int64, name string) (*Event, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(pathVessels, url.Values{"name": {name}}), body)
 	if err != nil {
 		return nil, err

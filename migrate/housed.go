@@ -1,0 +1,22 @@
+//go:build linux && cgo
+
+package migrate
+
+import (
+	"context"
+
+	"github.com/podctl/podctl/internal/dock"
+	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/housed"
+)
+
+// HousedVessel moves the vessel housed in the native pod house of m to
+// the dock c as a portable snapshot, as the pod as (house's name if
+// empty), and then removes the house here: see Vessel.
+func HousedVessel(ctx context.Context, c *dock.Client, m *pod.Manager, house *pod.Manifest, as string) (*VesselResult, error) {
+	if as == "" {
+		as = house.Spec.Name
+	}
+	release := func(ctx context.Context) error { return m.Remove(ctx, house.Spec.Name, true) }
+	return Vessel(ctx, c, housed.View(m, house), house.Spec.Vessel.Name, as, release)
+}
