@@ -177,7 +177,7 @@ func (rt Runtime) Start(ctx context.Context, c PodConfig) (pid int, err error) {
 		return 0, fmt.Errorf("start %s: %w", c.ID, err)
 	}
 	var rep initReport
-	if err = startreport.Read(ctx, reportR, &rep, "starting the command"); err != nil {
+	if err = startreport.Read(ctx, reportR, &rep, "exited before starting the command"); err != nil {
 		return 0, fmt.Errorf("start %s: pod init: %w", c.ID, err)
 	}
 	if rep.Error != "" {

@@ -15,10 +15,10 @@ import (
 )
 
 // Read reads the child's line from r into v. If the pipe ends without a
-// line (the child died first), it returns an error saying so, with what
-// the child did not do ("starting the command", say). If ctx ends first,
-// it returns ctx's error; the child is the caller's to kill.
-func Read(ctx context.Context, r *os.File, v any, what string) error {
+// line (the child died first), it returns an error with the text died
+// ("exited before starting the command", say). If ctx ends first, it
+// returns ctx's error; the child is the caller's to kill.
+func Read(ctx context.Context, r *os.File, v any, died string) error {
 	got := make(chan error, 1)
 	go func() {
 		line, err := bufio.NewReader(r).ReadBytes('\n')
@@ -26,7 +26,7 @@ func Read(ctx context.Context, r *os.File, v any, what string) error {
 		case err == nil || (errors.Is(err, io.EOF) && len(line) > 0):
 			err = json.Unmarshal(line, v)
 		case errors.Is(err, io.EOF):
-			err = errors.New("exited before " + what)
+			err = errors.New(died)
 		}
 		got <- err
 	}()

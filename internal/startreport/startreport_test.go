@@ -39,7 +39,7 @@ func TestRead(t *testing.T) {
 			w.WriteString(tc.written)
 			w.Close()
 			var got report
-			err := Read(context.Background(), r, &got, "starting the command")
+			err := Read(context.Background(), r, &got, "exited before starting the command")
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("got %v, want an error with %q", err, tc.err)
@@ -60,7 +60,7 @@ func TestReadCanceled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	var got report
-	if err := Read(ctx, r, &got, "starting"); !errors.Is(err, context.DeadlineExceeded) {
+	if err := Read(ctx, r, &got, "exited"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the context's deadline", err)
 	}
 }

@@ -125,7 +125,7 @@ func (s Store) startSupervisor(ctx context.Context, name, resume string) error {
 	rctx, cancel := context.WithTimeout(ctx, supervisorStartTimeout)
 	defer cancel()
 	var rep reply
-	if err := startreport.Read(rctx, r, &rep, "starting the guest"); err != nil {
+	if err := startreport.Read(rctx, r, &rep, "supervisor exited before starting the guest"); err != nil {
 		cmd.Process.Kill()
 		switch {
 		case ctx.Err() != nil:
@@ -133,7 +133,7 @@ func (s Store) startSupervisor(ctx context.Context, name, resume string) error {
 		case errors.Is(err, context.DeadlineExceeded):
 			return fmt.Errorf("vessel pod %s: supervisor did not start the guest in time", name)
 		}
-		return fmt.Errorf("vessel pod %s: supervisor: %w", name, err)
+		return fmt.Errorf("vessel pod %s: %w", name, err)
 	}
 	return rep.err()
 }
