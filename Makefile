@@ -37,11 +37,11 @@ test: deps build vet
 	./bin/podctl doctor
 	go test -count=1 -timeout 40m ./...
 
-# The package tests alone, in seconds to a minute: no build of podctl, no
-# end-to-end suite (./test), and with -short none of the slow preparations
-# (Asyncify of a Go guest). Tests that need root skip without it.
+# The package tests alone: no build of podctl and no end-to-end suite
+# (./test). One package takes seconds; wasm/prepare and wasm/vessel take
+# minutes (Asyncify of a Go guest takes half a minute).
 unit:
-	go test -count=1 -short $$(go list ./... | grep -v '/test')
+	go test -count=1 $$(go list ./... | grep -v '/test')
 
 # The end-to-end suite alone: real pods, CRIU, namespaces and docks (root).
 e2e: deps build

@@ -34,7 +34,6 @@ func prepareModule(t testing.TB, module []byte) []byte {
 	if p, ok := preparedModules.Load(key); ok {
 		return p.([]byte)
 	}
-	skipSlowPrepare(t, module)
 	wasmOpt := wasmOptPath(t)
 	start := time.Now()
 	instrumented, err := Instrument(module)
@@ -50,15 +49,6 @@ func prepareModule(t testing.TB, module []byte) []byte {
 		len(module), len(instrumented), len(out), instrumentTime.Round(time.Millisecond), (time.Since(start) - instrumentTime).Round(time.Millisecond))
 	preparedModules.Store(key, out)
 	return out
-}
-
-// skipSlowPrepare skips a test that would prepare a module of more than
-// a megabyte (a Go guest: half a minute of Asyncify) under -short.
-func skipSlowPrepare(t testing.TB, module []byte) {
-	t.Helper()
-	if testing.Short() && len(module) > 1<<20 {
-		t.Skipf("-short: preparing a %d KiB module takes half a minute", len(module)>>10)
-	}
 }
 
 // noGC turns the garbage collector off for the rest of the test. A stop

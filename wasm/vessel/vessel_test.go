@@ -82,9 +82,6 @@ func prepared(t testing.TB, wl harness.WasmWorkload) *prepare.Prepared {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if testing.Short() && len(module) > 1<<20 {
-		t.Skipf("-short: preparing %s (%d KiB) takes half a minute", wl.Name, len(module)>>10)
-	}
 	p, err := prepare.Cache{Dir: cacheDir}.Prepare(context.Background(), module)
 	if err != nil {
 		t.Fatal(err)
