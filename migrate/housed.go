@@ -5,7 +5,7 @@ package migrate
 import (
 	"context"
 
-	"github.com/podctl/podctl/internal/dock"
+	"github.com/podctl/podctl/dock"
 	"github.com/podctl/podctl/pod"
 	"github.com/podctl/podctl/pod/housed"
 )
@@ -13,7 +13,7 @@ import (
 // HousedVessel moves the vessel housed in the native pod house of m to
 // the dock c as a portable snapshot, as the pod as (house's name if
 // empty), and then removes the house here: see Vessel.
-func HousedVessel(ctx context.Context, c *dock.Client, m *pod.Manager, house *pod.Manifest, as string) (*VesselResult, error) {
+func HousedVessel(ctx context.Context, c *dock.Client, m *pod.Manager, house *pod.Manifest, as string) (*Result, error) {
 	if as == "" {
 		as = house.Spec.Name
 	}

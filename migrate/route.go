@@ -1,6 +1,10 @@
-// Package migrate moves a running pod to a dock: it decides the route a
-// pod takes (through CRIU, or as a portable snapshot of a Wasm vessel),
-// from the kind of pod, the user's --via and the dock's ISA.
+// Package migrate moves a running pod to a dock. It decides the route a
+// pod takes (through CRIU, or as a portable snapshot of a Wasm vessel)
+// from the kind of pod, the user's --via and the dock's ISA; it runs the
+// source side of either route (Native, Vessel, HousedVessel) and the
+// destination side (NativeReceiver, VesselReceiver, Destination), with
+// package dock carrying the bytes between them; and it reports what one
+// migration took as a Result, whichever route it went.
 package migrate
 
 import (
@@ -106,6 +110,10 @@ type Options struct {
 	Live bool
 	// Force migrates to a dock whose CPU lacks features of this host's.
 	Force bool
+	// Progress, if set, is called now and then during a migration through
+	// CRIU with the phase, the bytes sent so far and an estimate of the
+	// total (the pod's memory use).
+	Progress func(phase string, sent, total int64)
 }
 
 // Check refuses options the route cannot honour for a pod of kind k.

@@ -6,37 +6,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/podctl/podctl/internal/dock"
+	"github.com/podctl/podctl/dock"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/pod/vesselpod"
 )
-
-// VesselResult reports a finished migration of a vessel as a portable
-// snapshot.
-type VesselResult struct {
-	Pod  string `json:"pod"`
-	Dock string `json:"dock"`
-	// Mode is "wasm".
-	Mode string `json:"mode"`
-	// ISA is the destination's.
-	ISA string `json:"isa"`
-	// Safepoint is the time-to-safepoint; Capture reading the vessel's
-	// state; Write encoding the snapshot; Transfer sending it; Restore the
-	// destination's resume; Downtime from the stop request to this host
-	// learning the vessel runs at the destination.
-	Safepoint time.Duration `json:"safepointNs"`
-	Capture   time.Duration `json:"captureNs"`
-	Write     time.Duration `json:"writeNs"`
-	Transfer  time.Duration `json:"transferNs"`
-	Restore   time.Duration `json:"restoreNs"`
-	Downtime  time.Duration `json:"downtimeNs"`
-	Total     time.Duration `json:"totalNs"`
-	// Bytes is the snapshot's size; WithModule says whether it carried
-	// the module (the dock did not have it).
-	Bytes      int64 `json:"bytes"`
-	WithModule bool  `json:"withModule"`
-}
 
 // Vessel moves the running vessel name of store to the dock c, whatever
 // its ISA, as the pod as (name if empty): the vessel is stopped at a poll
@@ -47,7 +21,7 @@ type VesselResult struct {
 // release, if not nil, runs last, once the vessel runs at the
 // destination and is gone here: it removes what held the vessel here (a
 // housed vessel's native pod). Its failure loses nothing, and says so.
-func Vessel(ctx context.Context, c *dock.Client, store vesselpod.Store, name, as string, release func(context.Context) error) (*VesselResult, error) {
+func Vessel(ctx context.Context, c *dock.Client, store vesselpod.Store, name, as string, release func(context.Context) error) (*Result, error) {
 	if as == "" {
 		as = name
 	}
@@ -59,7 +33,7 @@ func Vessel(ctx context.Context, c *dock.Client, store vesselpod.Store, name, as
 	if !hello.Has(dock.CapabilityWasm) {
 		return nil, errdefs.New(errdefs.Unsupported, "dock %s does not take Wasm vessels (capabilities: %v)", c.Addr(), hello.Capabilities)
 	}
-	res := &VesselResult{Pod: as, Dock: c.Addr(), Mode: ViaWasm, ISA: hello.ISA}
+	res := &Result{Pod: as, Dock: c.Addr(), Mode: ViaWasm, SnapshotResult: &SnapshotResult{ISA: hello.ISA}}
 	out, err := store.BeginMigration(ctx, name)
 	if err != nil {
 		return nil, err

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podctl/podctl/internal/dock"
+	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/test/harness"
 )
 
@@ -594,7 +594,7 @@ func BenchmarkMigrate(b *testing.B) {
 }
 
 // cbMigOut is `podctl migrate --json`.
-type cbMigOut = dock.MigrateResult
+type cbMigOut = migrate.Result
 
 // cbMigrateOnce migrates pod from host from to host to and checks it runs
 // there and nowhere else.

@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/podctl/podctl/internal/dock"
 	"github.com/podctl/podctl/internal/doctor"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/pki"
+	"github.com/podctl/podctl/migrate"
 	"github.com/spf13/cobra"
 )
 
@@ -225,33 +225,36 @@ func generatedName() string {
 // buildTarget is this binary's OS/ISA.
 func buildTarget() string { return runtime.GOOS + "/" + runtime.GOARCH }
 
-// serveDock runs `podctl dock`: native receives native pods (nil: vessels
-// only), vessels the vessel pods; recover, if set, finishes native pods a dead dock left half
-// received, once the port is taken and before serving.
-func serveDock(c *cobra.Command, g *globalOptions, native *dock.Native, vessels dock.VesselHost, listen string, tls pkiFlags, recover func() error) error {
-	cfg, err := pki.ServerConfig(tls.dir, tls.name)
-	if err != nil {
-		return err
+// newDockCommand is `podctl dock`, serving the destination that
+// destination returns.
+func newDockCommand(short string, destination func() (*migrate.Destination, error)) *cobra.Command {
+	var (
+		listen string
+		tls    pkiFlags
+	)
+	c := &cobra.Command{
+		Use:   "dock [OPTIONS]",
+		Short: short,
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			d, err := destination()
+			if err != nil {
+				return err
+			}
+			cfg, err := pki.ServerConfig(tls.dir, tls.name)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return errdefs.New(errdefs.Conflict, "dock: listen on %s: %v", listen, err)
+			}
+			return d.Serve(c.Context(), ln, cfg, slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil)))
+		},
 	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return errdefs.New(errdefs.Conflict, "dock: listen on %s: %v", listen, err)
-	}
-	// Finish what a dock that died left half received.
-	if err := g.vessels().Recover(); err != nil {
-		ln.Close()
-		return err
-	}
-	if recover != nil {
-		if err := recover(); err != nil {
-			ln.Close()
-			return err
-		}
-	}
-	log := slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
-	log.Info("dock listening", "addr", ln.Addr().String(), "root", g.root, "native", native != nil)
-	s := &dock.Server{Native: native, Vessels: vessels, TLS: cfg, Log: log}
-	return s.Serve(c.Context(), ln)
+	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")
+	tls.register(c)
+	return c
 }
 
 // newRmCommand is `podctl rm [-f] POD...`, removing each pod with remove.

@@ -9,11 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/podctl/podctl/internal/dock"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod/vesselpod"
-	"github.com/podctl/podctl/wasm/snapshot"
 )
 
 // podCommands are this build's pod commands: it has no native layer
@@ -178,7 +176,7 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 			}
 			defer client.Close()
 			res, err := migrate.Vessel(c.Context(), client, g.vessels(), args[0], args[0], nil)
-			return printVesselMigration(c, res, err, asJSON)
+			return printMigration(c, res, err, asJSON)
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "address (HOST:PORT) of the destination dock")
@@ -189,21 +187,9 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 }
 
 func vesselDockCommand(g *globalOptions) *cobra.Command {
-	var (
-		listen string
-		tls    pkiFlags
-	)
-	c := &cobra.Command{
-		Use:   "dock [OPTIONS]",
-		Short: "Receive migrating vessel pods (runs until interrupted)",
-		Args:  exactArgs(0, "no arguments"),
-		RunE: func(c *cobra.Command, args []string) error {
-			return serveDock(c, g, nil, dock.PlainVessels{Store: g.vessels()}, listen, tls, nil)
-		},
-	}
-	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")
-	tls.register(c)
-	return c
+	return newDockCommand("Receive migrating vessel pods (runs until interrupted)", func() (*migrate.Destination, error) {
+		return migrate.VesselDestination(g.vessels()), nil
+	})
 }
 
 // startVessel creates a vessel pod.
@@ -211,11 +197,7 @@ func (g *globalOptions) startVessel(ctx context.Context, o vesselpod.CreateOptio
 	return g.vessels().Create(ctx, o, module)
 }
 
-// receiveVessel resumes a vessel pod from a snapshot.
-func (g *globalOptions) receiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vesselpod.RestoreOptions) (string, error) {
-	v, err := g.vessels().Receive(ctx, snap, o)
-	if err != nil {
-		return "", err
-	}
-	return v.Spec.Name, nil
+// vesselHost is where restored vessel pods go.
+func (g *globalOptions) vesselHost() (migrate.VesselHost, error) {
+	return migrate.PlainVessels{Store: g.vessels()}, nil
 }

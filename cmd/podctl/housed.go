@@ -7,11 +7,10 @@ import (
 	"os"
 	"strings"
 
-	"github.com/podctl/podctl/internal/dock"
+	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod"
 	"github.com/podctl/podctl/pod/housed"
 	"github.com/podctl/podctl/pod/vesselpod"
-	"github.com/podctl/podctl/wasm/snapshot"
 )
 
 // Run as root, this build houses vessel pods in native pods (package
@@ -39,29 +38,16 @@ func (g *globalOptions) startVessel(ctx context.Context, o vesselpod.CreateOptio
 	return housed.Create(ctx, m, g.vessels(), o, module)
 }
 
-// receiveVessel resumes a vessel pod from a snapshot: housed if it can be.
-func (g *globalOptions) receiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vesselpod.RestoreOptions) (string, error) {
+// vesselHost is where restored vessel pods go: housed if they can be.
+func (g *globalOptions) vesselHost() (migrate.VesselHost, error) {
 	m, err := g.housing()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if m == nil {
-		v, err := g.vessels().Receive(ctx, snap, o)
-		if err != nil {
-			return "", err
-		}
-		return v.Spec.Name, nil
+		return migrate.PlainVessels{Store: g.vessels()}, nil
 	}
-	man, err := housed.Receive(ctx, m, g.vessels(), snap, o)
-	if err != nil {
-		return "", err
-	}
-	return man.Spec.Name, nil
-}
-
-// dockVessels is where the dock puts the vessels it receives.
-func (g *globalOptions) dockVessels(m *pod.Manager) dock.VesselHost {
-	return housed.Dock{Manager: m, Host: g.vessels()}
+	return housed.Dock{Manager: m, Host: g.vessels()}, nil
 }
 
 // houseOf returns the manifest of the native pod name if it houses a

@@ -3,14 +3,10 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
-	"github.com/podctl/podctl/internal/dock"
 	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod"
-	"github.com/podctl/podctl/pod/housed"
 )
 
 func migrateCommand(g *globalOptions) *cobra.Command {
@@ -68,33 +64,18 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 			if route == migrate.RouteSnapshot {
 				if kind == migrate.KindVessel {
 					res, err := migrate.Vessel(c.Context(), client, g.vessels(), args[0], args[0], nil)
-					return printVesselMigration(c, res, err, asJSON)
+					return printMigration(c, res, err, asJSON)
 				}
 				res, err := migrate.HousedVessel(c.Context(), client, m, house, name)
-				return printVesselMigration(c, res, err, asJSON)
+				return printMigration(c, res, err, asJSON)
 			}
-			o := dock.MigrateOptions{Live: live, Name: name, Force: force}
 			bar := newProgressBar(c.ErrOrStderr())
 			if bar != nil {
-				o.Progress = bar.update
+				opts.Progress = bar.update
 			}
-			res, err := dock.Migrate(c.Context(), m, args[0], client, o)
+			res, err := migrate.Native(c.Context(), m, args[0], client, opts)
 			bar.finish()
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.OutOrStdout(), res)
-			}
-			w := c.OutOrStdout()
-			fmt.Fprintf(w, "%s (%s) migrated to %s via %s\n", res.Pod, res.IP, res.Dock, res.Mode)
-			fmt.Fprintf(w, "  freeze   %s\n  dump     %s\n  transfer %s\n  restore  %s\n", ms(res.Freeze), ms(res.Dump), ms(res.Transfer), ms(res.Restore))
-			if res.PostCopy > 0 {
-				fmt.Fprintf(w, "  postcopy %s\n", ms(res.PostCopy))
-			}
-			fmt.Fprintf(w, "  total    %s\n  downtime %s\n  sent     %s (archive %s, memory %s)\n", ms(res.Total), ms(res.Downtime),
-				byteSize(res.ArchiveBytes+res.PageBytes), byteSize(res.ArchiveBytes), byteSize(res.PageBytes))
-			return nil
+			return printMigration(c, res, err, asJSON)
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "address (HOST:PORT) of the destination dock")
@@ -108,29 +89,11 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 }
 
 func dockCommand(g *globalOptions) *cobra.Command {
-	var (
-		listen string
-		tls    pkiFlags
-	)
-	c := &cobra.Command{
-		Use:   "dock [OPTIONS]",
-		Short: "Receive migrating pods (runs until interrupted)",
-		Args:  exactArgs(0, "no arguments"),
-		RunE: func(c *cobra.Command, args []string) error {
-			m, err := g.manager()
-			if err != nil {
-				return err
-			}
-			recover := func() error {
-				if err := m.Recover(c.Context()); err != nil {
-					return err
-				}
-				return housed.Recover(c.Context(), m)
-			}
-			return serveDock(c, g, &dock.Native{Manager: m}, g.dockVessels(m), listen, tls, recover)
-		},
-	}
-	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")
-	tls.register(c)
-	return c
+	return newDockCommand("Receive migrating pods (runs until interrupted)", func() (*migrate.Destination, error) {
+		m, err := g.manager()
+		if err != nil {
+			return nil, err
+		}
+		return migrate.NativeDestination(m, g.vessels()), nil
+	})
 }

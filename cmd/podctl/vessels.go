@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/podctl/podctl/internal/dock"
+	"github.com/podctl/podctl/dock"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/pki"
 	"github.com/podctl/podctl/internal/size"
@@ -174,7 +174,11 @@ func restoreVessel(c *cobra.Command, g *globalOptions, source, name, memory stri
 			return err
 		}
 		o.Encoded = encoded
-		if restored, err = g.receiveVessel(c.Context(), snap, o); err != nil {
+		host, err := g.vesselHost()
+		if err != nil {
+			return err
+		}
+		if restored, err = host.ReceiveVessel(c.Context(), snap, o); err != nil {
 			return err
 		}
 	} else {
@@ -201,9 +205,9 @@ func isVesselSource(g *globalOptions, source string) bool {
 	return g.isVessel(source)
 }
 
-// printVesselMigration prints the outcome of `podctl migrate` of a
-// vessel through a portable snapshot.
-func printVesselMigration(c *cobra.Command, res *migrate.VesselResult, err error, asJSON bool) error {
+// printMigration prints the outcome of `podctl migrate`, whichever route
+// it took.
+func printMigration(c *cobra.Command, res *migrate.Result, err error, asJSON bool) error {
 	if err != nil {
 		return err
 	}
@@ -211,6 +215,16 @@ func printVesselMigration(c *cobra.Command, res *migrate.VesselResult, err error
 		return writeJSON(c.OutOrStdout(), res)
 	}
 	w := c.OutOrStdout()
+	if res.CRIUResult != nil {
+		fmt.Fprintf(w, "%s (%s) migrated to %s via %s\n", res.Pod, res.IP, res.Dock, res.Mode)
+		fmt.Fprintf(w, "  freeze   %s\n  dump     %s\n  transfer %s\n  restore  %s\n", ms(res.Freeze), ms(res.Dump), ms(res.Transfer), ms(res.Restore))
+		if res.PostCopy > 0 {
+			fmt.Fprintf(w, "  postcopy %s\n", ms(res.PostCopy))
+		}
+		fmt.Fprintf(w, "  total    %s\n  downtime %s\n  sent     %s (archive %s, memory %s)\n", ms(res.Total), ms(res.Downtime),
+			byteSize(res.ArchiveBytes+res.PageBytes), byteSize(res.ArchiveBytes), byteSize(res.PageBytes))
+		return nil
+	}
 	fmt.Fprintf(w, "%s migrated to %s (%s) via wasm\n", res.Pod, res.Dock, res.ISA)
 	fmt.Fprintf(w, "  safepoint %s\n  capture   %s\n  write     %s\n  transfer  %s\n  restore   %s\n  total     %s\n  downtime  %s\n  sent      %s (module %s)\n",
 		ms(res.Safepoint), ms(res.Capture), ms(res.Write), ms(res.Transfer), ms(res.Restore), ms(res.Total), ms(res.Downtime),

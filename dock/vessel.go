@@ -11,9 +11,6 @@ import (
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
-	"github.com/podctl/podctl/internal/failpoint"
-	"github.com/podctl/podctl/pod/vesselpod"
-	"github.com/podctl/podctl/wasm/snapshot"
 )
 
 // Vessel migration adds two requests to the dock's protocol:
@@ -31,42 +28,18 @@ const (
 	pathVessels = "/v1/vessels"
 )
 
-// VesselHost keeps the vessels a dock receives: PlainVessels, or pods
-// housing them on hosts with the namespace layer.
-type VesselHost interface {
-	// HasModule reports whether the host has a prepared module.
+// VesselReceiver resumes the vessels a dock receives. podctl's is
+// migrate.VesselReceiver; the dock itself knows nothing of snapshots.
+type VesselReceiver interface {
+	// HasModule reports whether the receiver has a prepared module.
 	HasModule(hash [32]byte) bool
-	// ReceiveVessel makes a new vessel pod from a snapshot and resumes
-	// it; it returns the pod's name. On failure nothing is left.
-	ReceiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vesselpod.RestoreOptions) (string, error)
+	// ReceiveVessel resumes the vessel whose portable snapshot (size
+	// bytes) is read from body, as the pod name (empty: the snapshot's);
+	// it returns the pod's name and how long the resume took. On failure
+	// nothing is left.
+	ReceiveVessel(ctx context.Context, body io.Reader, size int64, name string) (pod string, restore time.Duration, err error)
 	// RemoveVessel removes a received vessel pod, running or not.
 	RemoveVessel(ctx context.Context, name string) error
-}
-
-// PlainVessels keeps received vessels as vessel pods of a store.
-type PlainVessels struct{ Store vesselpod.Store }
-
-// HasModule reports whether the store's cache has the prepared module.
-func (p PlainVessels) HasModule(hash [32]byte) bool { return p.Store.HasModule(hash) }
-
-// ReceiveVessel is vesselpod.Store.Receive.
-func (p PlainVessels) ReceiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vesselpod.RestoreOptions) (string, error) {
-	m, err := p.Store.Receive(ctx, snap, o)
-	if err != nil {
-		return "", err
-	}
-	return m.Spec.Name, nil
-}
-
-// RemoveVessel is vesselpod.Store.Remove, forced.
-func (p PlainVessels) RemoveVessel(ctx context.Context, name string) error {
-	return p.Store.Remove(ctx, name, true)
-}
-
-// registerVessels adds the vessel endpoints to mux.
-func (s *Server) registerVessels(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+pathModules+"{hash}", s.hasModule)
-	mux.HandleFunc("POST "+pathVessels, s.receiveVessel)
 }
 
 func (s *Server) hasModule(w http.ResponseWriter, r *http.Request) {
@@ -88,26 +61,13 @@ func (s *Server) hasModule(w http.ResponseWriter, r *http.Request) {
 func (s *Server) receiveVessel(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	name := r.URL.Query().Get("name")
-	fail := func(err error) {
+	counted := &byteCounter{r: r.Body}
+	pod, restore, err := s.Vessels.ReceiveVessel(r.Context(), counted, r.ContentLength, name)
+	if err != nil {
 		s.Log.Warn("vessel receive failed", "pod", name, "err", err)
 		json.NewEncoder(w).Encode(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})
-	}
-	counted := &byteCounter{r: r.Body}
-	o := vesselpod.RestoreOptions{Name: name}
-	snap, encoded, err := vesselpod.DecodeSnapshot(counted, r.ContentLength, o)
-	if err != nil {
-		fail(err)
 		return
 	}
-	o.Encoded = encoded
-	failpoint.Hit("dock:vessel-decoded")
-	start := time.Now()
-	pod, err := s.Vessels.ReceiveVessel(r.Context(), snap, o)
-	if err != nil {
-		fail(err)
-		return
-	}
-	restore := time.Since(start)
 	if err := json.NewEncoder(w).Encode(Event{Type: EventRestored, Pod: pod, Restore: restore, Bytes: counted.n}); err != nil {
 		// The source cannot know the vessel runs here and will resume
 		// its own: this one must go.

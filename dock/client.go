@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
@@ -70,8 +69,9 @@ func http2Config() *http.HTTP2Config {
 	}
 }
 
-// cut closes the connections to the dock abruptly (failpoint).
-func (c *Client) cut() {
+// Cut closes the connections to the dock abruptly, as a failed link
+// would: fault-injection tests of the migration use it.
+func (c *Client) Cut() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, conn := range c.conns {
@@ -131,49 +131,6 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// MigrateOptions tune Migrate.
-type MigrateOptions struct {
-	// Live uses post-copy: the pod resumes at the destination before its
-	// memory has arrived, which CRIU then fetches on demand and in the
-	// background.
-	Live bool
-	// Name renames the pod at the destination.
-	Name string
-	// Force skips the CPU feature check.
-	Force bool
-	// Progress, if set, is called now and then with the phase, the bytes
-	// sent so far and an estimate of the total (the pod's memory use).
-	Progress func(phase string, sent, total int64)
-}
-
-// MigrateResult reports a finished migration.
-type MigrateResult struct {
-	Pod  string `json:"pod"`
-	IP   string `json:"ip"`
-	Dock string `json:"dock"`
-	// Mode is "criu" (stop-and-copy) or "criu-lazy" (post-copy).
-	Mode string `json:"mode"`
-	// Freeze is from the freeze to the start of CRIU's dump (network
-	// lock included); Dump is CRIU's dump (with stop-and-copy it sends
-	// the memory too); Transfer is sending the rest of the archive;
-	// Restore is the destination's restore; Downtime runs from the pod's
-	// last moment running here to the moment this host learnt it runs at
-	// the destination (so it includes half a round trip more than the
-	// true downtime); PostCopy is how long memory kept arriving after
-	// that (--live).
-	Freeze   time.Duration `json:"freezeNs"`
-	Dump     time.Duration `json:"dumpNs"`
-	Transfer time.Duration `json:"transferNs"`
-	Restore  time.Duration `json:"restoreNs"`
-	Downtime time.Duration `json:"downtimeNs"`
-	PostCopy time.Duration `json:"postCopyNs,omitempty"`
-	Total    time.Duration `json:"totalNs"`
-	// ArchiveBytes and PageBytes are what was sent: the archive stream
-	// and the memory pages tunnel.
-	ArchiveBytes int64 `json:"archiveBytes"`
-	PageBytes    int64 `json:"pageBytes"`
 }
 
 func newSessionID() string {
@@ -237,53 +194,4 @@ func (e *eventReader) orErr(err error) error {
 		return rerr
 	}
 	return err
-}
-
-// reportProgress calls progress every 100 ms until stopped.
-func reportProgress(progress func(string, int64), a, b *atomic.Int64) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				progress("", a.Load()+b.Load())
-			}
-		}
-	}()
-	return func() { close(done) }
-}
-
-// faultyWriter corrupts (flips a byte) or truncates (drops everything
-// from) a stream at offset at: failpoints for the dock's verification.
-type faultyWriter struct {
-	w       io.Writer
-	at, n   int64
-	corrupt bool
-}
-
-func (f *faultyWriter) Write(p []byte) (int, error) {
-	start := f.n
-	f.n += int64(len(p))
-	if f.n <= f.at || (!f.corrupt && start >= f.at) {
-		if start >= f.at {
-			return len(p), nil // truncated: swallowed
-		}
-		return f.w.Write(p)
-	}
-	q := append([]byte(nil), p...)
-	if f.corrupt {
-		if i := f.at - start; i >= 0 && i < int64(len(q)) {
-			q[i] ^= 0x40
-		}
-	} else {
-		q = q[:f.at-start]
-	}
-	if _, err := f.w.Write(q); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }

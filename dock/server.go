@@ -16,18 +16,20 @@ import (
 	"github.com/podctl/podctl/internal/version"
 )
 
-// Server is a dock: it receives migrating pods. Native pods (CRIU) need
-// Native, which only Linux builds with cgo have; Wasm vessels go to
-// Vessels, which every build has.
+// Server is a dock: it takes migrating pods off the wire and hands them
+// to its receivers. Native pods (CRIU) need Pods, which only Linux builds
+// with cgo have; Wasm vessels go to Vessels, which every build has.
 type Server struct {
-	// Native receives native pods; nil refuses them.
-	Native *Native
+	// Pods receives native pods; nil refuses them.
+	Pods PodReceiver
 	// Vessels receives vessel pods.
-	Vessels VesselHost
+	Vessels VesselReceiver
 	// TLS must require and verify client certificates (pki.ServerConfig).
 	TLS *tls.Config
 	// Log receives one line per migration.
 	Log *slog.Logger
+
+	sessions sessions
 }
 
 // Serve accepts connections on ln until ctx ends.
@@ -37,9 +39,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+pathHello, s.hello)
-	s.registerVessels(mux)
-	if s.Native != nil {
-		s.Native.register(mux, s.Log)
+	mux.HandleFunc("GET "+pathModules+"{hash}", s.hasModule)
+	mux.HandleFunc("POST "+pathVessels, s.receiveVessel)
+	if s.Pods != nil {
+		mux.HandleFunc("POST "+pathPods, s.receivePod)
+		mux.HandleFunc("POST "+pathPages, s.pages)
 	}
 	cfg := s.TLS.Clone()
 	cfg.NextProtos = []string{"h2"}
@@ -70,9 +74,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// LocalHello describes this host as a dock; native says whether it
-// receives native pods.
-func LocalHello(ctx context.Context, native bool) *Hello {
+// LocalHello describes this host as a dock whose receiver of native pods
+// is pods (nil: none).
+func LocalHello(ctx context.Context, pods PodReceiver) *Hello {
 	host, _ := os.Hostname()
 	h := &Hello{
 		PodctlVersion: version.Version, ISA: runtime.GOARCH, OS: runtime.GOOS,
@@ -80,15 +84,15 @@ func LocalHello(ctx context.Context, native bool) *Hello {
 	}
 	h.CPUFeatures, _ = cpufeat.Host()
 	h.Capabilities = append(h.Capabilities, CapabilityWasm)
-	if native {
-		nativeHello(ctx, h)
+	if pods != nil {
+		pods.Describe(ctx, h)
 	}
 	return h
 }
 
 func (s *Server) hello(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(LocalHello(r.Context(), s.Native != nil))
+	json.NewEncoder(w).Encode(LocalHello(r.Context(), s.Pods))
 }
 
 // streamWindow is the HTTP/2 flow-control window of one stream. Go's

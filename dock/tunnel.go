@@ -1,5 +1,3 @@
-//go:build linux && cgo
-
 package dock
 
 import (
@@ -13,19 +11,15 @@ import (
 	"net/url"
 	"os"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
+	"time"
 )
 
-// socketPair returns a connected pair of stream sockets: one end for
-// podctl, one to hand to a CRIU helper process (--ps-socket).
-func socketPair() (ours, theirs *os.File, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	return os.NewFile(uintptr(fds[0]), "ps-ours"), os.NewFile(uintptr(fds[1]), "ps-theirs"), nil
-}
+// A page tunnel carries the bytes between the source's CRIU and the
+// destination's page helper (a page server for stop-and-copy, a
+// lazy-pages daemon for post-copy) as the body of one HTTP/2 request and
+// of its response, so that memory travels on the migration's
+// authenticated connection. Neither CRIU knows: each talks to a socket
+// of ours.
 
 // halfCloser is a connection whose sending side can be shut down alone.
 type halfCloser interface {
@@ -55,17 +49,6 @@ func relay(local io.ReadWriteCloser, r io.Reader, w io.Writer) error {
 		errUp = nil
 	}
 	return errors.Join(down, errUp)
-}
-
-func shutdownWrite(c io.Closer) {
-	switch c := c.(type) {
-	case halfCloser:
-		c.CloseWrite()
-	case *os.File:
-		if rc, err := c.SyscallConn(); err == nil {
-			rc.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) })
-		}
-	}
 }
 
 // pageTunnelClient is the source's end of a migration's page tunnel.
@@ -126,4 +109,57 @@ func (c countWriteCloser) Write(p []byte) (int, error) {
 	n, err := c.WriteCloser.Write(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// tunnelTo runs a page helper on one end of a socket pair and connects
+// the other end to the session's page tunnel once that arrives. The
+// helper starts at once, so its start-up is not on the migration's
+// critical path.
+func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os.File) error) error {
+	ours, theirs, err := socketPair()
+	if err != nil {
+		return err
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	helperDone := make(chan error, 1)
+	go func() {
+		err := helper(hctx, theirs)
+		theirs.Close()
+		helperDone <- err
+	}()
+	var t pageTunnel
+	select {
+	case t = <-ss.tunnel:
+	case err := <-helperDone:
+		ours.Close()
+		return fmt.Errorf("page helper ended before the source connected: %w", err)
+	case <-ctx.Done():
+		cancel()
+		<-helperDone
+		ours.Close()
+		return ctx.Err()
+	case <-time.After(2 * time.Minute):
+		cancel()
+		<-helperDone
+		ours.Close()
+		return errors.New("the source never opened the page tunnel")
+	}
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay(ours, t.r, t.w) }()
+	err = <-helperDone
+	// The helper's last words (the page server's final acknowledgement)
+	// may still be in the socket: let the relay drain them, and the source
+	// close its side, before ending the tunnel request.
+	select {
+	case <-relayDone:
+	case <-time.After(10 * time.Second):
+		ours.Close()
+		close(t.done)
+		<-relayDone
+		return err
+	}
+	ours.Close()
+	close(t.done)
+	return err
 }

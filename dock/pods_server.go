@@ -1,0 +1,199 @@
+package dock
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/podctl/podctl/internal/errdefs"
+)
+
+// PodReceiver restores the native pods a dock receives. The dock hands it
+// each migration as a PodTransfer: the archive stream, the page tunnel
+// and the events that tell the source where things stand. podctl's is
+// migrate.NativeReceiver; the dock itself knows nothing of pods or CRIU.
+type PodReceiver interface {
+	// Describe adds what the receiver can restore to h: its CRIU version
+	// and Capability* values.
+	Describe(ctx context.Context, h *Hello)
+	// ReceivePod restores the pod that t carries. An error it returns
+	// goes to the source as an error event; on failure it leaves nothing
+	// behind.
+	ReceivePod(ctx context.Context, t *PodTransfer) error
+}
+
+// PodTransfer is one native pod arriving at a dock.
+type PodTransfer struct {
+	// Archive is the pod's archive as the source streams it.
+	Archive io.Reader
+	// Name renames the pod (empty: keep its name), Force skips the CPU
+	// feature check, Lazy asks for post-copy: the source's options.
+	Name  string
+	Force bool
+	Lazy  bool
+	// Log is the dock's logger, tagged with the migration's session.
+	Log *slog.Logger
+
+	archive *byteCounter
+	send    func(Event) error
+	session *session
+}
+
+// ArchiveBytes is how many archive bytes have been read so far.
+func (t *PodTransfer) ArchiveBytes() int64 { return t.archive.n }
+
+// Accepted tells the source that the manifest was checked and the pod's
+// name, address and ports are reserved: it may freeze the pod.
+func (t *PodTransfer) Accepted(pod, ip string) error {
+	return t.send(Event{Type: EventAccepted, Pod: pod, IP: ip})
+}
+
+// Restored tells the source that the pod runs here, restored in restore.
+// Once it returns nil, the source removes its copy.
+func (t *PodTransfer) Restored(pod, ip string, restore time.Duration) error {
+	return t.send(Event{Type: EventRestored, Pod: pod, IP: ip, Restore: restore, Bytes: t.archive.n})
+}
+
+// Complete tells the source that every page of a post-copy has arrived.
+func (t *PodTransfer) Complete(pod string) error {
+	return t.send(Event{Type: EventComplete, Pod: pod})
+}
+
+// TunnelPages runs helper, a CRIU page server or lazy-pages daemon
+// serving on the socket it is given, and joins that socket to the
+// migration's page tunnel once the source opens it. It returns when the
+// helper does.
+func (t *PodTransfer) TunnelPages(ctx context.Context, helper func(context.Context, *os.File) error) error {
+	return tunnelTo(ctx, t.session, helper)
+}
+
+// sessions joins each migration's archive request with its page tunnel.
+type sessions struct {
+	mu   sync.Mutex
+	byID map[string]*session
+}
+
+// session is one migration's meeting point.
+type session struct {
+	// tunnel receives the page tunnel's request once it arrives.
+	tunnel chan pageTunnel
+}
+
+// pageTunnel is the dock's end of a page tunnel request: bytes from the
+// source CRIU arrive on r and go back on w. The handler returns when done
+// is closed.
+type pageTunnel struct {
+	r    io.Reader
+	w    io.Writer
+	done chan struct{}
+}
+
+var sessionRE = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
+
+func (s *sessions) open(id string) (*session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.byID[id]; ok {
+		return nil, errdefs.New(errdefs.Conflict, "session %s is already in use", id)
+	}
+	if s.byID == nil {
+		s.byID = map[string]*session{}
+	}
+	ss := &session{tunnel: make(chan pageTunnel)}
+	s.byID[id] = ss
+	return ss, nil
+}
+
+func (s *sessions) close(id string) {
+	s.mu.Lock()
+	delete(s.byID, id)
+	s.mu.Unlock()
+}
+
+func (s *sessions) get(id string) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byID[id]
+}
+
+// pages is the dock's end of a page tunnel: it hands the request's body
+// and response to the session's archive handler and waits until that is
+// done with them.
+func (s *Server) pages(w http.ResponseWriter, r *http.Request) {
+	ss := s.sessions.get(r.URL.Query().Get("session"))
+	if ss == nil {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	t := pageTunnel{r: r.Body, w: flushWriter{w, rc}, done: make(chan struct{})}
+	select {
+	case ss.tunnel <- t:
+		<-t.done
+	case <-r.Context().Done():
+	}
+}
+
+// flushWriter flushes every write, so the tunnel adds no latency.
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
+}
+
+// receivePod hands one migrating pod's archive stream to the receiver,
+// reporting progress as JSON events.
+func (s *Server) receivePod(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id := q.Get("session")
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	send := func(e Event) error {
+		if err := enc.Encode(e); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	log := s.Log.With("session", id)
+	fail := func(err error) {
+		log.Warn("receive failed", "err", err)
+		send(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})
+	}
+	if !sessionRE.MatchString(id) {
+		fail(errdefs.New(errdefs.InvalidArgument, "bad session id"))
+		return
+	}
+	ss, err := s.sessions.open(id)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer s.sessions.close(id)
+	counted := &byteCounter{r: r.Body}
+	t := &PodTransfer{
+		Archive: counted, Name: q.Get("name"), Force: q.Get("force") == "1", Lazy: q.Get("lazy") == "1",
+		Log: log, archive: counted, send: send, session: ss,
+	}
+	if err := s.Pods.ReceivePod(r.Context(), t); err != nil {
+		fail(err)
+	}
+}

@@ -1,0 +1,56 @@
+package migrate
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/podctl/podctl/dock"
+	"github.com/podctl/podctl/pod/vesselpod"
+)
+
+// Destination is this host as a dock: the receivers of native pods and
+// of vessels, and what must be recovered before either receives anything.
+type Destination struct {
+	// Pods receives native pods (nil: this dock takes vessels only).
+	Pods dock.PodReceiver
+	// Vessels keeps the vessels this dock receives.
+	Vessels VesselHost
+
+	recovery []recoveryStep
+}
+
+// recoveryStep finishes what a dock that died left half received, in
+// one of the stores a dock writes to.
+type recoveryStep struct {
+	what string
+	run  func(context.Context) error
+}
+
+// VesselDestination is a dock for vessels only, kept in store: the dock
+// of a build without the namespace layer, or of a podctl that is not
+// root.
+func VesselDestination(store vesselpod.Store) *Destination {
+	return &Destination{
+		Vessels:  PlainVessels{Store: store},
+		recovery: []recoveryStep{{"vessel pods", func(context.Context) error { return store.Recover() }}},
+	}
+}
+
+// Serve recovers what a dock that died left half received, then serves
+// migrations on ln until ctx ends. The caller binds ln first, so that a
+// second dock on the same port fails before it touches any state.
+// Recovery goes in order and stops at the first failure, closing ln.
+func (d *Destination) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config, log *slog.Logger) error {
+	for _, step := range d.recovery {
+		if err := step.run(ctx); err != nil {
+			ln.Close()
+			return fmt.Errorf("dock: recover %s: %w", step.what, err)
+		}
+	}
+	log.Info("dock listening", "addr", ln.Addr().String(), "native", d.Pods != nil)
+	s := &dock.Server{Pods: d.Pods, Vessels: VesselReceiver{Host: d.Vessels}, TLS: tlsConfig, Log: log}
+	return s.Serve(ctx, ln)
+}

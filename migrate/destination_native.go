@@ -1,0 +1,31 @@
+//go:build linux && cgo
+
+package migrate
+
+import (
+	"context"
+
+	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/housed"
+	"github.com/podctl/podctl/pod/vesselpod"
+)
+
+// NativeDestination is a dock for native pods, restored by m, and for
+// vessels, housed in native pods of m with store's module cache.
+//
+// Recovery runs from the inside out: the vessel pods of store first (a
+// vessel received before housing existed, or by a dock that was not
+// root), then the native pods m left half received or half removed, and
+// last the housing pods whose vessel never reported its start — which
+// only a consistent set of native pods can tell.
+func NativeDestination(m *pod.Manager, store vesselpod.Store) *Destination {
+	return &Destination{
+		Pods:    NativeReceiver{Manager: m},
+		Vessels: housed.Dock{Manager: m, Host: store},
+		recovery: []recoveryStep{
+			{"vessel pods", func(context.Context) error { return store.Recover() }},
+			{"native pods", m.Recover},
+			{"housed vessels", func(ctx context.Context) error { return housed.Recover(ctx, m) }},
+		},
+	}
+}

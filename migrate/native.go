@@ -1,0 +1,251 @@
+//go:build linux && cgo
+
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/podctl/podctl/checkpoint"
+	"github.com/podctl/podctl/dock"
+	"github.com/podctl/podctl/internal/cpufeat"
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/failpoint"
+	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/virtns"
+)
+
+// Native moves the running native pod name of m to the dock c through
+// CRIU. The pod is checked against the dock, reserved there, frozen and
+// dumped here with its memory streamed as CRIU produces it (or, with
+// o.Live, served on demand once the pod runs there), restored there, and
+// only then removed here. Any failure before the dock reports the pod
+// running resumes it here.
+func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o Options) (*Result, error) {
+	start := time.Now()
+	hello, err := c.Hello(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDock(hello, o); err != nil {
+		return nil, fmt.Errorf("dock %s: %w", c.Addr(), err)
+	}
+	out, err := m.BeginMigration(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	res := &Result{Pod: name, Dock: c.Addr(), Mode: "criu", CRIUResult: &CRIUResult{IP: out.Manifest().Endpoint.IP.String()}}
+	if o.Live {
+		res.Mode = "criu-lazy"
+	}
+
+	// The archive request: its body is written below, as the pod is dumped.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	send, err := c.SendPod(rctx, dock.SendPodOptions{Name: o.Name, Force: o.Force, Lazy: o.Live})
+	if err != nil {
+		return nil, err
+	}
+	defer send.Close()
+	aw, err := checkpoint.NewWriter(archiveBody(send.Archive), checkpoint.CompressionNone, out.ArchiveManifest(o.Live))
+	if err == nil {
+		err = aw.Flush()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("migrate %s: send manifest: %w", name, err)
+	}
+	if err := send.Accepted(); err != nil {
+		return nil, fmt.Errorf("migrate %s: %w", name, err)
+	}
+	failpoint.Hit("migrate:accepted")
+	imagesDir, err := out.TempDir()
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(imagesDir)
+
+	progress := newProgress(o.Progress, out.EstimatedBytes(), send)
+	defer progress.stop()
+	progress.phase("dump")
+	var lazy *lazyDump
+	if o.Live {
+		lazy, err = dumpLazily(rctx, out, send, imagesDir)
+		if lazy != nil {
+			defer lazy.abandon(cancel)
+		}
+	} else {
+		err = dumpToTunnel(rctx, out, send, imagesDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("migrate %s: %w", name, err)
+	}
+	res.Freeze = out.LockedAt().Sub(out.FrozenAt())
+	res.Dump = time.Since(out.LockedAt())
+	progress.phase("transfer")
+	if failpoint.Armed("migrate:cut-after-dump") {
+		c.Cut()
+	}
+
+	transferStart := time.Now()
+	if err := out.WriteArchive(aw, imagesDir); err != nil {
+		return nil, fmt.Errorf("migrate %s: send archive: %w", name, send.OrErr(err))
+	}
+	if err := aw.Close(); err != nil {
+		return nil, fmt.Errorf("migrate %s: send archive: %w", name, send.OrErr(err))
+	}
+	send.EndArchive()
+	res.Transfer = time.Since(transferStart)
+	progress.phase("restore")
+	ev, err := send.Restored()
+	if err != nil {
+		return nil, fmt.Errorf("migrate %s: %w", name, err)
+	}
+	// The commit point: the pod runs at the dock, so it must never run
+	// here again.
+	res.Downtime = time.Since(out.FrozenAt())
+	res.Restore = ev.Restore
+	res.Pod, res.IP = ev.Pod, ev.IP
+	out.HandOver()
+	failpoint.Hit("migrate:restored")
+	if lazy != nil {
+		pcStart := time.Now()
+		progress.phase("post-copy")
+		if err := lazy.wait(); err != nil {
+			return nil, fmt.Errorf("migrate %s: post-copy failed after the pod resumed at %s (it stays frozen here: remove it with podctl rm -f): %w", name, c.Addr(), err)
+		}
+		if err := send.Completed(); err != nil {
+			return nil, fmt.Errorf("migrate %s: post-copy: %w", name, err)
+		}
+		res.PostCopy = time.Since(pcStart)
+	}
+	if err := out.Commit(ctx); err != nil {
+		return nil, err
+	}
+	res.Total = time.Since(start)
+	res.ArchiveBytes, res.PageBytes = send.Sent()
+	return res, nil
+}
+
+// archiveBody is where the archive goes: w, or a writer that corrupts or
+// truncates it when a failpoint asks, to test the dock's verification.
+func archiveBody(w io.Writer) io.Writer {
+	if failpoint.Armed("migrate:corrupt-archive") {
+		return &faultyWriter{w: w, at: 64 << 10, corrupt: true}
+	}
+	if failpoint.Armed("migrate:truncate-archive") {
+		return &faultyWriter{w: w, at: 64 << 10}
+	}
+	return w
+}
+
+// dumpToTunnel dumps the pod for stop-and-copy: CRIU sends the pages to
+// a socket of ours while it dumps, and they go through the page tunnel to
+// the dock's page server.
+func dumpToTunnel(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, imagesDir string) error {
+	theirs, tunnelDone, err := send.RelayPages(ctx)
+	if err != nil {
+		return err
+	}
+	err = out.Dump(ctx, virtns.CheckpointOptions{ImagesDir: imagesDir, PageServerConn: theirs})
+	theirs.Close()
+	if err != nil {
+		// The dock's own account (a full disk, say) beats CRIU's "the
+		// page server doesn't answer".
+		return send.Explain(err)
+	}
+	if err := <-tunnelDone; err != nil {
+		return fmt.Errorf("page transfer: %w", err)
+	}
+	return nil
+}
+
+// lazyDump is a CRIU dump for post-copy: it has written everything but
+// memory and serves pages until the destination has them all.
+type lazyDump struct {
+	done   chan error
+	waited bool
+}
+
+// dumpLazily starts a dump for post-copy and returns once CRIU serves
+// pages, which go through the page tunnel to the dock's lazy-pages
+// daemon. On failure it returns the dump too if it needs abandoning.
+func dumpLazily(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, imagesDir string) (*lazyDump, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	ps := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	ready := make(chan struct{})
+	d := &lazyDump{done: make(chan error, 1)}
+	go func() {
+		d.done <- out.Dump(ctx, virtns.CheckpointOptions{ImagesDir: imagesDir, PageServer: ps, Lazy: true, Ready: func() { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-d.done:
+		d.waited = true
+		if err == nil {
+			err = errors.New("CRIU finished without serving pages")
+		}
+		return nil, err
+	}
+	send.ForwardPages(ctx, ps)
+	return d, nil
+}
+
+// wait waits for the dump to end: every page has been served.
+func (d *lazyDump) wait() error {
+	d.waited = true
+	return <-d.done
+}
+
+// abandon stops CRIU, by cancelling the dump's context, and lets the
+// dump return (resuming the pod's tasks) before the pod is resumed here,
+// unless the dump has already been waited for.
+func (d *lazyDump) abandon(cancel context.CancelFunc) {
+	if !d.waited {
+		cancel()
+		<-d.done
+	}
+}
+
+// checkDock refuses a dock that cannot take a native pod from this host.
+func checkDock(h *dock.Hello, o Options) error {
+	if h.ISA != runtime.GOARCH {
+		return errdefs.New(errdefs.Unsupported, "dock is %s/%s and this pod is native %s code: only a Wasm vessel pod can change ISA", h.OS, h.ISA, runtime.GOARCH)
+	}
+	if !h.Has(dock.CapabilityCRIU) || (o.Live && !h.Has(dock.CapabilityCRIULazy)) {
+		return errdefs.New(errdefs.Unsupported, "dock cannot restore CRIU images%s (capabilities: %s)", map[bool]string{true: " lazily", false: ""}[o.Live], strings.Join(h.Capabilities, ", "))
+	}
+	if o.Force {
+		return nil
+	}
+	ours, err := cpufeat.Host()
+	if err != nil {
+		return err
+	}
+	if missing := cpufeat.Missing(h.CPUFeatures, ours); len(missing) > 0 {
+		return errdefs.New(errdefs.Unsupported, "the dock's CPU lacks features the pod may use: %s (use --force to migrate anyway)", strings.Join(missing, " "))
+	}
+	return nil
+}
+
+// freePort finds a loopback TCP port nobody listens on, for CRIU's lazy
+// page server (which binds it itself).
+func freePort() (uint16, error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port), nil
+}

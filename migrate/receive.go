@@ -1,0 +1,216 @@
+//go:build linux && cgo
+
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/podctl/podctl/dock"
+	"github.com/podctl/podctl/internal/failpoint"
+	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/restart"
+	"github.com/podctl/podctl/virtns"
+)
+
+// NativeReceiver is the destination side of a migration through CRIU: it
+// restores the native pods a dock receives with its Manager.
+type NativeReceiver struct {
+	// Manager restores received pods.
+	Manager *pod.Manager
+	// Limits bound what an archive may hold (zero: restart.DefaultLimits).
+	Limits restart.Limits
+}
+
+// Describe adds this host's CRIU, if it has one, to h.
+func (r NativeReceiver) Describe(ctx context.Context, h *dock.Hello) {
+	h.CRIUVersion = virtns.CRIUVersion(ctx)
+	if h.CRIUVersion != "" {
+		h.Capabilities = append(h.Capabilities, dock.CapabilityCRIU, dock.CapabilityCRIULazy)
+	}
+}
+
+// ReceivePod restores one migrating pod from t's archive stream: it
+// reserves the pod, receives its memory through the page tunnel while
+// the archive is extracted (or, lazily, after the pod has resumed),
+// restores it and commits it here before telling the source.
+func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) error {
+	limits := r.Limits
+	if limits == (restart.Limits{}) {
+		limits = restart.DefaultLimits()
+	}
+	rd, err := restart.NewReader(t.Archive, limits)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	am, err := rd.Manifest()
+	if err != nil {
+		return err
+	}
+	in, err := r.Manager.Receive(ctx, am, pod.RestoreOptions{Name: t.Name, Force: t.Force})
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	man := in.Manifest()
+	name, ip := man.Spec.Name, man.Endpoint.IP.String()
+	log := t.Log.With("pod", name, "ip", ip)
+	if err := t.Accepted(name, ip); err != nil {
+		return fmt.Errorf("source went away: %w", err)
+	}
+	images, err := receiveImages(ctx, t, rd, in.Staging())
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if _, err := in.Start(ctx, images.criuDir, images.upperDir, t.Lazy); err != nil {
+		return err
+	}
+	restoreTime := time.Since(start)
+	// Committed before the source is told: a dock that dies between the
+	// two leaves the pod here as well as resumed at the source (a
+	// duplicate), never nowhere (see ARCHITECTURE.md, the commit point).
+	if err := in.Commit(); err != nil {
+		return err
+	}
+	if err := t.Restored(name, ip, restoreTime); err != nil {
+		// The source cannot know the pod runs here and will resume its
+		// own copy: this one must go.
+		log.Warn("source went away before learning of the restore; removing the pod", "err", err)
+		if err := in.Undo(); err != nil {
+			log.Error("removing the pod failed", "err", err)
+		}
+		return fmt.Errorf("source went away: %w", err)
+	}
+	log.Info("pod restored", "restore", restoreTime, "bytes", t.ArchiveBytes(), "lazy", t.Lazy)
+	if images.lazyDone != nil {
+		if err := <-images.lazyDone; err != nil {
+			return fmt.Errorf("post-copy: %w", err)
+		}
+		t.Complete(name)
+		log.Info("post-copy complete")
+	}
+	return nil
+}
+
+// receivedImages is where a received pod's CRIU images and writable
+// layer are, and, for post-copy, the lazy-pages daemon's end.
+type receivedImages struct {
+	criuDir, upperDir string
+	lazyDone          <-chan error
+}
+
+// receiveImages extracts the archive into staging and receives the pod's
+// memory: with stop-and-copy, from the page server that runs meanwhile;
+// with post-copy, by starting the lazy-pages daemon that will fetch it.
+func receiveImages(ctx context.Context, t *dock.PodTransfer, rd *restart.Reader, staging string) (*receivedImages, error) {
+	pagesDir := filepath.Join(staging, "pages")
+	if err := os.Mkdir(pagesDir, 0o700); err != nil {
+		return nil, err
+	}
+	// Stop-and-copy: a page server receives memory while the source dumps.
+	var pagesDone chan error
+	if !t.Lazy {
+		pagesDone = make(chan error, 1)
+		go func() { pagesDone <- t.TunnelPages(ctx, pageHelper(virtns.PageServer, pagesDir)) }()
+	}
+	failpoint.Hit("dock:accepted")
+	ex, err := extractWatching(ctx, rd, filepath.Join(staging, "archive"), pagesDone)
+	if err != nil {
+		return nil, err
+	}
+	failpoint.Hit("dock:extracted")
+	images := &receivedImages{criuDir: ex.CRIUDir, upperDir: ex.UpperDir}
+	if t.Lazy {
+		lazyDone := make(chan error, 1)
+		go func() { lazyDone <- t.TunnelPages(ctx, pageHelper(virtns.LazyPages, ex.CRIUDir)) }()
+		if err := waitForFile(ctx, filepath.Join(ex.CRIUDir, "lazy-pages.socket"), lazyDone); err != nil {
+			return nil, fmt.Errorf("lazy-pages daemon: %w", err)
+		}
+		images.lazyDone = lazyDone
+		return images, nil
+	}
+	if err := <-pagesDone; err != nil { // (a nil from extractWatching was put back)
+		return nil, fmt.Errorf("receive pages: %w", err)
+	}
+	if err := moveFiles(pagesDir, ex.CRIUDir); err != nil {
+		return nil, err
+	}
+	return images, nil
+}
+
+// pageHelper binds a CRIU page helper (virtns.PageServer or LazyPages) to
+// its images directory.
+func pageHelper(helper func(context.Context, string, *os.File) error, dir string) func(context.Context, *os.File) error {
+	return func(ctx context.Context, conn *os.File) error { return helper(ctx, dir, conn) }
+}
+
+// extractWatching extracts the archive while the page server receives
+// memory, and fails as soon as either does: a page server that ran out of
+// disk explains the failure better than the stream the source then
+// abandons. A page server that finished without error is put back on
+// pagesDone for the caller.
+func extractWatching(ctx context.Context, rd *restart.Reader, dir string, pagesDone chan error) (*restart.Extracted, error) {
+	type result struct {
+		ex  *restart.Extracted
+		err error
+	}
+	exDone := make(chan result, 1)
+	go func() {
+		ex, err := rd.Extract(ctx, dir)
+		exDone <- result{ex, err}
+	}()
+	select {
+	case r := <-exDone:
+		return r.ex, r.err
+	case err := <-pagesDone:
+		if err != nil {
+			return nil, fmt.Errorf("receive pages: %w", err)
+		}
+		pagesDone <- nil
+		r := <-exDone
+		return r.ex, r.err
+	}
+}
+
+// moveFiles moves every file of src into dst.
+func moveFiles(src, dst string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.Rename(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitForFile polls for path to appear, failing early if exited reports.
+func waitForFile(ctx context.Context, path string, exited <-chan error) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			if err == nil {
+				err = errors.New("exited early")
+			}
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
