@@ -13,11 +13,10 @@ import (
 // NativeDestination is a dock for native pods, restored by m, and for
 // vessels, housed in native pods of m with store's module cache.
 //
-// Recovery runs from the inside out: the vessel pods of store first (a
-// vessel received before housing existed, or by a dock that was not
-// root), then the native pods m left half received or half removed, and
-// last the housing pods whose vessel never reported its start — which
-// only a consistent set of native pods can tell.
+// It recovers the unhoused vessel pods of store first (they depend on
+// nothing else), then the native pods m left half received or half
+// removed, and last the housing pods whose vessel never reported its
+// start: only a consistent set of native pods can tell those.
 func NativeDestination(m *pod.Manager, store vesselpod.Store) *Destination {
 	return &Destination{
 		Pods:    NativeReceiver{Manager: m},
