@@ -12,21 +12,7 @@ import (
 	"runtime"
 
 	"github.com/podctl/podctl/internal/errdefs"
-)
-
-// Kind is what a pod runs, which decides the routes open to it.
-type Kind int
-
-const (
-	// KindNative is any Linux program in a native pod: it moves through
-	// CRIU, to a dock of this ISA only.
-	KindNative Kind = iota
-	// KindVessel is a Wasm vessel pod not housed in a native pod (made by a
-	// podctl that is not root): it moves as a portable snapshot only.
-	KindVessel
-	// KindHoused is a Wasm vessel housed in a native pod: through CRIU to a
-	// dock of this ISA, as a portable snapshot to any dock.
-	KindHoused
+	"github.com/podctl/podctl/pod/handle"
 )
 
 // The routes a user can ask for with --via.
@@ -56,17 +42,17 @@ func (r Route) String() string {
 
 // CheckVia refuses a --via that is not auto, criu or wasm, or that a pod
 // of kind k can never take, before any dock is asked.
-func CheckVia(name string, k Kind, via string) error {
+func CheckVia(name string, k handle.Kind, via string) error {
 	switch via {
 	case ViaAuto:
 		return nil
 	case ViaWasm:
-		if k == KindNative {
+		if k == handle.Native {
 			return errdefs.New(errdefs.Unsupported, "pod %s is a native pod, not a Wasm vessel: it can only migrate through CRIU", name)
 		}
 		return nil
 	case ViaCRIU:
-		if k == KindVessel {
+		if k == handle.Vessel {
 			return errdefs.New(errdefs.Unsupported, "pod %s is a Wasm vessel not housed in a native pod (it was made by a podctl that is not root): it migrates as a portable snapshot (--via wasm or auto), not through CRIU", name)
 		}
 		return nil
@@ -78,14 +64,14 @@ func CheckVia(name string, k Kind, via string) error {
 // the user's via. Only a housed vessel has a choice: CRIU when the dock
 // has this host's ISA, the portable snapshot otherwise; dockISA is asked
 // for it only then.
-func ChooseRoute(ctx context.Context, name string, k Kind, via string, dockISA func(context.Context) (string, error)) (Route, error) {
+func ChooseRoute(ctx context.Context, name string, k handle.Kind, via string, dockISA func(context.Context) (string, error)) (Route, error) {
 	if err := CheckVia(name, k, via); err != nil {
 		return 0, err
 	}
 	switch {
-	case k == KindNative:
+	case k == handle.Native:
 		return RouteCRIU, nil
-	case k == KindVessel, via == ViaWasm:
+	case k == handle.Vessel, via == ViaWasm:
 		return RouteSnapshot, nil
 	}
 	isa, err := dockISA(ctx)
@@ -117,11 +103,11 @@ type Options struct {
 }
 
 // Check refuses options the route cannot honour for a pod of kind k.
-func (o Options) Check(k Kind, r Route) error {
+func (o Options) Check(k handle.Kind, r Route) error {
 	switch {
 	case r == RouteCRIU:
 		return nil
-	case k == KindVessel && (o.Name != "" || o.Live || o.Force):
+	case k == handle.Vessel && (o.Name != "" || o.Live || o.Force):
 		return errdefs.New(errdefs.Usage, "podctl migrate: --name, --live and --force are for pods that migrate through CRIU")
 	case o.Live || o.Force:
 		return errdefs.New(errdefs.Usage, "podctl migrate: --live and --force are for migrations through CRIU")

@@ -10,6 +10,8 @@ import (
 	"github.com/podctl/podctl/checkpoint"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/housed"
+	"github.com/podctl/podctl/pod/vesselpod"
 )
 
 func checkpointCommand(g *globalOptions) *cobra.Command {
@@ -24,8 +26,12 @@ func checkpointCommand(g *globalOptions) *cobra.Command {
 		Short: "Freeze a pod and write it to a self-contained archive",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if g.isVessel(args[0]) {
-				return checkpointVessel(c, g.vessels(), args[0], o.Output, o.LeaveRunning, asJSON)
+			p, err := g.open(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if v, ok := p.(*vesselpod.Handle); ok {
+				return checkpointVessel(c, v.Store(), v.Name(), o.Output, o.LeaveRunning, asJSON)
 			}
 			comp, err := checkpoint.ParseCompression(compress)
 			if err != nil {
@@ -37,14 +43,15 @@ func checkpointCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			if portable {
-				house, view, ok := houseOf(c.Context(), m, args[0])
+				h, ok := p.(*housed.Handle)
 				if !ok {
 					return errdefs.New(errdefs.Unsupported, "pod %s is not a Wasm vessel: only a vessel has a portable snapshot", args[0])
 				}
 				if o.Output == "" {
 					return errdefs.New(errdefs.Usage, "podctl checkpoint --portable: say where the snapshot goes with -o FILE")
 				}
-				return checkpointVessel(c, view, house.Spec.Vessel.Name, o.Output, o.LeaveRunning, asJSON)
+				view, vessel := h.Vessel()
+				return checkpointVessel(c, view, vessel, o.Output, o.LeaveRunning, asJSON)
 			}
 			res, err := m.Checkpoint(c.Context(), args[0], o)
 			if err != nil {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -137,7 +136,12 @@ func execCommand(g *globalOptions) *cobra.Command {
 				return errdefs.New(errdefs.Usage, "missing pod: podctl exec [OPTIONS] POD -- CMD [ARGS...]")
 			}
 			name, rest := args[0], args[1:]
-			if g.isVessel(name) {
+			p, err := g.open(c.Context(), name)
+			if err != nil {
+				return err
+			}
+			ex, ok := p.(execer)
+			if !ok {
 				return errdefs.New(errdefs.Unsupported, "pod %s is a Wasm vessel: it has no processes to run a command in", name)
 			}
 			if len(rest) > 0 && rest[0] == "--" {
@@ -149,11 +153,7 @@ func execCommand(g *globalOptions) *cobra.Command {
 				o.Stdin = c.InOrStdin()
 			}
 			o.TTY = tty
-			m, err := g.manager()
-			if err != nil {
-				return err
-			}
-			code, err := m.Exec(c.Context(), name, o)
+			code, err := ex.Exec(c.Context(), o)
 			if err != nil {
 				return err
 			}
@@ -227,88 +227,4 @@ func psCommand(g *globalOptions) *cobra.Command {
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
-}
-
-func inspectCommand(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect POD",
-		Short: "Show everything about a pod as JSON",
-		Args:  exactArgs(1, "one pod name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if g.isVessel(args[0]) {
-				return inspectVessel(c, g, args[0])
-			}
-			m, err := g.manager()
-			if err != nil {
-				return err
-			}
-			st, err := m.Inspect(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return writeJSON(c.OutOrStdout(), st)
-		},
-	}
-}
-
-func logsCommand(g *globalOptions) *cobra.Command {
-	var follow bool
-	c := &cobra.Command{
-		Use:   "logs [-f] POD",
-		Short: "Print a pod's standard output and error",
-		Args:  exactArgs(1, "one pod name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if g.isVessel(args[0]) {
-				return vesselLogs(c.Context(), g.vessels(), args[0], follow, c.OutOrStdout())
-			}
-			m, err := g.manager()
-			if err != nil {
-				return err
-			}
-			if house, view, ok := houseOf(c.Context(), m, args[0]); ok {
-				// The guest's output, which travels with it.
-				return vesselLogs(c.Context(), view, house.Spec.Vessel.Name, follow, c.OutOrStdout())
-			}
-			return m.Logs(c.Context(), args[0], follow, c.OutOrStdout())
-		},
-	}
-	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the pod exits")
-	return c
-}
-
-func stopCommand(g *globalOptions) *cobra.Command {
-	var timeout float64
-	c := &cobra.Command{
-		Use:   "stop [--timeout S] POD",
-		Short: "Stop a pod: SIGTERM, then SIGKILL after the timeout",
-		Args:  exactArgs(1, "one pod name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if timeout < 0 {
-				return errdefs.New(errdefs.InvalidArgument, "invalid --timeout %v: must not be negative", timeout)
-			}
-			if g.isVessel(args[0]) {
-				return g.vessels().Stop(c.Context(), args[0])
-			}
-			m, err := g.manager()
-			if err != nil {
-				return err
-			}
-			return m.Stop(c.Context(), args[0], time.Duration(timeout*float64(time.Second)))
-		},
-	}
-	c.Flags().Float64VarP(&timeout, "timeout", "t", 10, "seconds to wait after SIGTERM before SIGKILL")
-	return c
-}
-
-func rmCommand(g *globalOptions) *cobra.Command {
-	return newRmCommand(func(c *cobra.Command, name string, force bool) error {
-		if g.isVessel(name) {
-			return g.vessels().Remove(c.Context(), name, force)
-		}
-		m, err := g.manager()
-		if err != nil {
-			return err
-		}
-		return m.Remove(c.Context(), name, force)
-	})
 }

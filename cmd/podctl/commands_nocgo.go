@@ -11,6 +11,7 @@ import (
 
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/migrate"
+	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/vesselpod"
 )
 
@@ -19,11 +20,8 @@ import (
 // vessel pods only.
 func podCommands(g *globalOptions) []*cobra.Command {
 	return []*cobra.Command{
-		vesselCreateCommand(g), vesselPsCommand(g), vesselNameCommand(g, "inspect POD", "Show everything about a pod as JSON", inspectVessel),
-		vesselLogsCommand(g), vesselNameCommand(g, "stop POD", "Stop a pod", func(c *cobra.Command, g *globalOptions, name string) error {
-			return g.vessels().Stop(c.Context(), name)
-		}),
-		vesselRmCommand(g), vesselCheckpointCommand(g), vesselRestoreCommand(g), vesselMigrateCommand(g), vesselDockCommand(g),
+		vesselCreateCommand(g), vesselPsCommand(g), inspectCommand(g), logsCommand(g), stopCommand(g), rmCommand(g),
+		vesselCheckpointCommand(g), vesselRestoreCommand(g), vesselMigrateCommand(g), vesselDockCommand(g),
 	}
 }
 
@@ -99,21 +97,6 @@ func vesselNameCommand(g *globalOptions, use, short string, run func(*cobra.Comm
 	}
 }
 
-func vesselLogsCommand(g *globalOptions) *cobra.Command {
-	var follow bool
-	c := vesselNameCommand(g, "logs [-f] POD", "Print a pod's standard output and error", func(c *cobra.Command, g *globalOptions, name string) error {
-		return vesselLogs(c.Context(), g.vessels(), name, follow, c.OutOrStdout())
-	})
-	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the pod exits")
-	return c
-}
-
-func vesselRmCommand(g *globalOptions) *cobra.Command {
-	return newRmCommand(func(c *cobra.Command, name string, force bool) error {
-		return g.vessels().Remove(c.Context(), name, force)
-	})
-}
-
 func vesselCheckpointCommand(g *globalOptions) *cobra.Command {
 	var (
 		output                         string
@@ -167,7 +150,7 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 			if err := checkDockAddr(to); err != nil {
 				return err
 			}
-			if err := migrate.CheckVia(args[0], migrate.KindVessel, via); err != nil {
+			if err := migrate.CheckVia(args[0], handle.Vessel, via); err != nil {
 				return err
 			}
 			client, err := dialDock(to, tls)
@@ -200,4 +183,9 @@ func (g *globalOptions) startVessel(ctx context.Context, o vesselpod.CreateOptio
 // vesselHost is where restored vessel pods go.
 func (g *globalOptions) vesselHost() (migrate.VesselHost, error) {
 	return migrate.PlainVessels{Store: g.vessels()}, nil
+}
+
+// open finds the vessel pod name: this build has no other kind.
+func (g *globalOptions) open(_ context.Context, name string) (handle.Pod, error) {
+	return g.vessels().Handle(name), nil
 }

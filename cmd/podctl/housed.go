@@ -9,6 +9,7 @@ import (
 
 	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/housed"
 	"github.com/podctl/podctl/pod/vesselpod"
 )
@@ -50,14 +51,14 @@ func (g *globalOptions) vesselHost() (migrate.VesselHost, error) {
 	return housed.Dock{Manager: m, Host: g.vessels()}, nil
 }
 
-// houseOf returns the manifest of the native pod name if it houses a
-// vessel, and the host's view of that vessel.
-func houseOf(ctx context.Context, m *pod.Manager, name string) (*pod.Manifest, vesselpod.Store, bool) {
-	st, err := m.Inspect(ctx, name)
-	if err != nil || st.Spec.Vessel == nil {
-		return nil, vesselpod.Store{}, false
-	}
-	return &st.Manifest, housed.View(m, &st.Manifest), true
+// open finds the pod name, whatever its kind (see housed.Open).
+func (g *globalOptions) open(ctx context.Context, name string) (handle.Pod, error) {
+	return housed.Open(ctx, g.vessels(), name, g.manager)
+}
+
+// execer is a pod with processes to run a command in.
+type execer interface {
+	Exec(ctx context.Context, o pod.ExecOptions) (int, error)
 }
 
 // podCommandLine is what `podctl ps` shows as a native pod's command.

@@ -30,23 +30,11 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 					return err
 				}
 			}
-			var (
-				m     *pod.Manager
-				house *pod.Manifest
-				kind  = migrate.KindVessel
-			)
-			if !g.isVessel(args[0]) {
-				var err error
-				if m, err = g.manager(); err != nil {
-					return err
-				}
-				var isHoused bool
-				kind = migrate.KindNative
-				if house, _, isHoused = houseOf(c.Context(), m, args[0]); isHoused {
-					kind = migrate.KindHoused
-				}
+			p, err := g.open(c.Context(), args[0])
+			if err != nil {
+				return err
 			}
-			if err := migrate.CheckVia(args[0], kind, via); err != nil {
+			if err := migrate.CheckVia(args[0], p.Kind(), via); err != nil {
 				return err
 			}
 			client, err := dialDock(to, tls)
@@ -54,26 +42,11 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			defer client.Close()
-			route, err := migrate.ChooseRoute(c.Context(), args[0], kind, via, client.ISA)
-			if err != nil {
-				return err
-			}
-			if err := opts.Check(kind, route); err != nil {
-				return err
-			}
-			if route == migrate.RouteSnapshot {
-				if kind == migrate.KindVessel {
-					res, err := migrate.Vessel(c.Context(), client, g.vessels(), args[0], args[0], nil)
-					return printMigration(c, res, err, asJSON)
-				}
-				res, err := migrate.HousedVessel(c.Context(), client, m, house, name)
-				return printMigration(c, res, err, asJSON)
-			}
 			bar := newProgressBar(c.ErrOrStderr())
 			if bar != nil {
 				opts.Progress = bar.update
 			}
-			res, err := migrate.Native(c.Context(), m, args[0], client, opts)
+			res, err := migrate.Pod(c.Context(), p, client, via, opts)
 			bar.finish()
 			return printMigration(c, res, err, asJSON)
 		},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -25,9 +24,6 @@ import (
 func (g *globalOptions) vessels() vesselpod.Store {
 	return vesselpod.Store{Root: g.root}
 }
-
-// isVessel reports whether name is a vessel pod of the state root.
-func (g *globalOptions) isVessel(name string) bool { return vesselpod.Exists(g.root, name) }
 
 // vesselFlags are create's vessel options.
 type vesselFlags struct {
@@ -93,54 +89,6 @@ func printVesselRow(w io.Writer, v *vesselpod.Status) {
 	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Spec.Name, status, "-", "", ago(v.Created), truncate(cmd, 40))
 }
 
-// vesselLogs prints the stdout of the vessel pod name of s, then its stderr; with follow,
-// it keeps printing both until the guest is no longer running.
-func vesselLogs(ctx context.Context, s vesselpod.Store, name string, follow bool, w io.Writer) error {
-	stdout, stderr, err := s.LogPaths(name)
-	if err != nil {
-		return err
-	}
-	var offsets [2]int64
-	for {
-		for i, p := range []string{stdout, stderr} {
-			n, err := copyFrom(w, p, offsets[i])
-			if err != nil {
-				return err
-			}
-			offsets[i] += n
-		}
-		if !follow {
-			return nil
-		}
-		st, err := s.Status(name)
-		if err != nil || st.Status != "running" {
-			follow = false // one last read
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// copyFrom copies path from offset to w.
-func copyFrom(w io.Writer, path string, offset int64) (int64, error) {
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return 0, err
-	}
-	return io.Copy(w, f)
-}
-
 // checkpointVessel is `podctl checkpoint` of the vessel pod name of s.
 func checkpointVessel(c *cobra.Command, s vesselpod.Store, name, output string, leaveRunning, asJSON bool) error {
 	res, err := s.Checkpoint(c.Context(), name, vesselpod.CheckpointOptions{Output: output, LeaveRunning: leaveRunning})
@@ -202,7 +150,7 @@ func isVesselSource(g *globalOptions, source string) bool {
 	if _, err := os.Stat(source); err == nil {
 		return vesselpod.IsSnapshotFile(source)
 	}
-	return g.isVessel(source)
+	return vesselpod.Exists(g.root, source)
 }
 
 // printMigration prints the outcome of `podctl migrate`, whichever route
@@ -239,13 +187,4 @@ func dialDock(addr string, tls pkiFlags) (*dock.Client, error) {
 		return nil, err
 	}
 	return dock.NewClient(addr, cfg), nil
-}
-
-// inspectVessel is `podctl inspect` of a vessel pod.
-func inspectVessel(c *cobra.Command, g *globalOptions, name string) error {
-	st, err := g.vessels().Status(name)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c.OutOrStdout(), st)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/vesselpod"
 	"github.com/podctl/podctl/virtns"
 )
@@ -39,3 +40,10 @@ func TestHouseSpec(t *testing.T) {
 		})
 	}
 }
+
+// The three kinds of pod are handles.
+var (
+	_ handle.Pod = (*pod.NativeHandle)(nil)
+	_ handle.Pod = (*vesselpod.Handle)(nil)
+	_ handle.Pod = (*Handle)(nil)
+)

@@ -1,0 +1,53 @@
+// Package handle is the seam between podctl's commands and the kinds of
+// pod. A native pod (pod.Manager.Handle), a vessel pod
+// (vesselpod.Store.Handle) and a vessel housed in a native pod
+// (housed.Handle) are each a Pod, and housed.Open finds the right one by
+// name: the CLI and package migrate ask a pod to show, stop or remove
+// itself without asking what it is.
+//
+// The package imports nothing of podctl's and its methods use only
+// standard types, so that every build has it, the vessel-only builds of
+// other ISAs included, and vesselpod implements it without the namespace
+// layer.
+package handle
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Kind is what a pod runs, which decides the routes open to it when it
+// migrates.
+type Kind string
+
+const (
+	// Native is any Linux program in a native pod: it moves through
+	// CRIU, to a dock of this ISA only.
+	Native Kind = "native"
+	// Vessel is a Wasm vessel pod not housed in a native pod (made by a
+	// podctl that is not root): it moves as a portable snapshot only.
+	Vessel Kind = "vessel"
+	// Housed is a Wasm vessel housed in a native pod: through CRIU to a
+	// dock of this ISA, as a portable snapshot to any dock.
+	Housed Kind = "housed"
+)
+
+// Pod is one pod, whatever it runs.
+type Pod interface {
+	// Name is the pod's name.
+	Name() string
+	// Kind is what the pod runs.
+	Kind() Kind
+	// Inspect returns everything about the pod, for JSON.
+	Inspect(ctx context.Context) (any, error)
+	// Logs writes the payload's standard output, then its standard
+	// error; with follow, it keeps writing until the payload ends.
+	Logs(ctx context.Context, follow bool, w io.Writer) error
+	// Stop ends the payload, giving it timeout to end by itself where it
+	// can take a signal.
+	Stop(ctx context.Context, timeout time.Duration) error
+	// Remove removes the pod and everything it has; force ends it first
+	// if it runs.
+	Remove(ctx context.Context, force bool) error
+}

@@ -1,0 +1,57 @@
+//go:build linux && cgo
+
+package housed
+
+import (
+	"context"
+	"io"
+
+	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/handle"
+	"github.com/podctl/podctl/pod/vesselpod"
+)
+
+// Handle is a vessel housed in a native pod, as a handle.Pod: the house
+// is what is inspected, stopped, removed and exec'd into; its logs are
+// the guest's, which travel with it.
+type Handle struct {
+	*pod.NativeHandle
+	house *pod.Manifest
+}
+
+// House is the manifest of the native pod that houses the vessel.
+func (h *Handle) House() *pod.Manifest { return h.house }
+
+// Vessel is the host's view of the vessel and the vessel's name in it.
+func (h *Handle) Vessel() (vesselpod.Store, string) {
+	return View(h.Manager(), h.house), h.house.Spec.Vessel.Name
+}
+
+// Kind is handle.Housed.
+func (h *Handle) Kind() handle.Kind { return handle.Housed }
+
+// Logs writes the guest's output.
+func (h *Handle) Logs(ctx context.Context, follow bool, w io.Writer) error {
+	view, name := h.Vessel()
+	return view.Logs(ctx, name, follow, w)
+}
+
+// Open returns the pod name, whatever its kind: a vessel pod of vessels,
+// else a vessel housed in a native pod, else a native pod, both of the
+// manager that manager returns (asked for only then, so that vessel pods
+// need no root). A name that is no vessel pod and no pod the manager can
+// read is returned as a native pod, whose methods then say what is wrong.
+func Open(ctx context.Context, vessels vesselpod.Store, name string, manager func() (*pod.Manager, error)) (handle.Pod, error) {
+	if vesselpod.Exists(vessels.Root, name) {
+		return vessels.Handle(name), nil
+	}
+	m, err := manager()
+	if err != nil {
+		return nil, err
+	}
+	native := m.Handle(name)
+	if st, err := m.Inspect(ctx, name); err == nil && st.Spec.Vessel != nil {
+		return &Handle{NativeHandle: native, house: &st.Manifest}, nil
+	}
+	return native, nil
+}
