@@ -105,6 +105,10 @@ type Incoming struct {
 	man     *Manifest
 	lock    *statedir.Lock
 	staging string
+	// cleanupCtx is the context of Abort: Receive's without its
+	// cancellation, so that a restore interrupted by a Ctrl-C is still
+	// rolled back in full (Abort, Undo and Close take no context).
+	cleanupCtx context.Context
 	// fromCheckpoint is a restore of a pod checkpointed on this host:
 	// aborting puts it back to checkpointed instead of removing it.
 	fromCheckpoint bool
@@ -190,7 +194,7 @@ func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o Restor
 	if err != nil {
 		return nil, err
 	}
-	in := &Incoming{m: m, man: man, lock: pl}
+	in := &Incoming{m: m, man: man, lock: pl, cleanupCtx: context.WithoutCancel(ctx)}
 	if in.staging, err = m.tempDir("restore-" + man.ID); err != nil {
 		return nil, in.fail(err)
 	}
@@ -221,7 +225,7 @@ func (m *Manager) receiveCheckpointed(ctx context.Context, name string, am *chec
 		pl.Unlock()
 		return nil, err
 	}
-	in := &Incoming{m: m, man: man, lock: pl, fromCheckpoint: true}
+	in := &Incoming{m: m, man: man, lock: pl, cleanupCtx: context.WithoutCancel(ctx), fromCheckpoint: true}
 	if in.staging, err = m.tempDir("restore-" + man.ID); err != nil {
 		return nil, in.fail(err)
 	}
@@ -337,7 +341,7 @@ func (in *Incoming) Abort() error {
 	if in.fromCheckpoint {
 		return in.m.backToCheckpointed(in.man)
 	}
-	return in.m.teardown(context.Background(), in.man)
+	return in.m.teardown(in.cleanupCtx, in.man)
 }
 
 // Close releases the pod's lock and the staging directory; a restore that
