@@ -71,7 +71,7 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 		return nil, err
 	}
 	defer pl.Unlock()
-	if err := m.requireRunning(man); err != nil {
+	if err := m.requireRunning(ctx, man); err != nil {
 		return nil, err
 	}
 	if o.Compression == "" {
@@ -158,7 +158,7 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 		// The checkpoint is durable: the pod is over, so this is the end
 		// of its time frozen.
 		res.Timings.Frozen = time.Since(fp.frozenAt)
-		err = m.stopCheckpointed(man, o.Output == "", out)
+		err = m.stopCheckpointed(ctx, man, o.Output == "", out)
 	}
 	res.Timings.Total = time.Since(start)
 	if err != nil {
@@ -167,8 +167,8 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 	return res, nil
 }
 
-func (m *Manager) requireRunning(man *Manifest) error {
-	st, err := m.status(man)
+func (m *Manager) requireRunning(ctx context.Context, man *Manifest) error {
+	st, err := m.status(ctx, man)
 	if err != nil {
 		return err
 	}
@@ -196,12 +196,17 @@ type frozenPod struct {
 	lockedAt time.Time // frozen and off the network: CRIU starts
 	thawedAt time.Time // running again (resume)
 	criuVer  chan string
+
+	// cleanupCtx is the context of resume: newFrozenPod's without its
+	// cancellation, since a frozen pod must thaw even after a Ctrl-C (and
+	// Outgoing.Abort, which resumes it, takes no context).
+	cleanupCtx context.Context
 }
 
 // newFrozenPod prepares to freeze and dump a pod; it starts asking CRIU
 // for its version meanwhile, for the archive's manifest.
 func (m *Manager) newFrozenPod(ctx context.Context, man *Manifest) *frozenPod {
-	fp := &frozenPod{m: m, man: man, criuVer: make(chan string, 1)}
+	fp := &frozenPod{m: m, man: man, cleanupCtx: context.WithoutCancel(ctx), criuVer: make(chan string, 1)}
 	go func() { fp.criuVer <- virtns.CRIUVersion(ctx) }()
 	return fp
 }
@@ -220,8 +225,8 @@ func (fp *frozenPod) freezeAndDump(ctx context.Context, o virtns.CheckpointOptio
 			return err
 		}
 		fp.frozenAt = lastRan
-		if err := (virtns.Firewall{}).LockPod(man.ID, man.Endpoint); err != nil {
-			virtns.Thaw(man.CgroupPath)
+		if err := (virtns.Firewall{}).LockPod(ctx, man.ID, man.Endpoint); err != nil {
+			virtns.Thaw(fp.cleanupCtx, man.CgroupPath)
 			return err
 		}
 		fp.lockedAt = time.Now()
@@ -253,16 +258,21 @@ func (fp *frozenPod) criuVersion() string { return <-fp.criuVer }
 // that much sooner, its frames dropped a little longer, as they were
 // while it was frozen.
 func (fp *frozenPod) resume() error {
-	err := virtns.Thaw(fp.man.CgroupPath)
+	ctx := fp.cleanupCtx
+	err := virtns.Thaw(ctx, fp.man.CgroupPath)
 	fp.thawedAt = time.Now()
-	return errors.Join(err, virtns.Firewall{}.UnlockPod(fp.man.ID))
+	return errors.Join(err, virtns.Firewall{}.UnlockPod(ctx, fp.man.ID))
 }
 
 // stopCheckpointed ends a pod whose checkpoint is safely written. With
 // keep, the pod stays known as "checkpointed" (its name, address and
 // ports still reserved for its restore), its archive at archive.
 // Otherwise it is just stopped, like a pod whose command exited.
-func (m *Manager) stopCheckpointed(man *Manifest, keep bool, archive string) error {
+//
+// The archive is durable by then, so this runs to the end even when ctx
+// is cancelled.
+func (m *Manager) stopCheckpointed(ctx context.Context, man *Manifest, keep bool, archive string) error {
+	ctx = context.WithoutCancel(ctx)
 	// The pod's processes, network, rules and root filesystem are taken
 	// down at once (deleting a veth alone waits some 15 ms for the
 	// kernel); only the root filesystem must wait for the processes.
@@ -271,9 +281,9 @@ func (m *Manager) stopCheckpointed(man *Manifest, keep bool, archive string) err
 	// send (a FIN, a reset) until the veth is gone, and nothing of that
 	// must reach their peers, which the restored pod will talk to
 	// again. Restore (or rm) lifts it, restore while CRIU runs.
-	procs := func() error { return m.store.runtime().Destroy(man.ID, man.CgroupPath) }
+	procs := func() error { return m.store.runtime().Destroy(ctx, man.ID, man.CgroupPath) }
 	network := func() error {
-		return errors.Join(virtns.DetachVeth(man.Endpoint), virtns.DeleteNetNS(m.netnsPath(man)))
+		return errors.Join(virtns.DetachVeth(ctx, man.Endpoint), virtns.DeleteNetNS(ctx, m.netnsPath(man)))
 	}
 	if !keep {
 		return parallel(procs, network)
@@ -282,9 +292,9 @@ func (m *Manager) stopCheckpointed(man *Manifest, keep bool, archive string) err
 		if err := procs(); err != nil {
 			return err
 		}
-		return m.rootfs(man).Unmount()
+		return m.rootfs(man).Unmount(ctx)
 	}
-	rules := func() error { return virtns.Firewall{}.RemovePodRules(man.ID) }
+	rules := func() error { return virtns.Firewall{}.RemovePodRules(ctx, man.ID) }
 	if err := parallel(rootfs, network, rules); err != nil {
 		return err
 	}

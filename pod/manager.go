@@ -184,15 +184,15 @@ func (m *Manager) reserve(ctx context.Context, spec Spec, want reservation) (*Ma
 	}
 	man.CgroupPath = "/podctl/" + man.ID
 	fail := func(err error) (*Manifest, *statedir.Lock, error) {
-		m.teardownResources(man)
-		m.forgetLocked(man)
+		m.teardownResources(ctx, man)
+		m.forgetLocked(ctx, man)
 		podLock.Unlock()
 		return nil, nil, err
 	}
 	if err := m.store.save(man); err != nil {
 		return fail(err)
 	}
-	if man.Network, err = m.ensureNetworkLocked(spec.Network); err != nil {
+	if man.Network, err = m.ensureNetworkLocked(ctx, spec.Network); err != nil {
 		return fail(err)
 	}
 	stale := func(owner string) bool { return !m.store.podIDExists(owner) }
@@ -210,7 +210,7 @@ func (m *Manager) reserve(ctx context.Context, spec Spec, want reservation) (*Ma
 	if ip.IsValid() {
 		err = m.takeIP(man, ip, stale)
 	} else {
-		ip, err = man.Network.AllocateIP(m.store.ipLeases(man.Network.Name), man.ID, stale)
+		ip, err = man.Network.AllocateIP(ctx, m.store.ipLeases(man.Network.Name), man.ID, stale)
 	}
 	if err != nil {
 		return fail(err)
@@ -267,7 +267,7 @@ func probeHostPort(p Port) error {
 // build makes the pod's kernel objects and starts it.
 func (m *Manager) build(ctx context.Context, man *Manifest, seed func(rootfs string) error) error {
 	rootfs := m.rootfs(man)
-	if err := rootfs.Mount(); err != nil {
+	if err := rootfs.Mount(ctx); err != nil {
 		return err
 	}
 	failpoint.Hit("create:mounted")
@@ -293,14 +293,14 @@ func (m *Manager) build(ctx context.Context, man *Manifest, seed func(rootfs str
 		return err
 	}
 	netnsPath := m.netnsPath(man)
-	if err := virtns.CreateNetNS(netnsPath); err != nil {
+	if err := virtns.CreateNetNS(ctx, netnsPath); err != nil {
 		return err
 	}
-	if err := man.Network.PlumbPod(netnsPath, man.Endpoint, true); err != nil {
+	if err := man.Network.PlumbPod(ctx, netnsPath, man.Endpoint, true); err != nil {
 		return err
 	}
 	failpoint.Hit("create:attached")
-	if err := (virtns.Firewall{}).AddPorts(man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
+	if err := (virtns.Firewall{}).AddPorts(ctx, man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
 		return err
 	}
 	cfg, err := m.podConfig(man)
@@ -324,7 +324,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest, seed func(rootfs str
 // resource being gone already, so teardown can finish an earlier one that
 // was interrupted. The caller holds the pod's operation lock.
 func (m *Manager) teardown(ctx context.Context, man *Manifest) error {
-	if err := m.teardownResources(man); err != nil {
+	if err := m.teardownResources(ctx, man); err != nil {
 		return err
 	}
 	failpoint.Hit("rm:torn-down")
@@ -333,11 +333,13 @@ func (m *Manager) teardown(ctx context.Context, man *Manifest) error {
 		return err
 	}
 	defer lk.Unlock()
-	return m.forgetLocked(man)
+	return m.forgetLocked(ctx, man)
 }
 
-// teardownResources removes a pod's kernel objects and files.
-func (m *Manager) teardownResources(man *Manifest) error {
+// teardownResources removes a pod's kernel objects and files. It is
+// cleanup: it runs to the end even when ctx is cancelled.
+func (m *Manager) teardownResources(ctx context.Context, man *Manifest) error {
+	ctx = context.WithoutCancel(ctx)
 	if man.State != StateRemoving {
 		man.State = StateRemoving
 		if err := m.store.save(man); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -347,17 +349,17 @@ func (m *Manager) teardownResources(man *Manifest) error {
 	failpoint.Hit("rm:marked")
 	rootfs := m.rootfs(man)
 	return errors.Join(
-		m.store.runtime().Destroy(man.ID, man.CgroupPath),
-		virtns.DetachVeth(man.Endpoint),
-		virtns.DeleteNetNS(m.netnsPath(man)),
-		virtns.Firewall{}.RemovePod(man.ID),
-		rootfs.Remove(),
+		m.store.runtime().Destroy(ctx, man.ID, man.CgroupPath),
+		virtns.DetachVeth(ctx, man.Endpoint),
+		virtns.DeleteNetNS(ctx, m.netnsPath(man)),
+		virtns.Firewall{}.RemovePod(ctx, man.ID),
+		rootfs.Remove(ctx),
 	)
 }
 
 // forgetLocked releases a torn-down pod's leases and deletes its record.
 // The caller holds the state lock.
-func (m *Manager) forgetLocked(man *Manifest) error {
+func (m *Manager) forgetLocked(ctx context.Context, man *Manifest) error {
 	var errs []error
 	for _, p := range man.Spec.Ports {
 		errs = append(errs, m.store.portLeases().Release(portKey(p), man.ID))
@@ -365,7 +367,7 @@ func (m *Manager) forgetLocked(man *Manifest) error {
 	if man.Endpoint.IP.IsValid() {
 		errs = append(errs, m.store.ipLeases(man.Network.Name).Release(man.Endpoint.IP.String(), man.ID))
 	}
-	errs = append(errs, m.releaseNetworkLocked(man.Network))
+	errs = append(errs, m.releaseNetworkLocked(ctx, man.Network))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -400,11 +402,11 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 		if err != nil && !errdefs.Is(err, errdefs.NotFound) {
 			return err
 		}
-		if man != nil && man.State == StateCreated && virtns.IsFrozen(man.CgroupPath) {
+		if man != nil && man.State == StateCreated && virtns.IsFrozen(ctx, man.CgroupPath) {
 			// A checkpoint or migration died with the pod frozen and cut
 			// off: if nobody is working on it, let it run again.
 			if pl, err := m.store.tryLockPod(name); err == nil {
-				err = errors.Join(virtns.Firewall{}.UnlockPod(man.ID), virtns.Thaw(man.CgroupPath))
+				err = errors.Join(virtns.Firewall{}.UnlockPod(ctx, man.ID), virtns.Thaw(ctx, man.CgroupPath))
 				pl.Unlock()
 				if err != nil {
 					return fmt.Errorf("recover pod %s: %w", name, err)
@@ -421,13 +423,13 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 		}
 		if man != nil && man.State == StateRestoring {
 			// Its archive is intact: undo the restore, keep the pod.
-			err = m.backToCheckpointed(man)
+			err = m.backToCheckpointed(ctx, man)
 		} else if man == nil {
 			// Crashed between creating the directory and writing the
 			// manifest: nothing else exists yet.
 			err = os.RemoveAll(m.store.podDir(name))
-		} else if err = m.teardownResources(man); err == nil {
-			err = m.forgetLocked(man)
+		} else if err = m.teardownResources(ctx, man); err == nil {
+			err = m.forgetLocked(ctx, man)
 		}
 		pl.Unlock()
 		if err != nil {
@@ -487,7 +489,7 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 	}
 	defer pl.Unlock()
 	if !force && man.State == StateCreated {
-		st, _, err := m.store.runtime().State(man.ID)
+		st, _, err := m.store.runtime().State(ctx, man.ID)
 		if err != nil {
 			return err
 		}
@@ -550,20 +552,20 @@ func (m *Manager) Inspect(ctx context.Context, name string) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := m.status(man)
+	st, err := m.status(ctx, man)
 	if err != nil || st.InitPID == 0 {
 		return st, err
 	}
-	st.PIDs, err = m.store.runtime().Processes(man.ID)
+	st.PIDs, err = m.store.runtime().Processes(ctx, man.ID)
 	return st, err
 }
 
-func (m *Manager) status(man *Manifest) (*Status, error) {
+func (m *Manager) status(ctx context.Context, man *Manifest) (*Status, error) {
 	st := &Status{Manifest: *man, Status: string(man.State), Dir: m.store.podDir(man.Spec.Name)}
 	if man.State != StateCreated {
 		return st, nil
 	}
-	rs, pid, err := m.store.runtime().State(man.ID)
+	rs, pid, err := m.store.runtime().State(ctx, man.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -651,7 +653,7 @@ func (m *Manager) List(ctx context.Context) ([]*Status, error) {
 		if err != nil {
 			return nil, err
 		}
-		st, err := m.status(man)
+		st, err := m.status(ctx, man)
 		if err != nil {
 			return nil, err
 		}
@@ -679,7 +681,7 @@ func (m *Manager) Exec(ctx context.Context, name string, o ExecOptions) (int, er
 	if len(o.Command) == 0 {
 		return 0, errdefs.New(errdefs.Usage, "missing command: podctl exec POD -- CMD [ARGS...]")
 	}
-	st, err := m.status(man)
+	st, err := m.status(ctx, man)
 	if err != nil {
 		return 0, err
 	}
@@ -734,7 +736,7 @@ func (m *Manager) Logs(ctx context.Context, name string, follow bool, w io.Write
 		if !follow {
 			return nil
 		}
-		st, err := m.status(man)
+		st, err := m.status(ctx, man)
 		if err != nil || (st.Status != "running" && st.Status != "paused" && st.Status != string(StateCreating)) {
 			_, err := io.Copy(w, f) // what was written before it exited
 			return err

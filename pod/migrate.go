@@ -30,7 +30,7 @@ func (m *Manager) BeginMigration(ctx context.Context, name string) (*Outgoing, e
 	if err != nil {
 		return nil, err
 	}
-	if err := m.requireRunning(man); err != nil {
+	if err := m.requireRunning(ctx, man); err != nil {
 		pl.Unlock()
 		return nil, err
 	}

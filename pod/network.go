@@ -1,6 +1,7 @@
 package pod
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,7 +77,7 @@ func (s Store) networks() ([]virtns.Network, error) {
 // isolated and configured by bridge and subnet ("" for the defaults); a
 // named network gets the next free /24 of namedPool and is not isolated.
 // The caller holds the state lock.
-func (m *Manager) ensureNetworkLocked(name string) (virtns.Network, error) {
+func (m *Manager) ensureNetworkLocked(ctx context.Context, name string) (virtns.Network, error) {
 	if name == "" {
 		name = DefaultNetwork
 	}
@@ -94,10 +95,10 @@ func (m *Manager) ensureNetworkLocked(name string) (virtns.Network, error) {
 			return n, err
 		}
 	}
-	if err := n.EnsureBridge(); err != nil {
+	if err := n.EnsureBridge(ctx); err != nil {
 		return n, err
 	}
-	if err := (virtns.Firewall{}).AddNetwork(n); err != nil {
+	if err := (virtns.Firewall{}).AddNetwork(ctx, n); err != nil {
 		return n, err
 	}
 	if !ok {
@@ -144,7 +145,7 @@ func (m *Manager) newNetwork(name string) (virtns.Network, error) {
 
 // releaseNetworkLocked deletes a named network once no pod uses it. The
 // default network stays, like podman's. The caller holds the state lock.
-func (m *Manager) releaseNetworkLocked(n virtns.Network) error {
+func (m *Manager) releaseNetworkLocked(ctx context.Context, n virtns.Network) error {
 	if n.Name == "" || n.Name == DefaultNetwork {
 		return nil
 	}
@@ -152,10 +153,10 @@ func (m *Manager) releaseNetworkLocked(n virtns.Network) error {
 	if err != nil || len(held) > 0 {
 		return err
 	}
-	if err := (virtns.Firewall{}).RemoveNetwork(n); err != nil {
+	if err := (virtns.Firewall{}).RemoveNetwork(ctx, n); err != nil {
 		return err
 	}
-	if err := n.DeleteBridge(); err != nil {
+	if err := n.DeleteBridge(ctx); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(m.store.ipLeases(n.Name).Dir); err != nil {

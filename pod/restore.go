@@ -187,7 +187,7 @@ func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o Restor
 	if owner, _ := m.store.ipLeases(network).Owner(ip.String()); owner != "" && m.store.podIDExists(owner) {
 		return nil, errdefs.New(errdefs.Conflict, "address %s is already taken on this host (by %s)", ip, m.podNameByID(owner))
 	}
-	if ep := virtns.NewEndpoint(ip); virtns.LinkExists(ep.HostVeth) {
+	if ep := virtns.NewEndpoint(ip); virtns.LinkExists(ctx, ep.HostVeth) {
 		return nil, errdefs.New(errdefs.Conflict, "interface %s (for address %s) already exists on this host", ep.HostVeth, ip)
 	}
 	man, pl, err := m.reserve(ctx, spec, reservation{IP: ip, Hostname: src.hostname()})
@@ -256,17 +256,17 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 			return err
 		}
 		rootfs := m.rootfs(man)
-		if err := rootfs.Mount(); err != nil {
+		if err := rootfs.Mount(ctx); err != nil {
 			return err
 		}
 		failpoint.Hit("restore:mounted")
 		// A fresh namespace, plumbed as the pod's was, but cut off from
 		// the bridge until CRIU has restored the sockets in it.
 		netnsPath := m.netnsPath(man)
-		if err := virtns.CreateNetNS(netnsPath); err != nil {
+		if err := virtns.CreateNetNS(ctx, netnsPath); err != nil {
 			return err
 		}
-		if err := man.Network.PlumbPod(netnsPath, man.Endpoint, false); err != nil {
+		if err := man.Network.PlumbPod(ctx, netnsPath, man.Endpoint, false); err != nil {
 			return err
 		}
 		cfg, err := m.podConfig(man)
@@ -278,7 +278,7 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 		// AdoptVeth, so the lock can go while CRIU restores: lifting it
 		// waits some 8 ms for the kernel.
 		unlocked := make(chan error, 1)
-		go func() { unlocked <- virtns.Firewall{}.UnlockPod(man.ID) }()
+		go func() { unlocked <- virtns.Firewall{}.UnlockPod(ctx, man.ID) }()
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		if _, err := m.store.runtime().Restore(rctx, cfg, virtns.RestoreOptions{ImagesDir: criuDir, Lazy: lazy}); err != nil {
@@ -291,10 +291,10 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 		if failpoint.Armed("restore:fail-after-criu") {
 			return errors.New("injected failure after CRIU restored the pod")
 		}
-		if err := man.Network.AdoptVeth(man.Endpoint); err != nil {
+		if err := man.Network.AdoptVeth(ctx, man.Endpoint); err != nil {
 			return err
 		}
-		if err := (virtns.Firewall{}).AddPorts(man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
+		if err := (virtns.Firewall{}).AddPorts(ctx, man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
 			return err
 		}
 		// Tell the LAN's switches and neighbours where the address lives
@@ -339,7 +339,7 @@ func (in *Incoming) Abort() error {
 	}
 	in.done = true
 	if in.fromCheckpoint {
-		return in.m.backToCheckpointed(in.man)
+		return in.m.backToCheckpointed(in.cleanupCtx, in.man)
 	}
 	return in.m.teardown(in.cleanupCtx, in.man)
 }
@@ -353,14 +353,16 @@ func (in *Incoming) Close() error {
 	return err
 }
 
-// backToCheckpointed undoes a failed restore of a checkpointed pod.
-func (m *Manager) backToCheckpointed(man *Manifest) error {
+// backToCheckpointed undoes a failed restore of a checkpointed pod. It
+// is cleanup: it runs to the end even when ctx is cancelled.
+func (m *Manager) backToCheckpointed(ctx context.Context, man *Manifest) error {
+	ctx = context.WithoutCancel(ctx)
 	err := errors.Join(
-		m.store.runtime().Destroy(man.ID, man.CgroupPath),
-		virtns.DetachVeth(man.Endpoint),
-		virtns.DeleteNetNS(m.netnsPath(man)),
-		virtns.Firewall{}.RemovePod(man.ID),
-		m.rootfs(man).Unmount(),
+		m.store.runtime().Destroy(ctx, man.ID, man.CgroupPath),
+		virtns.DetachVeth(ctx, man.Endpoint),
+		virtns.DeleteNetNS(ctx, m.netnsPath(man)),
+		virtns.Firewall{}.RemovePod(ctx, man.ID),
+		m.rootfs(man).Unmount(ctx),
 	)
 	if err != nil {
 		return err

@@ -147,7 +147,7 @@ func (rt Runtime) Start(ctx context.Context, c PodConfig) (pid int, err error) {
 	}
 	defer func() {
 		if err != nil {
-			destroy(ctr)
+			destroy(ctx, ctr)
 		}
 	}()
 	reportR, reportW, err := os.Pipe()
@@ -218,7 +218,12 @@ const (
 )
 
 // State returns the container's status and init PID (0 when not running).
-func (rt Runtime) State(id string) (Status, int, error) {
+//
+// It loads the container with libcontainer, which reads the pod's freezer
+// state: while a freeze is under way that read waits (up to 10 s on
+// cgroup v2) for the cgroup to be frozen. The library takes no context,
+// so ctx cannot cut that wait short.
+func (rt Runtime) State(ctx context.Context, id string) (Status, int, error) {
 	ctr, err := libcontainer.Load(rt.StateDir, id)
 	if err != nil {
 		if errors.Is(err, libcontainer.ErrNotExist) {
@@ -248,8 +253,10 @@ func (rt Runtime) State(id string) (Status, int, error) {
 	}
 }
 
-// Signal sends sig to the pod's init.
-func (rt Runtime) Signal(id string, sig os.Signal) error {
+// Signal sends sig to the pod's init. It sends it even when ctx is done
+// (Stop kills a pod whose ctx has ended); ctx is there because loading
+// the container can wait on the freezer (see State).
+func (rt Runtime) Signal(ctx context.Context, id string, sig os.Signal) error {
 	ctr, err := libcontainer.Load(rt.StateDir, id)
 	if err != nil {
 		return fmt.Errorf("signal %s: %w", id, err)
@@ -264,23 +271,28 @@ func (rt Runtime) Signal(id string, sig os.Signal) error {
 // and, if the pod has not ended when ctx is done, SIGKILL. It returns once
 // the pod's init is gone.
 func (rt Runtime) Stop(ctx context.Context, id string) error {
-	if err := rt.Signal(id, unix.SIGTERM); err != nil {
+	if err := rt.Signal(ctx, id, unix.SIGTERM); err != nil {
 		return err
 	}
 	if err := rt.waitStopped(ctx, id); err == nil {
 		return nil
 	}
-	if err := rt.Signal(id, unix.SIGKILL); err != nil {
+	// The pod did not stop in time: kill it. ctx may be over, but the
+	// kill and the wait for it must still happen.
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
+	defer cancel()
+	if err := rt.Signal(kctx, id, unix.SIGKILL); err != nil {
 		return err
 	}
-	kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	return rt.waitStopped(kctx, id)
 }
 
+// killWait bounds each wait for SIGKILLed processes to be gone.
+const killWait = 10 * time.Second
+
 func (rt Runtime) waitStopped(ctx context.Context, id string) error {
 	err := poll(ctx, func() (bool, error) {
-		st, _, err := rt.State(id)
+		st, _, err := rt.State(ctx, id)
 		return st != StatusRunning && st != StatusPaused, err
 	})
 	if err != nil {
@@ -313,10 +325,14 @@ func poll(ctx context.Context, done func() (bool, error)) error {
 // libcontainer state. A pod that does not exist is not an error, and
 // neither is one that a crash left half made: whatever libcontainer cannot
 // load is removed by path, cgroup included.
-func (rt Runtime) Destroy(id, cgroupPath string) error {
+//
+// Destroy is cleanup and runs to the end even when ctx is cancelled (a
+// Ctrl-C must not leave a pod half destroyed): it keeps ctx's values
+// only, and each wait for killed processes is bounded by 10 s.
+func (rt Runtime) Destroy(ctx context.Context, id, cgroupPath string) error {
 	ctr, err := libcontainer.Load(rt.StateDir, id)
 	if err == nil {
-		err = destroy(ctr)
+		err = destroy(ctx, ctr)
 	} else if errors.Is(err, libcontainer.ErrNotExist) {
 		// A crash between libcontainer's mkdir and its first state
 		// write leaves a directory Load cannot read.
@@ -331,11 +347,12 @@ func (rt Runtime) Destroy(id, cgroupPath string) error {
 	if err != nil {
 		return fmt.Errorf("destroy %s: %w", id, err)
 	}
-	return destroyCgroup(cgroupPath)
+	return destroyCgroup(ctx, cgroupPath)
 }
 
-// destroyCgroup kills whatever is left in a cgroup and removes it.
-func destroyCgroup(path string) error {
+// destroyCgroup kills whatever is left in a cgroup and removes it. Like
+// Destroy, it ignores ctx's cancellation.
+func destroyCgroup(ctx context.Context, path string) error {
 	if path == "" {
 		return nil
 	}
@@ -346,7 +363,7 @@ func destroyCgroup(path string) error {
 	if !mgr.Exists() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 	defer cancel()
 	var pids []int
 	err = poll(ctx, func() (bool, error) {
@@ -368,13 +385,16 @@ func destroyCgroup(path string) error {
 	return nil
 }
 
-func destroy(ctr *libcontainer.Container) error {
+// destroy kills a container and removes it. Like Destroy, it ignores
+// ctx's cancellation: it is what undoes a failed Start or Restore, ctx's
+// end included.
+func destroy(ctx context.Context, ctr *libcontainer.Container) error {
 	if st, err := ctr.Status(); err == nil && st != libcontainer.Stopped {
 		ctr.Signal(unix.SIGKILL)
 		// The init of a PID namespace takes its whole tree with it;
 		// wait until it is gone so that Destroy can remove the cgroup
 		// (if it never goes, Destroy reports the busy cgroup).
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 		poll(ctx, func() (bool, error) {
 			st, err := ctr.Status()
 			return err != nil || st == libcontainer.Stopped, nil
@@ -567,8 +587,9 @@ func SelfBinary() (string, error) {
 	return filepath.EvalSymlinks(p)
 }
 
-// Processes returns the host PIDs of every process in the pod.
-func (rt Runtime) Processes(id string) ([]int, error) {
+// Processes returns the host PIDs of every process in the pod. Loading
+// the container can wait on the freezer (see State).
+func (rt Runtime) Processes(ctx context.Context, id string) ([]int, error) {
 	ctr, err := libcontainer.Load(rt.StateDir, id)
 	if err != nil {
 		return nil, fmt.Errorf("processes of %s: %w", id, err)

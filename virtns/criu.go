@@ -184,8 +184,8 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 	}
 	defer func() {
 		if err != nil {
-			destroy(ctr)
-			destroyCgroup(c.CgroupPath)
+			destroy(ctx, ctr)
+			destroyCgroup(ctx, c.CgroupPath)
 		}
 	}()
 	devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
@@ -342,8 +342,10 @@ func MemoryUsage(cgroupPath string) int64 {
 	return int64(st.MemoryStats.Usage.Usage)
 }
 
-// IsFrozen reports whether a pod's cgroup is frozen.
-func IsFrozen(cgroupPath string) bool {
+// IsFrozen reports whether a pod's cgroup is frozen. While a freeze is
+// under way it waits (up to 10 s on cgroup v2, in the cgroup library,
+// which takes no context) for the cgroup to be frozen.
+func IsFrozen(ctx context.Context, cgroupPath string) bool {
 	mgr, err := cgmanager.New(&cgroups.Cgroup{Path: cgroupPath, Resources: &cgroups.Resources{}})
 	if err != nil {
 		return false

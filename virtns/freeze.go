@@ -64,8 +64,9 @@ func Freeze(ctx context.Context, cgroupPath string) (lastRan time.Time, err erro
 	}
 }
 
-// Thaw resumes a frozen pod.
-func Thaw(cgroupPath string) error {
+// Thaw resumes a frozen pod. It is what undoes a Freeze, so it runs even
+// when ctx is cancelled.
+func Thaw(ctx context.Context, cgroupPath string) error {
 	mgr, err := freezerManager(cgroupPath)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package virtns
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -41,7 +42,10 @@ func lockChains() []*nftables.Chain {
 // an existing base chain again is an update the kernel commits no faster
 // than a deletion, after an RCU grace period (some 8-16 ms here, all of
 // it time the pod spends frozen), while adding two rules takes 0.3 ms.
-func (Firewall) LockPod(podID string, ep Endpoint) error {
+func (Firewall) LockPod(ctx context.Context, podID string, ep Endpoint) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nftables: lock pod %s: %w", podID, err)
+	}
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -83,8 +87,9 @@ func lockChainsExist(c *nftables.Conn) bool {
 	return n == len(lockChains())
 }
 
-// UnlockPod removes the pod's network lock, if any.
-func (Firewall) UnlockPod(podID string) error {
+// UnlockPod removes the pod's network lock, if any. It is cleanup: it
+// runs even when ctx is cancelled.
+func (Firewall) UnlockPod(ctx context.Context, podID string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)

@@ -1,6 +1,7 @@
 package virtns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -28,7 +29,10 @@ import (
 // for long: the new namespace is made on a locked thread which returns to
 // the original before it is unlocked (a thread that cannot is left locked
 // and so dies with its goroutine).
-func CreateNetNS(path string) (err error) {
+func CreateNetNS(ctx context.Context, path string) (err error) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("netns %s: %w", path, err)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("netns %s: %w", path, err)
 	}
@@ -74,8 +78,9 @@ func CreateNetNS(path string) (err error) {
 
 // DeleteNetNS unmounts and removes a namespace made by CreateNetNS; a
 // missing one is not an error. The namespace itself goes when its last
-// process and mount are gone, taking its interfaces with it.
-func DeleteNetNS(path string) error {
+// process and mount are gone, taking its interfaces with it. It is
+// cleanup: it runs even when ctx is cancelled.
+func DeleteNetNS(ctx context.Context, path string) error {
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("netns %s: unmount: %w", path, err)
 	}
@@ -92,7 +97,10 @@ func DeleteNetNS(path string) error {
 // stays down and outside the bridge until AdoptVeth (a pod being
 // restored, whose sockets must see no packet before CRIU has restored
 // them).
-func (n Network) PlumbPod(nsPath string, ep Endpoint, attach bool) (err error) {
+func (n Network) PlumbPod(ctx context.Context, nsPath string, ep Endpoint, attach bool) (err error) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("plumb %s: %w", nsPath, err)
+	}
 	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {
 		return fmt.Errorf("plumb %s: %w", nsPath, err)
@@ -101,7 +109,7 @@ func (n Network) PlumbPod(nsPath string, ep Endpoint, attach bool) (err error) {
 	// The pod end is created inside the namespace: moving a link between
 	// namespaces waits for an RCU grace period, some 30 ms.
 	if attach {
-		if err := n.AttachVeth(ep, ns); err != nil {
+		if err := n.AttachVeth(ctx, ep, ns); err != nil {
 			return err
 		}
 	} else if err := createVeth(n, ep, false, ns); err != nil {
@@ -109,7 +117,7 @@ func (n Network) PlumbPod(nsPath string, ep Endpoint, attach bool) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			DetachVeth(ep)
+			DetachVeth(context.WithoutCancel(ctx), ep)
 		}
 	}()
 	h, err := netlink.NewHandleAt(ns)

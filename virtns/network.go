@@ -1,6 +1,7 @@
 package virtns
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -98,7 +99,10 @@ func (n Network) Prefix(ip netip.Addr) netip.Prefix { return netip.PrefixFrom(ip
 // (so the pods' gateway never changes MAC as ports come and go), the
 // gateway address, up. It also turns on IPv4 forwarding and lets published
 // ports be reached from the host's loopback (route_localnet).
-func (n Network) EnsureBridge() error {
+func (n Network) EnsureBridge(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bridge %s: %w", n.Bridge, err)
+	}
 	link, err := netlink.LinkByName(n.Bridge)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
@@ -147,7 +151,8 @@ func (n Network) EnsureBridge() error {
 }
 
 // DeleteBridge removes the network's bridge; a missing one is not an error.
-func (n Network) DeleteBridge() error {
+// It is cleanup: it runs even when ctx is cancelled.
+func (n Network) DeleteBridge(ctx context.Context) error {
 	return deleteLink(n.Bridge)
 }
 
@@ -155,7 +160,10 @@ func (n Network) DeleteBridge() error {
 // to the bridge (isolated on an isolated network) and up, and its pod end,
 // named PodInterface and carrying the endpoint's MAC, in the network
 // namespace podNS.
-func (n Network) AttachVeth(ep Endpoint, podNS netns.NsHandle) (err error) {
+func (n Network) AttachVeth(ctx context.Context, ep Endpoint, podNS netns.NsHandle) (err error) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("veth %s: %w", ep.HostVeth, err)
+	}
 	if err := createVeth(n, ep, true, podNS); err != nil {
 		return err
 	}
@@ -164,7 +172,7 @@ func (n Network) AttachVeth(ep Endpoint, podNS netns.NsHandle) (err error) {
 			deleteLink(ep.HostVeth)
 		}
 	}()
-	return n.AdoptVeth(ep)
+	return n.AdoptVeth(ctx, ep)
 }
 
 // createVeth creates the endpoint's veth pair: the host end with the
@@ -195,8 +203,9 @@ func createVeth(n Network, ep Endpoint, attach bool, podNS netns.NsHandle) error
 
 // DetachVeth removes the endpoint's veth pair from the host, whichever end
 // is still there (the pair disappears with the pod's network namespace, so
-// usually neither is). Missing links are not an error.
-func DetachVeth(ep Endpoint) error {
+// usually neither is). Missing links are not an error. It is cleanup: it
+// runs even when ctx is cancelled.
+func DetachVeth(ctx context.Context, ep Endpoint) error {
 	return errors.Join(deleteLink(ep.HostVeth), deleteLink(ep.PodVeth))
 }
 
@@ -227,8 +236,9 @@ func prefixToIPNet(p netip.Prefix) *net.IPNet {
 // across podctl restarts for as long as its pod exists. Allocation goes
 // round-robin from the last address handed out, so a freed address is not
 // reused at once. The caller must hold the state lock; stale reports
-// whether an owner no longer exists (its lease is then reclaimed).
-func (n Network) AllocateIP(leases statedir.Leases, owner string, stale func(string) bool) (netip.Addr, error) {
+// whether an owner no longer exists (its lease is then reclaimed). Each
+// candidate waits for the leases' lock; ctx's end stops the search.
+func (n Network) AllocateIP(ctx context.Context, leases statedir.Leases, owner string, stale func(string) bool) (netip.Addr, error) {
 	first := n.Gateway.Next()
 	size := uint32(1) << (32 - n.Subnet.Bits())
 	base := binary.BigEndian.Uint32(n.Subnet.Addr().AsSlice())
@@ -244,6 +254,9 @@ func (n Network) AllocateIP(leases statedir.Leases, owner string, stale func(str
 	hosts := size - 3
 	off := binary.BigEndian.Uint32(start.AsSlice()) - base - 2
 	for i := uint32(0); i < hosts; i++ {
+		if err := ctx.Err(); err != nil {
+			return netip.Addr{}, fmt.Errorf("network %s: allocate an address: %w", n.Name, err)
+		}
 		v := base + 2 + (off+i)%hosts
 		var b [4]byte
 		binary.BigEndian.PutUint32(b[:], v)
@@ -270,7 +283,10 @@ func (n Network) AllocateIP(leases statedir.Leases, owner string, stale func(str
 // isolated network, and brings it up. Until then the restored pod's
 // namespace receives nothing, which is what keeps packets away from its
 // sockets while CRIU is still restoring them.
-func (n Network) AdoptVeth(ep Endpoint) error {
+func (n Network) AdoptVeth(ctx context.Context, ep Endpoint) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("adopt %s: %w", ep.HostVeth, err)
+	}
 	br, err := netlink.LinkByName(n.Bridge)
 	if err != nil {
 		return fmt.Errorf("adopt %s: bridge %s: %w", ep.HostVeth, n.Bridge, err)
@@ -294,7 +310,7 @@ func (n Network) AdoptVeth(ep Endpoint) error {
 }
 
 // LinkExists reports whether a network interface of that name exists.
-func LinkExists(name string) bool {
+func LinkExists(ctx context.Context, name string) bool {
 	_, err := netlink.LinkByName(name)
 	return err == nil
 }

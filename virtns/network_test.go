@@ -1,6 +1,8 @@
 package virtns
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -173,7 +175,7 @@ func newAllocator(t *testing.T, subnet string) *allocator {
 
 func (a *allocator) alloc(owner string) netip.Addr {
 	a.t.Helper()
-	ip, err := a.n.AllocateIP(a.leases, owner, a.stale)
+	ip, err := a.n.AllocateIP(a.t.Context(), a.leases, owner, a.stale)
 	if err != nil {
 		a.t.Fatalf("AllocateIP(%s): %v", owner, err)
 	}
@@ -192,7 +194,7 @@ func (a *allocator) release(ip netip.Addr, owner string) {
 
 func (a *allocator) wantExhausted() {
 	a.t.Helper()
-	ip, err := a.n.AllocateIP(a.leases, "one-too-many", a.stale)
+	ip, err := a.n.AllocateIP(a.t.Context(), a.leases, "one-too-many", a.stale)
 	if err == nil {
 		a.t.Fatalf("AllocateIP on a full network = %s, want an error", ip)
 	}
@@ -373,7 +375,7 @@ func TestAllocateIPHintSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ip, err := n.AllocateIP(statedir.Leases{Dir: dir}, owner, nil)
+		ip, err := n.AllocateIP(t.Context(), statedir.Leases{Dir: dir}, owner, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -403,6 +405,21 @@ func TestAllocateIPHintSurvivesRestart(t *testing.T) {
 		if strings.Contains(e.Name(), ".tmp") {
 			t.Errorf("temp file %s left behind", e.Name())
 		}
+	}
+}
+
+// TestAllocateIPCancelled checks that a cancelled context stops the
+// search before any lease is taken.
+func TestAllocateIPCancelled(t *testing.T) {
+	a := newAllocator(t, "10.88.0.0/16")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	ip, err := a.n.AllocateIP(ctx, a.leases, "a", nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("AllocateIP with a cancelled context = %s, %v; want Canceled", ip, err)
+	}
+	if all, err := a.leases.All(); err != nil || len(all) != 0 {
+		t.Errorf("leases after a cancelled AllocateIP: %v, %v; want none", all, err)
 	}
 }
 
@@ -454,7 +471,7 @@ func TestAllocateIPBadHints(t *testing.T) {
 		}
 		seen := map[netip.Addr]bool{}
 		for i := 0; i < 5; i++ {
-			ip, err := a.n.AllocateIP(a.leases, "o"+string(rune('a'+i)), nil)
+			ip, err := a.n.AllocateIP(a.t.Context(), a.leases, "o"+string(rune('a'+i)), nil)
 			if err != nil {
 				t.Fatalf("hint %q: allocation %d: %v", hint, i, err)
 			}

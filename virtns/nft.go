@@ -1,6 +1,7 @@
 package virtns
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -113,7 +114,10 @@ func (Firewall) ensureBase(c *nftables.Conn) error {
 
 // AddNetwork makes sure the table exists and holds the network's rules:
 // its bridge in the bridges set and masquerading for its subnet.
-func (f Firewall) AddNetwork(n Network) error {
+func (f Firewall) AddNetwork(ctx context.Context, n Network) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nftables: network %s: %w", n.Name, err)
+	}
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -146,8 +150,9 @@ func (f Firewall) AddNetwork(n Network) error {
 	return nil
 }
 
-// RemoveNetwork deletes the network's rules and set element.
-func (f Firewall) RemoveNetwork(n Network) error {
+// RemoveNetwork deletes the network's rules and set element. Like every
+// removal here, it is cleanup: it runs even when ctx is cancelled.
+func (f Firewall) RemoveNetwork(ctx context.Context, n Network) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -173,9 +178,12 @@ type PortForward struct {
 
 // AddPorts adds one DNAT rule per published port, all in one transaction
 // and all tagged with the pod's tag.
-func (f Firewall) AddPorts(podID string, ip netip.Addr, ports []PortForward) error {
+func (f Firewall) AddPorts(ctx context.Context, podID string, ip netip.Addr, ports []PortForward) error {
 	if len(ports) == 0 {
 		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nftables: publish ports of pod %s: %w", podID, err)
 	}
 	c, err := nftables.New()
 	if err != nil {
@@ -192,16 +200,16 @@ func (f Firewall) AddPorts(podID string, ip netip.Addr, ports []PortForward) err
 
 // RemovePod deletes every rule tagged with the pod's tag, its network
 // lock included.
-func (f Firewall) RemovePod(podID string) error {
-	if err := f.RemovePodRules(podID); err != nil {
+func (f Firewall) RemovePod(ctx context.Context, podID string) error {
+	if err := f.RemovePodRules(ctx, podID); err != nil {
 		return err
 	}
-	return f.UnlockPod(podID)
+	return f.UnlockPod(ctx, podID)
 }
 
 // RemovePodRules deletes the pod's rules in podctl's table (published
 // ports, isolation), leaving its network lock (see UnlockPod).
-func (f Firewall) RemovePodRules(podID string) error {
+func (f Firewall) RemovePodRules(ctx context.Context, podID string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)

@@ -6,6 +6,7 @@
 package virtns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -96,7 +97,10 @@ func ValidateImage(dir string) error {
 
 // Mount prepares the writable layer and mounts the overlay at
 // PodDir/rootfs. It is idempotent: a rootfs already mounted is left alone.
-func (r Rootfs) Mount() error {
+func (r Rootfs) Mount(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mount rootfs: %w", err)
+	}
 	upper := filepath.Join(r.PodDir, UpperDir)
 	work := filepath.Join(r.PodDir, workDir)
 	target := filepath.Join(r.PodDir, RootfsDir)
@@ -183,8 +187,8 @@ func makeOpaqueDir(dir string, mode os.FileMode) error {
 }
 
 // Unmount unmounts the pod's overlay. A rootfs that is not mounted is not
-// an error.
-func (r Rootfs) Unmount() error {
+// an error. It is cleanup: it runs even when ctx is cancelled.
+func (r Rootfs) Unmount(ctx context.Context) error {
 	target := filepath.Join(r.PodDir, RootfsDir)
 	for i := 0; i < 8; i++ {
 		mounted, err := isMountPoint(target)
@@ -280,9 +284,10 @@ func LookPath(rootfs, argv0, pathEnv, workdir string) (string, error) {
 
 // Remove unmounts the rootfs and deletes the writable layer and mount
 // point. It refuses to delete anything while the overlay is still mounted,
-// since deleting through the mount would reach into the image.
-func (r Rootfs) Remove() error {
-	if err := r.Unmount(); err != nil {
+// since deleting through the mount would reach into the image. It is
+// cleanup: it runs even when ctx is cancelled.
+func (r Rootfs) Remove(ctx context.Context) error {
+	if err := r.Unmount(ctx); err != nil {
 		return err
 	}
 	target := filepath.Join(r.PodDir, RootfsDir)
