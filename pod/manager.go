@@ -323,7 +323,13 @@ func (m *Manager) build(ctx context.Context, man *Manifest, seed func(rootfs str
 // state lock) leases and the pod's record. Every step tolerates its
 // resource being gone already, so teardown can finish an earlier one that
 // was interrupted. The caller holds the pod's operation lock.
+//
+// teardown is cleanup: it runs to the end even when ctx is cancelled
+// (a Ctrl-C that interrupts a create or an rm must not leave half of a
+// pod behind), waiting at most cleanupTimeout for the state lock.
 func (m *Manager) teardown(ctx context.Context, man *Manifest) error {
+	ctx, cancel := cleanupContext(ctx)
+	defer cancel()
 	if err := m.teardownResources(ctx, man); err != nil {
 		return err
 	}
@@ -334,6 +340,17 @@ func (m *Manager) teardown(ctx context.Context, man *Manifest) error {
 	}
 	defer lk.Unlock()
 	return m.forgetLocked(ctx, man)
+}
+
+// cleanupTimeout bounds the waits of cleanup that outlives its caller's
+// context (see cleanupContext).
+const cleanupTimeout = time.Minute
+
+// cleanupContext is the context of cleanup that must finish even when
+// ctx is cancelled: it keeps ctx's values but not its cancellation, and
+// ends after cleanupTimeout.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 }
 
 // teardownResources removes a pod's kernel objects and files. It is
@@ -395,6 +412,9 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 		}
 	}
 	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if _, err := os.Stat(m.store.podDir(name)); err != nil {
 			continue
 		}
