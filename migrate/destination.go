@@ -35,7 +35,7 @@ type recoveryStep struct {
 func VesselDestination(store vesselpod.Store) *Destination {
 	return &Destination{
 		Vessels:  PlainVessels{Store: store},
-		recovery: []recoveryStep{{"vessel pods", func(context.Context) error { return store.Recover() }}},
+		recovery: []recoveryStep{{"vessel pods", store.Recover}},
 	}
 }
 

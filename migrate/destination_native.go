@@ -22,7 +22,7 @@ func NativeDestination(m *pod.Manager, store vesselpod.Store) *Destination {
 		Pods:    NativeReceiver{Manager: m},
 		Vessels: housed.Dock{Manager: m, Host: store},
 		recovery: []recoveryStep{
-			{"vessel pods", func(context.Context) error { return store.Recover() }},
+			{"vessel pods", store.Recover},
 			{"native pods", m.Recover},
 			{"housed vessels", func(ctx context.Context) error { return housed.Recover(ctx, m) }},
 		},

@@ -29,6 +29,7 @@
 package vesselpod
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -317,8 +318,10 @@ func (s Store) Abandoned(name string) bool {
 }
 
 // Recover removes what a dead podctl left half created: vessel pods still
-// "creating" that nobody operates on.
-func (s Store) Recover() error {
+// "creating" that nobody operates on. Once ctx is done it stops before
+// the next pod (each pod is removed whole or not at all); the next
+// Recover finishes the job.
+func (s Store) Recover(ctx context.Context) error {
 	ents, err := os.ReadDir(s.dir())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -328,6 +331,9 @@ func (s Store) Recover() error {
 	}
 	var errs []error
 	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
 		name := e.Name()
 		if ValidateName(name) != nil {
 			continue
