@@ -23,6 +23,12 @@ type Outgoing struct {
 	file      string // relative to the pod's directory
 	stoppedAt time.Time
 	done      bool
+
+	// cleanupCtx is the context of Close: BeginMigration's without its
+	// cancellation, so that a guest stopped for a migration that a
+	// Ctrl-C interrupts is still told to run on (Close, an io.Closer,
+	// takes no context).
+	cleanupCtx context.Context
 }
 
 // StopResult reports Outgoing.Stop.
@@ -51,7 +57,7 @@ func (s Store) BeginMigration(ctx context.Context, name string) (_ *Outgoing, er
 	if err != nil {
 		return nil, err
 	}
-	return &Outgoing{s: s, name: name, man: m, lock: l, ctl: c, file: migrateFile}, nil
+	return &Outgoing{s: s, name: name, man: m, lock: l, ctl: c, file: migrateFile, cleanupCtx: context.WithoutCancel(ctx)}, nil
 }
 
 // ModuleHash is the vessel's prepared module's hash.
@@ -98,7 +104,7 @@ func (o *Outgoing) Commit(ctx context.Context) error {
 func (o *Outgoing) Close() error {
 	var err error
 	if !o.done && !o.stoppedAt.IsZero() {
-		err = o.ctl.do(context.Background(), request{Op: opContinue})
+		err = o.ctl.do(o.cleanupCtx, request{Op: opContinue})
 	}
 	os.Remove(o.SnapshotPath())
 	o.ctl.Close()
