@@ -1,7 +1,10 @@
-// Package checkpoint writes podctl checkpoint archives: one stream that
-// carries everything needed to restore a pod elsewhere (its description,
-// its CRIU images and its overlayfs writable layer). Package restart reads
-// them. The format is specified in docs/archive-format.md; the manifest,
+// Package checkpoint is the checkpoint stage: it freezes a pod, cuts it
+// from the network and dumps it with CRIU (Begin, Frozen.Dump), resumes
+// it if what follows fails (Frozen.Resume), and writes podctl checkpoint
+// archives: one stream that carries everything needed to restore a pod
+// elsewhere (its description, its CRIU images and its overlayfs writable
+// layer). Package pod decides when (its lifecycle and state); package
+// restart reads the archives and restarts the pod. The format is specified in docs/archive-format.md; the manifest,
 // entry names and checksum encoding defined here are shared with the
 // reader.
 package checkpoint
@@ -14,11 +17,18 @@ import (
 	"hash"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/podctl/podctl/internal/cpufeat"
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/version"
+	"github.com/podctl/podctl/virtns"
 )
 
 // FormatVersion is the version of the archive format this podctl writes and
@@ -241,4 +251,27 @@ func EntryHash(hdr *tar.Header) hash.Hash {
 	h := sha256.New()
 	h.Write(b)
 	return h
+}
+
+// NewManifest describes a pod for the archive about to be written: pod is
+// its JSON description, endpoint its address, ports what it publishes,
+// criuVersion the CRIU that dumps it, and lazy says whether its memory
+// travels apart from the archive (post-copy). The source is this host.
+func NewManifest(pod []byte, endpoint virtns.Endpoint, ports []PublishedPort, criuVersion string, lazy bool) *Manifest {
+	feats, _ := cpufeat.Host()
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	host, _ := os.Hostname()
+	return &Manifest{
+		FormatVersion: FormatVersion,
+		PodctlVersion: version.Version,
+		CreatedAt:     time.Now().UTC(),
+		Source: Source{
+			ISA: runtime.GOARCH, CPUFeatures: feats, Kernel: unix.ByteSliceToString(uts.Release[:]),
+			CRIUVersion: criuVersion, Hostname: host,
+		},
+		Pod:     pod,
+		Network: Network{IP: endpoint.IP.String(), MAC: endpoint.MAC, Ports: ports},
+		Images:  Images{Kind: ImagesCRIU, Lazy: lazy, PagesIncluded: !lazy},
+	}
 }

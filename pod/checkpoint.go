@@ -7,17 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/podctl/podctl/checkpoint"
-	"github.com/podctl/podctl/internal/cpufeat"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/internal/statedir"
-	"github.com/podctl/podctl/internal/version"
 	"github.com/podctl/podctl/virtns"
-	"golang.org/x/sys/unix"
 )
 
 // archiveName is where a pod's last checkpoint is kept in its directory.
@@ -100,15 +96,15 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 	defer os.RemoveAll(imagesDir)
 
 	res := &CheckpointResult{Archive: out}
-	fp := m.newFrozenPod(ctx, man)
-	if err := fp.freezeAndDump(ctx, virtns.CheckpointOptions{ImagesDir: imagesDir}); err != nil {
+	fp := checkpoint.Begin(ctx, m.dumpTarget(man))
+	if err := fp.Dump(ctx, virtns.CheckpointOptions{ImagesDir: imagesDir}); err != nil {
 		return nil, err
 	}
-	res.Timings.Dump = time.Since(fp.frozenAt)
+	res.Timings.Dump = time.Since(fp.FrozenAt)
 	writeStart := time.Now()
 	resumed := false
 	err = func() error {
-		w, err := checkpoint.NewWriter(tmp, o.Compression, m.archiveManifest(man, fp.criuVersion(), false))
+		w, err := checkpoint.NewWriter(tmp, o.Compression, m.archiveManifest(man, fp.CRIUVersion(), false))
 		if err != nil {
 			return err
 		}
@@ -123,8 +119,8 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 			// on while the archive is finished and made durable (a pod
 			// that stops must wait, or a crash could lose it).
 			resumed = true
-			err := fp.resume()
-			res.Timings.Frozen = fp.thawedAt.Sub(fp.frozenAt)
+			err := fp.Resume()
+			res.Timings.Frozen = fp.ThawedAt.Sub(fp.FrozenAt)
 			if err != nil {
 				return fmt.Errorf("resume: %w", err)
 			}
@@ -147,8 +143,8 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 		if resumed {
 			return nil, fmt.Errorf("checkpoint %s: write archive: %w", name, err)
 		}
-		rerr := fp.resume()
-		res.Timings.Frozen = fp.thawedAt.Sub(fp.frozenAt)
+		rerr := fp.Resume()
+		res.Timings.Frozen = fp.ThawedAt.Sub(fp.FrozenAt)
 		if rerr != nil {
 			return nil, fmt.Errorf("checkpoint %s: %w (and resuming the pod failed: %v)", name, err, rerr)
 		}
@@ -157,7 +153,7 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 	if !o.LeaveRunning {
 		// The checkpoint is durable: the pod is over, so this is the end
 		// of its time frozen.
-		res.Timings.Frozen = time.Since(fp.frozenAt)
+		res.Timings.Frozen = time.Since(fp.FrozenAt)
 		err = m.stopCheckpointed(ctx, man, o.Output == "", out)
 	}
 	res.Timings.Total = time.Since(start)
@@ -187,81 +183,9 @@ func (m *Manager) tempDir(prefix string) (string, error) {
 	return os.MkdirTemp(dir, prefix+"-")
 }
 
-// frozenPod is a pod stopped by the freezer, cut from the network and
-// dumped, that can still either resume or be stopped for good.
-type frozenPod struct {
-	m        *Manager
-	man      *Manifest
-	frozenAt time.Time // the pod's last moment running
-	lockedAt time.Time // frozen and off the network: CRIU starts
-	thawedAt time.Time // running again (resume)
-	criuVer  chan string
-
-	// cleanupCtx is the context of resume: newFrozenPod's without its
-	// cancellation, since a frozen pod must thaw even after a Ctrl-C (and
-	// Outgoing.Abort, which resumes it, takes no context).
-	cleanupCtx context.Context
-}
-
-// newFrozenPod prepares to freeze and dump a pod; it starts asking CRIU
-// for its version meanwhile, for the archive's manifest.
-func (m *Manager) newFrozenPod(ctx context.Context, man *Manifest) *frozenPod {
-	fp := &frozenPod{m: m, man: man, cleanupCtx: context.WithoutCancel(ctx), criuVer: make(chan string, 1)}
-	go func() { fp.criuVer <- virtns.CRIUVersion(ctx) }()
-	return fp
-}
-
-// freezeAndDump freezes the pod, locks its network and dumps it with
-// CRIU, leaving it frozen. The freeze waits until CRIU is ready to start
-// (see virtns.CheckpointOptions.Freeze); it records when the pod stopped
-// (frozenAt) before anything else, so that o.Ready, called during a lazy
-// dump, sees it. On error the pod has been resumed.
-func (fp *frozenPod) freezeAndDump(ctx context.Context, o virtns.CheckpointOptions) error {
-	man := fp.man
-	// The runtime calls Freeze once CRIU is ready to start.
-	o.Freeze = func() error {
-		lastRan, err := virtns.Freeze(ctx, man.CgroupPath)
-		if err != nil {
-			return err
-		}
-		fp.frozenAt = lastRan
-		if err := (virtns.Firewall{}).LockPod(ctx, man.ID, man.Endpoint); err != nil {
-			virtns.Thaw(fp.cleanupCtx, man.CgroupPath)
-			return err
-		}
-		fp.lockedAt = time.Now()
-		return nil
-	}
-	// The pod is frozen by podctl, so CRIU leaves it frozen (it restores
-	// the freezer state it found) instead of killing it: the pod can still
-	// resume if what follows the dump fails.
-	o.LeaveRunning = true
-	if err := fp.m.store.runtime().Checkpoint(ctx, man.ID, o); err != nil {
-		if fp.lockedAt.IsZero() {
-			// Not frozen, or thawed already by Freeze itself.
-			return fmt.Errorf("checkpoint %s: %w", man.Spec.Name, err)
-		}
-		if rerr := fp.resume(); rerr != nil {
-			return fmt.Errorf("%w (and resuming the pod failed: %v)", err, rerr)
-		}
-		return err
-	}
-	failpoint.Hit("checkpoint:dumped")
-	return nil
-}
-
-func (fp *frozenPod) criuVersion() string { return <-fp.criuVer }
-
-// resume thaws the pod, then lifts its network lock. Thawing comes
-// first because the lock takes longest to lift (nftables commits a rule
-// deletion only after an RCU grace period, some 8 ms here): the pod runs
-// that much sooner, its frames dropped a little longer, as they were
-// while it was frozen.
-func (fp *frozenPod) resume() error {
-	ctx := fp.cleanupCtx
-	err := virtns.Thaw(ctx, fp.man.CgroupPath)
-	fp.thawedAt = time.Now()
-	return errors.Join(err, virtns.Firewall{}.UnlockPod(ctx, fp.man.ID))
+// dumpTarget is the pod as the checkpoint stage sees it.
+func (m *Manager) dumpTarget(man *Manifest) checkpoint.Target {
+	return checkpoint.Target{Name: man.Spec.Name, ID: man.ID, CgroupPath: man.CgroupPath, Endpoint: man.Endpoint, Runtime: m.store.runtime()}
 }
 
 // stopCheckpointed ends a pod whose checkpoint is safely written. With
@@ -317,28 +241,11 @@ func parallel(fs ...func() error) error {
 }
 
 // archiveManifest describes a pod for the archive about to be written.
-func (m *Manager) archiveManifest(man *Manifest, criuVer string, lazy bool) *checkpoint.Manifest {
+func (m *Manager) archiveManifest(man *Manifest, criuVersion string, lazy bool) *checkpoint.Manifest {
 	podJSON, _ := json.Marshal(man)
-	feats, _ := cpufeat.Host()
-	var uts unix.Utsname
-	unix.Uname(&uts)
-	host, _ := os.Hostname()
-	am := &checkpoint.Manifest{
-		FormatVersion: checkpoint.FormatVersion,
-		PodctlVersion: version.Version,
-		CreatedAt:     time.Now().UTC(),
-		Source: checkpoint.Source{
-			ISA: runtime.GOARCH, CPUFeatures: feats, Kernel: unix.ByteSliceToString(uts.Release[:]),
-			CRIUVersion: criuVer, Hostname: host,
-		},
-		Pod: podJSON,
-		Network: checkpoint.Network{
-			IP: man.Endpoint.IP.String(), MAC: man.Endpoint.MAC,
-		},
-		Images: checkpoint.Images{Kind: "criu", Lazy: lazy, PagesIncluded: !lazy},
-	}
+	var ports []checkpoint.PublishedPort
 	for _, p := range man.Spec.Ports {
-		am.Network.Ports = append(am.Network.Ports, checkpoint.PublishedPort{HostPort: int(p.HostPort), PodPort: int(p.PodPort), Protocol: p.Protocol})
+		ports = append(ports, checkpoint.PublishedPort{HostPort: int(p.HostPort), PodPort: int(p.PodPort), Protocol: p.Protocol})
 	}
-	return am
+	return checkpoint.NewManifest(podJSON, man.Endpoint, ports, criuVersion, lazy)
 }

@@ -603,7 +603,6 @@ func (m *Manager) status(ctx context.Context, man *Manifest) (*Status, error) {
 	return st, nil
 }
 
-// netnsPath is where the pod's network namespace is mounted.
 // podConfig is what the runtime needs to start or restore the pod: its
 // root filesystem, init binary (recorded in man), cgroup, limits and
 // network namespace; the command is the caller's to add.
@@ -628,6 +627,7 @@ func (m *Manager) podConfig(man *Manifest) (virtns.PodConfig, error) {
 	return cfg, nil
 }
 
+// netnsPath is where the pod's network namespace is mounted.
 func (m *Manager) netnsPath(man *Manifest) string {
 	return filepath.Join(m.store.podDir(man.Spec.Name), "netns")
 }

@@ -19,7 +19,7 @@ type Outgoing struct {
 	m      *Manager
 	man    *Manifest
 	lock   *statedir.Lock
-	frozen *frozenPod
+	frozen *checkpoint.Frozen
 	failed bool // Dump failed (and resumed the pod)
 	done   bool
 }
@@ -34,7 +34,7 @@ func (m *Manager) BeginMigration(ctx context.Context, name string) (*Outgoing, e
 		pl.Unlock()
 		return nil, err
 	}
-	return &Outgoing{m: m, man: man, lock: pl, frozen: m.newFrozenPod(ctx, man)}, nil
+	return &Outgoing{m: m, man: man, lock: pl, frozen: checkpoint.Begin(ctx, m.dumpTarget(man))}, nil
 }
 
 // Manifest is the migrating pod's manifest.
@@ -42,7 +42,7 @@ func (out *Outgoing) Manifest() *Manifest { return out.man }
 
 // ArchiveManifest describes the pod for its archive.
 func (out *Outgoing) ArchiveManifest(lazy bool) *checkpoint.Manifest {
-	return out.m.archiveManifest(out.man, out.frozen.criuVersion(), lazy)
+	return out.m.archiveManifest(out.man, out.frozen.CRIUVersion(), lazy)
 }
 
 // EstimatedBytes is the pod's memory use: roughly what a migration sends.
@@ -60,7 +60,7 @@ func (out *Outgoing) TempDir() (string, error) { return out.m.tempDir("migrate-"
 // Dump may run in another goroutine; FrozenAt and LockedAt may be read
 // once o.Ready has been called or Dump has returned.
 func (out *Outgoing) Dump(ctx context.Context, o virtns.CheckpointOptions) error {
-	if err := out.frozen.freezeAndDump(ctx, o); err != nil {
+	if err := out.frozen.Dump(ctx, o); err != nil {
 		out.failed = true
 		return err
 	}
@@ -68,10 +68,10 @@ func (out *Outgoing) Dump(ctx context.Context, o virtns.CheckpointOptions) error
 }
 
 // FrozenAt is when the pod stopped running here.
-func (out *Outgoing) FrozenAt() time.Time { return out.frozen.frozenAt }
+func (out *Outgoing) FrozenAt() time.Time { return out.frozen.FrozenAt }
 
 // LockedAt is when the pod was frozen and off the network, ready for CRIU.
-func (out *Outgoing) LockedAt() time.Time { return out.frozen.lockedAt }
+func (out *Outgoing) LockedAt() time.Time { return out.frozen.LockedAt }
 
 // WriteArchive adds the dumped images in imagesDir and the pod's writable
 // layer to w. The pod is frozen, so the layer matches the images.
@@ -98,12 +98,12 @@ func (out *Outgoing) HandOver() { out.done = true }
 
 // Abort resumes the pod here (if it was dumped).
 func (out *Outgoing) Abort() error {
-	if out.done || out.failed || out.frozen.frozenAt.IsZero() {
+	if out.done || out.failed || out.frozen.FrozenAt.IsZero() {
 		out.done = true
 		return nil
 	}
 	out.done = true
-	return out.frozen.resume()
+	return out.frozen.Resume()
 }
 
 // Close aborts an unfinished migration and releases the pod.

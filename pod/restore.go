@@ -8,14 +8,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/podctl/podctl/checkpoint"
-	"github.com/podctl/podctl/internal/cpufeat"
 	"github.com/podctl/podctl/internal/errdefs"
-	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/internal/statedir"
 	"github.com/podctl/podctl/restart"
 	"github.com/podctl/podctl/virtns"
@@ -122,34 +119,12 @@ func (in *Incoming) Manifest() *Manifest { return in.man }
 // removed by Close.
 func (in *Incoming) Staging() string { return in.staging }
 
-// CheckRestorable refuses an archive this host cannot restore with CRIU:
-// another ISA, or (unless force) a CPU lacking features the source had.
-func CheckRestorable(am *checkpoint.Manifest, force bool) error {
-	if am.Images.Kind != "criu" {
-		return errdefs.New(errdefs.Unsupported, "archive holds %q images; this path restores only CRIU images", am.Images.Kind)
-	}
-	if am.Source.ISA != runtime.GOARCH {
-		return errdefs.New(errdefs.Unsupported, "archive was made on %s; CRIU images cannot be restored on %s (migrate a Wasm vessel pod across ISAs)", am.Source.ISA, runtime.GOARCH)
-	}
-	if force {
-		return nil
-	}
-	have, err := cpufeat.Host()
-	if err != nil {
-		return err
-	}
-	if missing := cpufeat.Missing(have, am.Source.CPUFeatures); len(missing) > 0 {
-		return errdefs.New(errdefs.Unsupported, "this host's CPU lacks features the pod may use: %s (use --force to restore anyway)", strings.Join(missing, " "))
-	}
-	return nil
-}
-
 // Receive validates an archive's manifest against this host and reserves
 // what the pod needs: its name (or o.Name), its very address and its
 // published ports. Conflicts are refused here, before anything is
 // extracted or restored.
 func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o RestoreOptions) (*Incoming, error) {
-	if err := CheckRestorable(am, o.Force); err != nil {
+	if err := restart.CheckRestorable(am, o.Force); err != nil {
 		return nil, err
 	}
 	var src Manifest
@@ -203,7 +178,7 @@ func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o Restor
 
 // receiveCheckpointed starts the restore of a pod checkpointed here.
 func (m *Manager) receiveCheckpointed(ctx context.Context, name string, am *checkpoint.Manifest, o RestoreOptions) (*Incoming, error) {
-	if err := CheckRestorable(am, o.Force); err != nil {
+	if err := restart.CheckRestorable(am, o.Force); err != nil {
 		return nil, err
 	}
 	man, pl, err := m.loadLocked(ctx, name)
@@ -255,52 +230,15 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 		if err := os.Rename(upperDir, filepath.Join(podDir, virtns.UpperDir)); err != nil {
 			return err
 		}
-		rootfs := m.rootfs(man)
-		if err := rootfs.Mount(ctx); err != nil {
-			return err
-		}
-		failpoint.Hit("restore:mounted")
-		// A fresh namespace, plumbed as the pod's was, but cut off from
-		// the bridge until CRIU has restored the sockets in it.
-		netnsPath := m.netnsPath(man)
-		if err := virtns.CreateNetNS(ctx, netnsPath); err != nil {
-			return err
-		}
-		if err := man.Network.PlumbPod(ctx, netnsPath, man.Endpoint, false); err != nil {
-			return err
-		}
 		cfg, err := m.podConfig(man)
 		if err != nil {
 			return err
 		}
-		// A pod checkpointed on this host kept its network lock (see
-		// stopCheckpointed). Its new veth stays off the bridge until
-		// AdoptVeth, so the lock can go while CRIU restores: lifting it
-		// waits some 8 ms for the kernel.
-		unlocked := make(chan error, 1)
-		go func() { unlocked <- virtns.Firewall{}.UnlockPod(ctx, man.ID) }()
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		defer cancel()
-		if _, err := m.store.runtime().Restore(rctx, cfg, virtns.RestoreOptions{ImagesDir: criuDir, Lazy: lazy}); err != nil {
-			return err
-		}
-		if err := <-unlocked; err != nil {
-			return err
-		}
-		failpoint.Hit("restore:restored")
-		if failpoint.Armed("restore:fail-after-criu") {
-			return errors.New("injected failure after CRIU restored the pod")
-		}
-		if err := man.Network.AdoptVeth(ctx, man.Endpoint); err != nil {
-			return err
-		}
-		if err := (virtns.Firewall{}).AddPorts(ctx, man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
-			return err
-		}
-		// Tell the LAN's switches and neighbours where the address lives
-		// now; the pod's MAC is the same as before, so this only moves
-		// forwarding entries.
-		return virtns.SendGratuitousARP(ctx, netnsPath, virtns.PodInterface, man.Endpoint.IP, 1)
+		return restart.Start(ctx, restart.Target{
+			ID: man.ID, Rootfs: m.rootfs(man), NetNSPath: m.netnsPath(man),
+			Network: man.Network, Endpoint: man.Endpoint, Ports: portForwards(man.Spec.Ports),
+			Config: cfg, Runtime: m.store.runtime(),
+		}, criuDir, lazy)
 	}()
 	if err != nil {
 		return nil, in.fail(fmt.Errorf("restore %s: %w", man.Spec.Name, err))

@@ -1,6 +1,10 @@
-// Package restart reads podctl checkpoint archives (written by package
-// checkpoint, specified in docs/archive-format.md). It treats an archive
-// as hostile: every entry is checked before anything is created for it,
+// Package restart is the restart stage: it checks that this host can
+// restore an archive (CheckRestorable), reads podctl checkpoint archives
+// (Reader; written by package checkpoint, specified in
+// docs/archive-format.md), and restarts the pod from its CRIU images,
+// adopting its network only once CRIU is done (Start). Package pod
+// decides when and keeps the pod's state. It treats an archive as
+// hostile: every entry is checked before anything is created for it,
 // nothing is ever written outside the destination directory, and the
 // archive is only reported good once every entry's checksum has been
 // verified at its end.
