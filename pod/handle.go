@@ -2,9 +2,14 @@ package pod
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
+	"github.com/podctl/podctl/checkpoint"
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/human"
 	"github.com/podctl/podctl/pod/handle"
 )
 
@@ -49,4 +54,47 @@ func (h *NativeHandle) Remove(ctx context.Context, force bool) error {
 // Exec is Manager.Exec: only pods with processes have it.
 func (h *NativeHandle) Exec(ctx context.Context, o ExecOptions) (int, error) {
 	return h.m.Exec(ctx, h.name, o)
+}
+
+// Checkpoint is Manager.Checkpoint. A native pod has no portable
+// snapshot.
+func (h *NativeHandle) Checkpoint(ctx context.Context, o handle.CheckpointOptions) (handle.Report, error) {
+	if o.Portable {
+		return nil, errdefs.New(errdefs.Unsupported, "pod %s is not a Wasm vessel: only a vessel has a portable snapshot", h.name)
+	}
+	comp, err := checkpoint.ParseCompression(o.Compression)
+	if err != nil {
+		return nil, err
+	}
+	return h.m.Checkpoint(ctx, h.name, CheckpointOptions{Output: o.Output, LeaveRunning: o.LeaveRunning, Compression: comp})
+}
+
+// Restore is Manager.Restore of the checkpointed pod, or of the archive
+// file the handle was opened on.
+func (h *NativeHandle) Restore(ctx context.Context, o handle.RestoreOptions) (handle.Report, error) {
+	if o.MemoryLimit != 0 {
+		return nil, errdefs.New(errdefs.Usage, "podctl restore: --memory is for vessel snapshots")
+	}
+	man, t, err := h.m.Restore(ctx, h.name, RestoreOptions{Name: o.Name, Force: o.Force})
+	if err != nil {
+		return nil, err
+	}
+	return &RestoreReport{Name: man.Spec.Name, IP: man.Endpoint.IP, Timings: *t}, nil
+}
+
+// RestoreReport describes a finished restore of a native pod.
+type RestoreReport struct {
+	Name    string     `json:"name"`
+	IP      netip.Addr `json:"ip"`
+	Timings Timings    `json:"timings"`
+}
+
+func (r *RestoreReport) String() string {
+	return fmt.Sprintf("%s restored (%s): restore %s, total %s", r.Name, r.IP, human.Millis(r.Timings.Restore), human.Millis(r.Timings.Total))
+}
+
+func (r *CheckpointResult) String() string {
+	t := r.Timings
+	return fmt.Sprintf("%s (%s): frozen %s, dump %s, write %s, total %s",
+		r.Archive, human.Bytes(r.Bytes), human.Millis(t.Frozen), human.Millis(t.Dump), human.Millis(t.Write), human.Millis(t.Total))
 }

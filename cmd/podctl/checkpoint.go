@@ -3,23 +3,18 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
-	"github.com/podctl/podctl/checkpoint"
-	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/size"
 	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/housed"
-	"github.com/podctl/podctl/pod/vesselpod"
 )
 
 func checkpointCommand(g *globalOptions) *cobra.Command {
 	var (
-		o        pod.CheckpointOptions
-		compress string
-		asJSON   bool
-		portable bool
+		o      handle.CheckpointOptions
+		asJSON bool
 	)
 	c := &cobra.Command{
 		Use:   "checkpoint [OPTIONS] POD",
@@ -30,53 +25,21 @@ func checkpointCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if v, ok := p.(*vesselpod.Handle); ok {
-				return checkpointVessel(c, v.Store(), v.Name(), o.Output, o.LeaveRunning, asJSON)
-			}
-			comp, err := checkpoint.ParseCompression(compress)
-			if err != nil {
-				return err
-			}
-			o.Compression = comp
-			m, err := g.manager()
-			if err != nil {
-				return err
-			}
-			if portable {
-				h, ok := p.(*housed.Handle)
-				if !ok {
-					return errdefs.New(errdefs.Unsupported, "pod %s is not a Wasm vessel: only a vessel has a portable snapshot", args[0])
-				}
-				if o.Output == "" {
-					return errdefs.New(errdefs.Usage, "podctl checkpoint --portable: say where the snapshot goes with -o FILE")
-				}
-				view, vessel := h.Vessel()
-				return checkpointVessel(c, view, vessel, o.Output, o.LeaveRunning, asJSON)
-			}
-			res, err := m.Checkpoint(c.Context(), args[0], o)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.OutOrStdout(), res)
-			}
-			t := res.Timings
-			fmt.Fprintf(c.OutOrStdout(), "%s (%s): frozen %s, dump %s, write %s, total %s\n",
-				res.Archive, byteSize(res.Bytes), ms(t.Frozen), ms(t.Dump), ms(t.Write), ms(t.Total))
-			return nil
+			rep, err := p.Checkpoint(c.Context(), o)
+			return printReport(c, rep, err, asJSON)
 		},
 	}
 	c.Flags().StringVarP(&o.Output, "output", "o", "", "write the archive to FILE (default: keep it in the pod's directory and leave the pod checkpointed)")
 	c.Flags().BoolVar(&o.LeaveRunning, "leave-running", false, "let the pod carry on after the checkpoint")
-	c.Flags().StringVar(&compress, "compress", "zstd", "archive compression: zstd or none")
-	c.Flags().BoolVar(&portable, "portable", false, "for a Wasm vessel: write its portable snapshot (restorable on any ISA) instead of a CRIU archive")
+	c.Flags().StringVar(&o.Compression, "compress", "zstd", "archive compression: zstd or none")
+	c.Flags().BoolVar(&o.Portable, "portable", false, "for a Wasm vessel: write its portable snapshot (restorable on any ISA) instead of a CRIU archive")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return c
 }
 
 func restoreCommand(g *globalOptions) *cobra.Command {
 	var (
-		o      pod.RestoreOptions
+		o      handle.RestoreOptions
 		memory string
 		asJSON bool
 	)
@@ -90,25 +53,22 @@ func restoreCommand(g *globalOptions) *cobra.Command {
 					return err
 				}
 			}
-			if isVesselSource(g, args[0]) {
-				return restoreVessel(c, g, args[0], o.Name, memory, asJSON)
-			}
 			if memory != "" {
-				return errdefs.New(errdefs.Usage, "podctl restore: --memory is for vessel snapshots")
+				var err error
+				if o.MemoryLimit, err = size.Parse(memory); err != nil {
+					return err
+				}
 			}
-			m, err := g.manager()
+			housing, err := g.housing()
 			if err != nil {
 				return err
 			}
-			man, t, err := m.Restore(c.Context(), args[0], o)
+			src, err := housed.OpenSource(c.Context(), g.vessels(), args[0], housing, g.manager)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return writeJSON(c.OutOrStdout(), map[string]any{"name": man.Spec.Name, "ip": man.Endpoint.IP, "timings": t})
-			}
-			fmt.Fprintf(c.OutOrStdout(), "%s restored (%s): restore %s, total %s\n", man.Spec.Name, man.Endpoint.IP, ms(t.Restore), ms(t.Total))
-			return nil
+			rep, err := src.Restore(c.Context(), o)
+			return printReport(c, rep, err, asJSON)
 		},
 	}
 	c.Flags().StringVar(&o.Name, "name", "", "name of the restored pod (default: the archived name)")

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/podctl/podctl/internal/human"
 	"io"
 	"log/slog"
 	"net"
@@ -161,7 +162,7 @@ func (b *progressBar) update(phase string, sent, total int64) {
 	if total > 0 && sent < total {
 		fill = int(sent * width / total)
 	}
-	fmt.Fprintf(b.w, "\r%-9s [%s%s] %10s", b.ph, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), byteSize(sent))
+	fmt.Fprintf(b.w, "\r%-9s [%s%s] %10s", b.ph, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), human.Bytes(sent))
 }
 
 func (b *progressBar) finish() {
@@ -196,22 +197,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-3] + "..."
-}
-
-// ms formats a duration in milliseconds.
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-
-// byteSize formats a byte count.
-func byteSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // generatedName is a new pod's name when none is given: "pod-" and 8 hex

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/size"
 	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/vesselpod"
@@ -103,7 +104,8 @@ func vesselCheckpointCommand(g *globalOptions) *cobra.Command {
 		leaveRunning, asJSON, portable bool
 	)
 	c := vesselNameCommand(g, "checkpoint [OPTIONS] POD", "Stop a vessel pod into a portable snapshot", func(c *cobra.Command, g *globalOptions, name string) error {
-		return checkpointVessel(c, g.vessels(), name, output, leaveRunning, asJSON)
+		rep, err := g.vessels().Handle(name).Checkpoint(c.Context(), handle.CheckpointOptions{Output: output, LeaveRunning: leaveRunning})
+		return printReport(c, rep, err, asJSON)
 	})
 	// Every checkpoint of this build is portable; the flag is accepted so
 	// that scripts work with every build.
@@ -124,10 +126,19 @@ func vesselRestoreCommand(g *globalOptions) *cobra.Command {
 		Short: "Restart a vessel pod from a snapshot or from its last checkpoint",
 		Args:  exactArgs(1, "a snapshot file or a checkpointed pod's name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !isVesselSource(g, args[0]) {
-				return errdefs.New(errdefs.Unsupported, "%s is not a vessel snapshot or pod, and this podctl (%s) restores vessels only", args[0], buildTarget())
+			o := handle.RestoreOptions{Name: name}
+			if memory != "" {
+				var err error
+				if o.MemoryLimit, err = size.Parse(memory); err != nil {
+					return err
+				}
 			}
-			return restoreVessel(c, g, args[0], name, memory, asJSON)
+			src, err := g.vessels().OpenSource(args[0])
+			if err != nil {
+				return fmt.Errorf("%w, and this podctl (%s) restores vessels only", err, buildTarget())
+			}
+			rep, err := src.Restore(c.Context(), o)
+			return printReport(c, rep, err, asJSON)
 		},
 	}
 	c.Flags().StringVar(&name, "name", "", "name of the restored pod (default: the recorded name)")
@@ -178,11 +189,6 @@ func vesselDockCommand(g *globalOptions) *cobra.Command {
 // startVessel creates a vessel pod.
 func (g *globalOptions) startVessel(ctx context.Context, o vesselpod.CreateOptions, module []byte) (any, error) {
 	return g.vessels().Create(ctx, o, module)
-}
-
-// vesselHost is where restored vessel pods go.
-func (g *globalOptions) vesselHost() (migrate.VesselHost, error) {
-	return migrate.PlainVessels{Store: g.vessels()}, nil
 }
 
 // open finds the vessel pod name: this build has no other kind.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod"
 	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/housed"
@@ -37,18 +36,6 @@ func (g *globalOptions) startVessel(ctx context.Context, o vesselpod.CreateOptio
 		return g.vessels().Create(ctx, o, module)
 	}
 	return housed.Create(ctx, m, g.vessels(), o, module)
-}
-
-// vesselHost is where restored vessel pods go: housed if they can be.
-func (g *globalOptions) vesselHost() (migrate.VesselHost, error) {
-	m, err := g.housing()
-	if err != nil {
-		return nil, err
-	}
-	if m == nil {
-		return migrate.PlainVessels{Store: g.vessels()}, nil
-	}
-	return housed.Dock{Manager: m, Host: g.vessels()}, nil
 }
 
 // open finds the pod name, whatever its kind (see housed.Open).

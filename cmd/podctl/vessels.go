@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
+	"github.com/podctl/podctl/internal/human"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +15,7 @@ import (
 	"github.com/podctl/podctl/internal/pki"
 	"github.com/podctl/podctl/internal/size"
 	"github.com/podctl/podctl/migrate"
+	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/vesselpod"
 )
 
@@ -89,68 +90,16 @@ func printVesselRow(w io.Writer, v *vesselpod.Status) {
 	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Spec.Name, status, "-", "", ago(v.Created), truncate(cmd, 40))
 }
 
-// checkpointVessel is `podctl checkpoint` of the vessel pod name of s.
-func checkpointVessel(c *cobra.Command, s vesselpod.Store, name, output string, leaveRunning, asJSON bool) error {
-	res, err := s.Checkpoint(c.Context(), name, vesselpod.CheckpointOptions{Output: output, LeaveRunning: leaveRunning})
+// printReport prints what a checkpoint or restore did.
+func printReport(c *cobra.Command, rep handle.Report, err error, asJSON bool) error {
 	if err != nil {
 		return err
 	}
 	if asJSON {
-		return writeJSON(c.OutOrStdout(), res)
+		return writeJSON(c.OutOrStdout(), rep)
 	}
-	t := res.Timings
-	fmt.Fprintf(c.OutOrStdout(), "%s (%s): safepoint %s, capture %s, write %s, total %s\n",
-		res.Snapshot, byteSize(res.Bytes), ms(t.Safepoint), ms(t.Capture), ms(t.Write), ms(res.Total))
+	fmt.Fprintln(c.OutOrStdout(), rep)
 	return nil
-}
-
-// restoreVessel is `podctl restore` of a snapshot file or a checkpointed
-// vessel pod.
-func restoreVessel(c *cobra.Command, g *globalOptions, source, name, memory string, asJSON bool) error {
-	o := vesselpod.RestoreOptions{Name: name}
-	if memory != "" {
-		var err error
-		if o.MemoryLimit, err = size.Parse(memory); err != nil {
-			return err
-		}
-	}
-	start := time.Now()
-	var restored string
-	if _, err := os.Stat(source); err == nil {
-		snap, encoded, err := vesselpod.ReadSnapshot(source, o)
-		if err != nil {
-			return err
-		}
-		o.Encoded = encoded
-		host, err := g.vesselHost()
-		if err != nil {
-			return err
-		}
-		if restored, err = host.ReceiveVessel(c.Context(), snap, o); err != nil {
-			return err
-		}
-	} else {
-		m, _, err := g.vessels().Restore(c.Context(), source, o)
-		if err != nil {
-			return err
-		}
-		restored = m.Spec.Name
-	}
-	d := time.Since(start)
-	if asJSON {
-		return writeJSON(c.OutOrStdout(), map[string]any{"name": restored, "kind": vesselpod.Kind, "totalNs": d})
-	}
-	fmt.Fprintf(c.OutOrStdout(), "%s restored (vessel): total %s\n", restored, ms(d))
-	return nil
-}
-
-// isVesselSource reports whether restore's argument is a vessel's: a
-// snapshot file or a vessel pod.
-func isVesselSource(g *globalOptions, source string) bool {
-	if _, err := os.Stat(source); err == nil {
-		return vesselpod.IsSnapshotFile(source)
-	}
-	return vesselpod.Exists(g.root, source)
 }
 
 // printMigration prints the outcome of `podctl migrate`, whichever route
@@ -165,18 +114,18 @@ func printMigration(c *cobra.Command, res *migrate.Result, err error, asJSON boo
 	w := c.OutOrStdout()
 	if res.CRIUResult != nil {
 		fmt.Fprintf(w, "%s (%s) migrated to %s via %s\n", res.Pod, res.IP, res.Dock, res.Mode)
-		fmt.Fprintf(w, "  freeze   %s\n  dump     %s\n  transfer %s\n  restore  %s\n", ms(res.Freeze), ms(res.Dump), ms(res.Transfer), ms(res.Restore))
+		fmt.Fprintf(w, "  freeze   %s\n  dump     %s\n  transfer %s\n  restore  %s\n", human.Millis(res.Freeze), human.Millis(res.Dump), human.Millis(res.Transfer), human.Millis(res.Restore))
 		if res.PostCopy > 0 {
-			fmt.Fprintf(w, "  postcopy %s\n", ms(res.PostCopy))
+			fmt.Fprintf(w, "  postcopy %s\n", human.Millis(res.PostCopy))
 		}
-		fmt.Fprintf(w, "  total    %s\n  downtime %s\n  sent     %s (archive %s, memory %s)\n", ms(res.Total), ms(res.Downtime),
-			byteSize(res.ArchiveBytes+res.PageBytes), byteSize(res.ArchiveBytes), byteSize(res.PageBytes))
+		fmt.Fprintf(w, "  total    %s\n  downtime %s\n  sent     %s (archive %s, memory %s)\n", human.Millis(res.Total), human.Millis(res.Downtime),
+			human.Bytes(res.ArchiveBytes+res.PageBytes), human.Bytes(res.ArchiveBytes), human.Bytes(res.PageBytes))
 		return nil
 	}
 	fmt.Fprintf(w, "%s migrated to %s (%s) via wasm\n", res.Pod, res.Dock, res.ISA)
 	fmt.Fprintf(w, "  safepoint %s\n  capture   %s\n  write     %s\n  transfer  %s\n  restore   %s\n  total     %s\n  downtime  %s\n  sent      %s (module %s)\n",
-		ms(res.Safepoint), ms(res.Capture), ms(res.Write), ms(res.Transfer), ms(res.Restore), ms(res.Total), ms(res.Downtime),
-		byteSize(res.Bytes), map[bool]string{true: "included", false: "already at the dock"}[res.WithModule])
+		human.Millis(res.Safepoint), human.Millis(res.Capture), human.Millis(res.Write), human.Millis(res.Transfer), human.Millis(res.Restore), human.Millis(res.Total), human.Millis(res.Downtime),
+		human.Bytes(res.Bytes), map[bool]string{true: "included", false: "already at the dock"}[res.WithModule])
 	return nil
 }
 

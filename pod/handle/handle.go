@@ -2,8 +2,8 @@
 // pod. A native pod (pod.Manager.Handle), a vessel pod
 // (vesselpod.Store.Handle) and a vessel housed in a native pod
 // (housed.Handle) are each a Pod, and housed.Open finds the right one by
-// name: the CLI and package migrate ask a pod to show, stop or remove
-// itself without asking what it is.
+// name: the CLI and package migrate ask a pod to show, stop, remove,
+// checkpoint or restore itself without asking what it is.
 //
 // The package imports nothing of podctl's and its methods use only
 // standard types, so that every build has it, the vessel-only builds of
@@ -50,4 +50,46 @@ type Pod interface {
 	// Remove removes the pod and everything it has; force ends it first
 	// if it runs.
 	Remove(ctx context.Context, force bool) error
+	// Checkpoint writes the running pod to an archive or snapshot.
+	Checkpoint(ctx context.Context, o CheckpointOptions) (Report, error)
+	Restorer
+}
+
+// Restorer is what `podctl restore` restores: a checkpointed pod, or a
+// file holding one.
+type Restorer interface {
+	// Restore restarts the pod where it was checkpointed.
+	Restore(ctx context.Context, o RestoreOptions) (Report, error)
+}
+
+// CheckpointOptions tune Pod.Checkpoint.
+type CheckpointOptions struct {
+	// Output is where the archive or snapshot goes; empty keeps it with
+	// the pod, which is then left checkpointed, ready for Restore.
+	Output string
+	// LeaveRunning lets the pod carry on once it is written.
+	LeaveRunning bool
+	// Compression is a CRIU archive's: "zstd" (empty) or "none".
+	Compression string
+	// Portable asks for a vessel's portable snapshot, which any ISA can
+	// restore, rather than a CRIU archive.
+	Portable bool
+}
+
+// RestoreOptions tune Restorer.Restore.
+type RestoreOptions struct {
+	// Name renames the restored pod (empty: keep its name).
+	Name string
+	// Force restores CRIU images even when this host's CPU lacks
+	// features the checkpointed processes may use.
+	Force bool
+	// MemoryLimit caps a restored vessel's memory; a snapshot with more
+	// is refused (0: no cap of the user's).
+	MemoryLimit int64
+}
+
+// Report is what a checkpoint or restore did: it marshals to JSON as the
+// kind of pod words it, and String says it in one line for a person.
+type Report interface {
+	String() string
 }

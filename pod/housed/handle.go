@@ -5,7 +5,9 @@ package housed
 import (
 	"context"
 	"io"
+	"os"
 
+	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/pod"
 	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/vesselpod"
@@ -36,6 +38,19 @@ func (h *Handle) Logs(ctx context.Context, follow bool, w io.Writer) error {
 	return view.Logs(ctx, name, follow, w)
 }
 
+// Checkpoint writes the house as a CRIU archive, or with o.Portable the
+// vessel's portable snapshot, which must then go to a file of its own.
+func (h *Handle) Checkpoint(ctx context.Context, o handle.CheckpointOptions) (handle.Report, error) {
+	if !o.Portable {
+		return h.NativeHandle.Checkpoint(ctx, o)
+	}
+	if o.Output == "" {
+		return nil, errdefs.New(errdefs.Usage, "podctl checkpoint --portable: say where the snapshot goes with -o FILE")
+	}
+	view, name := h.Vessel()
+	return view.Handle(name).Checkpoint(ctx, o)
+}
+
 // Open returns the pod name, whatever its kind: a vessel pod of vessels,
 // else a vessel housed in a native pod, else a native pod, both of the
 // manager that manager returns (asked for only then, so that vessel pods
@@ -54,4 +69,20 @@ func Open(ctx context.Context, vessels vesselpod.Store, name string, manager fun
 		return &Handle{NativeHandle: native, house: &st.Manifest}, nil
 	}
 	return native, nil
+}
+
+// OpenSource returns what `podctl restore` restores from source: a
+// snapshot file, resumed housed in a native pod of housing (or, when
+// housing is nil, as a vessel pod of vessels); else what Open returns,
+// a checkpointed pod or, for any other file, a native pod's restore of a
+// CRIU archive.
+func OpenSource(ctx context.Context, vessels vesselpod.Store, source string, housing *pod.Manager, manager func() (*pod.Manager, error)) (handle.Restorer, error) {
+	if _, err := os.Stat(source); err == nil && vesselpod.IsSnapshotFile(source) {
+		f := vesselpod.SnapshotFile{Path: source, Store: vessels}
+		if housing != nil {
+			f.Into = Dock{Manager: housing, Host: vessels}
+		}
+		return f, nil
+	}
+	return Open(ctx, vessels, source, manager)
 }
