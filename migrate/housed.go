@@ -17,6 +17,6 @@ func HousedVessel(ctx context.Context, c *dock.Client, m *pod.Manager, house *po
 	if as == "" {
 		as = house.Spec.Name
 	}
-	release := func(ctx context.Context) error { return m.Remove(ctx, house.Spec.Name, true) }
-	return Vessel(ctx, c, housed.View(m, house), house.Spec.Vessel.Name, as, release)
+	removeHouse := func(ctx context.Context) error { return m.Remove(ctx, house.Spec.Name, true) }
+	return Vessel(ctx, c, housed.View(m, house), house.Spec.Vessel.Name, as, removeHouse)
 }

@@ -127,7 +127,7 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 		}
 		res.PostCopy = time.Since(pcStart)
 	}
-	if err := out.Commit(ctx); err != nil {
+	if err := commit(ctx, out, name); err != nil {
 		return nil, err
 	}
 	res.Total = time.Since(start)

@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"time"
 
@@ -18,10 +17,10 @@ import (
 // resumed there, and only then ended and removed here. Any failure
 // before the dock reports it running lets it run on here.
 //
-// release, if not nil, runs last, once the vessel runs at the
+// releaseHolder, if not nil, runs last, once the vessel runs at the
 // destination and is gone here: it removes what held the vessel here (a
 // housed vessel's native pod). Its failure loses nothing, and says so.
-func Vessel(ctx context.Context, c *dock.Client, store vesselpod.Store, name, as string, release func(context.Context) error) (*Result, error) {
+func Vessel(ctx context.Context, c *dock.Client, store vesselpod.Store, name, as string, releaseHolder func(context.Context) error) (*Result, error) {
 	if as == "" {
 		as = name
 	}
@@ -63,14 +62,12 @@ func Vessel(ctx context.Context, c *dock.Client, store vesselpod.Store, name, as
 	res.Restore = ev.Restore
 	res.Downtime = time.Since(out.StoppedAt())
 	failpoint.Hit("migrate:vessel-restored")
-	if err := out.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("vessel %s runs at the destination, but removing it here failed: %w", name, err)
+	if err := commit(ctx, out, name); err != nil {
+		return nil, err
 	}
 	res.Total = time.Since(start)
-	if release != nil {
-		if err := release(ctx); err != nil {
-			return nil, fmt.Errorf("vessel %s runs at the destination, but removing its pod here failed: %w", as, err)
-		}
+	if err := release(ctx, as, releaseHolder); err != nil {
+		return nil, err
 	}
 	return res, nil
 }

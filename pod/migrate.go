@@ -2,7 +2,6 @@ package pod
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/podctl/podctl/checkpoint"
@@ -85,10 +84,7 @@ func (out *Outgoing) WriteArchive(w *checkpoint.Writer, imagesDir string) error 
 // Commit removes the pod from this host for good: the destination runs it.
 func (out *Outgoing) Commit(ctx context.Context) error {
 	out.done = true
-	if err := out.m.teardown(ctx, out.man); err != nil {
-		return fmt.Errorf("migrated pod %s runs at the destination, but removing it here failed: %w", out.man.Spec.Name, err)
-	}
-	return nil
+	return out.m.teardown(ctx, out.man)
 }
 
 // HandOver records that the destination runs the pod: from now on the
