@@ -2,7 +2,6 @@ package pod
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -28,16 +27,13 @@ func (s Store) networkPath(name string) string {
 }
 
 func (s Store) loadNetwork(name string) (virtns.Network, bool, error) {
-	b, err := os.ReadFile(s.networkPath(name))
+	var n virtns.Network
+	err := statedir.ReadJSON(s.networkPath(name), &n)
 	if errors.Is(err, os.ErrNotExist) {
 		return virtns.Network{}, false, nil
 	}
 	if err != nil {
 		return virtns.Network{}, false, fmt.Errorf("network %s: %w", name, err)
-	}
-	var n virtns.Network
-	if err := json.Unmarshal(b, &n); err != nil {
-		return virtns.Network{}, false, fmt.Errorf("network %s: corrupt: %w", name, err)
 	}
 	return n, true, nil
 }
@@ -46,11 +42,7 @@ func (s Store) saveNetwork(n virtns.Network) error {
 	if err := os.MkdirAll(filepath.Dir(s.networkPath(n.Name)), 0o700); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(n, "", "  ")
-	if err != nil {
-		return err
-	}
-	return statedir.WriteFileAtomic(s.networkPath(n.Name), b, 0o600)
+	return statedir.WriteJSON(s.networkPath(n.Name), n, 0o600)
 }
 
 func (s Store) networks() ([]virtns.Network, error) {

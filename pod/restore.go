@@ -13,6 +13,7 @@ import (
 
 	"github.com/podctl/podctl/checkpoint"
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/names"
 	"github.com/podctl/podctl/internal/statedir"
 	"github.com/podctl/podctl/restart"
 	"github.com/podctl/podctl/virtns"
@@ -36,7 +37,7 @@ func (m *Manager) Restore(ctx context.Context, source string, o RestoreOptions) 
 	path := source
 	fromPod := false
 	if _, err := os.Stat(source); err != nil {
-		if ValidateName(source) != nil || strings.ContainsRune(source, '/') {
+		if names.Validate(source) != nil || strings.ContainsRune(source, '/') {
 			return nil, nil, errdefs.New(errdefs.NotFound, "restore: no such archive: %s", source)
 		}
 		man, err := m.store.Load(source)

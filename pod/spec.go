@@ -67,10 +67,6 @@ func (p Port) String() string {
 	return fmt.Sprintf("%d:%d/%s", p.HostPort, p.PodPort, p.Protocol)
 }
 
-// ValidateName checks that name can name a pod or a network (see
-// names.Validate).
-func ValidateName(name string) error { return names.Validate(name) }
-
 // ParsePort parses HOSTPORT:PODPORT[/tcp|udp].
 func ParsePort(s string) (Port, error) {
 	bad := func(why string) (Port, error) {
@@ -113,11 +109,11 @@ func ParseSize(s string) (int64, error) { return size.Parse(s) }
 
 // validate checks a Spec before anything is created.
 func (s *Spec) validate() error {
-	if err := ValidateName(s.Name); err != nil {
+	if err := names.Validate(s.Name); err != nil {
 		return err
 	}
 	if s.Network != "" {
-		if err := ValidateName(s.Network); err != nil {
+		if err := names.Validate(s.Network); err != nil {
 			return err
 		}
 	}
@@ -130,7 +126,7 @@ func (s *Spec) validate() error {
 		}
 	}
 	if s.Vessel != nil {
-		if err := ValidateName(s.Vessel.Name); err != nil {
+		if err := names.Validate(s.Vessel.Name); err != nil {
 			return err
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/names"
 	"github.com/podctl/podctl/internal/statedir"
 	"github.com/podctl/podctl/virtns"
 )
@@ -132,19 +132,16 @@ func (s Store) tryLockPod(name string) (*statedir.Lock, error) {
 
 // Load reads a pod's manifest.
 func (s Store) Load(name string) (*Manifest, error) {
-	if err := ValidateName(name); err != nil {
+	if err := names.Validate(name); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(s.manifestPath(name))
+	var m Manifest
+	err := statedir.ReadJSON(s.manifestPath(name), &m)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errdefs.New(errdefs.NotFound, "no such pod: %s", name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load pod %s: %w", name, err)
-	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("load pod %s: corrupt manifest: %w", name, err)
 	}
 	if m.Version != ManifestVersion {
 		return nil, fmt.Errorf("load pod %s: unsupported manifest version %d", name, m.Version)
@@ -154,11 +151,7 @@ func (s Store) Load(name string) (*Manifest, error) {
 
 // save writes a manifest atomically.
 func (s Store) save(m *Manifest) error {
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	return statedir.WriteFileAtomic(s.manifestPath(m.Spec.Name), append(b, '\n'), 0o600)
+	return statedir.WriteJSON(s.manifestPath(m.Spec.Name), m, 0o600)
 }
 
 // names lists the pods that have a directory, sorted.
@@ -172,7 +165,7 @@ func (s Store) names() ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.IsDir() && ValidateName(e.Name()) == nil {
+		if e.IsDir() && names.Validate(e.Name()) == nil {
 			out = append(out, e.Name())
 		}
 	}

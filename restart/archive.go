@@ -36,6 +36,7 @@ import (
 
 	"github.com/podctl/podctl/checkpoint"
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/size"
 )
 
 // Limits bounds what a Reader accepts, so that a hostile or corrupt
@@ -59,15 +60,9 @@ func DefaultLimits() Limits {
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
-	if l.MaxManifestBytes <= 0 {
-		l.MaxManifestBytes = d.MaxManifestBytes
-	}
-	if l.MaxEntries <= 0 {
-		l.MaxEntries = d.MaxEntries
-	}
-	if l.MaxTotalBytes <= 0 {
-		l.MaxTotalBytes = d.MaxTotalBytes
-	}
+	l.MaxManifestBytes = size.OrDefault(l.MaxManifestBytes, d.MaxManifestBytes)
+	l.MaxEntries = size.OrDefault(l.MaxEntries, d.MaxEntries)
+	l.MaxTotalBytes = size.OrDefault(l.MaxTotalBytes, d.MaxTotalBytes)
 	return l
 }
 

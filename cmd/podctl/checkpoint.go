@@ -5,8 +5,8 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/podctl/podctl/internal/names"
 	"github.com/podctl/podctl/internal/size"
-	"github.com/podctl/podctl/pod"
 	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/housed"
 )
@@ -49,7 +49,7 @@ func restoreCommand(g *globalOptions) *cobra.Command {
 		Args:  exactArgs(1, "an archive file or a checkpointed pod's name"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if o.Name != "" {
-				if err := pod.ValidateName(o.Name); err != nil {
+				if err := names.Validate(o.Name); err != nil {
 					return err
 				}
 			}

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/podctl/podctl/internal/human"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/podctl/podctl/internal/doctor"
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/human"
 	"github.com/podctl/podctl/internal/pki"
 	"github.com/podctl/podctl/migrate"
 	"github.com/spf13/cobra"

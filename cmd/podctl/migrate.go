@@ -5,8 +5,8 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/podctl/podctl/internal/names"
 	"github.com/podctl/podctl/migrate"
-	"github.com/podctl/podctl/pod"
 )
 
 func migrateCommand(g *globalOptions) *cobra.Command {
@@ -26,7 +26,7 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 			}
 			opts := migrate.Options{Name: name, Live: live, Force: force}
 			if name != "" {
-				if err := pod.ValidateName(name); err != nil {
+				if err := names.Validate(name); err != nil {
 					return err
 				}
 			}

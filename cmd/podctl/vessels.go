@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"github.com/podctl/podctl/internal/human"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/podctl/podctl/dock"
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/human"
 	"github.com/podctl/podctl/internal/pki"
 	"github.com/podctl/podctl/internal/size"
 	"github.com/podctl/podctl/migrate"

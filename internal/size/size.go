@@ -35,3 +35,12 @@ func Parse(s string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+// OrDefault returns limit if it is positive, else def: how every
+// podctl limit left zero (or set negative) takes its default.
+func OrDefault[T ~int | ~int64](limit, def T) T {
+	if limit > 0 {
+		return limit
+	}
+	return def
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/names"
 	"github.com/podctl/podctl/internal/statedir"
 	"github.com/podctl/podctl/wasm/prepare"
 	"github.com/podctl/podctl/wasm/snapshot"
@@ -60,7 +61,7 @@ func (s Store) Create(ctx context.Context, o CreateOptions, module []byte) (_ *M
 
 // Prepare checks o and prepares module through this store's cache.
 func (s Store) Prepare(ctx context.Context, o CreateOptions, module []byte) (*prepare.Prepared, error) {
-	if err := ValidateName(o.Name); err != nil {
+	if err := names.Validate(o.Name); err != nil {
 		return nil, err
 	}
 	for _, d := range o.Dirs {
@@ -508,7 +509,7 @@ func (o RestoreOptions) Check(snap *snapshot.Snapshot) error {
 	if o.MemoryLimit > 0 && int64(len(snap.Memory)) > o.MemoryLimit {
 		return errdefs.New(errdefs.InvalidArgument, "snapshot: its %d MiB of memory exceed the limit of %d MiB", len(snap.Memory)>>20, o.MemoryLimit>>20)
 	}
-	return ValidateName(o.name(snap))
+	return names.Validate(o.name(snap))
 }
 
 // name is the name of the pod restored from snap.

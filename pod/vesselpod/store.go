@@ -32,7 +32,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -163,10 +162,6 @@ const (
 	outputFile     = ".output.snap"
 )
 
-// ValidateName checks a vessel pod name: the rule is native pods' (see
-// names.Validate).
-func ValidateName(name string) error { return names.Validate(name) }
-
 // Exists reports whether root has a vessel pod called name.
 func Exists(root, name string) bool {
 	_, err := os.Stat(filepath.Join(root, "vessels", name, manifestFile))
@@ -184,29 +179,22 @@ func (s Store) nameTaken(name string) bool {
 
 // Load reads a vessel pod's manifest.
 func (s Store) Load(name string) (*Manifest, error) {
-	if ValidateName(name) != nil {
+	if names.Validate(name) != nil {
 		return nil, errdefs.New(errdefs.NotFound, "no such vessel pod: %s", name)
 	}
-	b, err := os.ReadFile(filepath.Join(s.podDir(name), manifestFile))
+	var m Manifest
+	err := statedir.ReadJSON(filepath.Join(s.podDir(name), manifestFile), &m)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errdefs.New(errdefs.NotFound, "no such vessel pod: %s", name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("vessel pod %s: %w", name, err)
 	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("vessel pod %s: manifest: %w", name, err)
-	}
 	return &m, nil
 }
 
 func (s Store) save(m *Manifest) error {
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	return statedir.WriteFileAtomic(filepath.Join(s.podDir(m.Spec.Name), manifestFile), append(b, '\n'), 0o644)
+	return statedir.WriteJSON(filepath.Join(s.podDir(m.Spec.Name), manifestFile), m, 0o644)
 }
 
 // lock takes a vessel pod's operation lock.
@@ -265,7 +253,7 @@ func (s Store) List() ([]*Status, error) {
 	}
 	var out []*Status
 	for _, e := range ents {
-		if !e.IsDir() || ValidateName(e.Name()) != nil {
+		if !e.IsDir() || names.Validate(e.Name()) != nil {
 			continue
 		}
 		st, err := s.Status(e.Name())
@@ -335,7 +323,7 @@ func (s Store) Recover(ctx context.Context) error {
 			return errors.Join(append(errs, err)...)
 		}
 		name := e.Name()
-		if ValidateName(name) != nil {
+		if names.Validate(name) != nil {
 			continue
 		}
 		l, err := s.lock(name)

@@ -558,15 +558,12 @@ func readSnapshot(path string) (*snapshot.Snapshot, error) {
 // done is false until it has written one, and err is the failure it
 // reported.
 func (s Store) Started(name string) (done bool, err error) {
-	b, err := os.ReadFile(filepath.Join(s.podDir(name), startedFile))
+	var rep reply
+	err = statedir.ReadJSON(filepath.Join(s.podDir(name), startedFile), &rep)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
-		return true, err
-	}
-	var rep reply
-	if err := json.Unmarshal(b, &rep); err != nil {
 		return true, fmt.Errorf("vessel pod %s: start report: %w", name, err)
 	}
 	return true, rep.err()

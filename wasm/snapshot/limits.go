@@ -1,5 +1,7 @@
 package snapshot
 
+import "github.com/podctl/podctl/internal/size"
+
 // Limits bounds what Decode accepts, so that a hostile or corrupt snapshot
 // cannot make it allocate more than the caller allows. A zero or negative
 // field means the default (DefaultLimits).
@@ -43,20 +45,10 @@ func DefaultLimits() Limits {
 // withDefaults returns l with every unset field set to its default.
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
-	if l.MaxMemoryBytes <= 0 {
-		l.MaxMemoryBytes = d.MaxMemoryBytes
-	}
-	if l.MaxModuleBytes <= 0 {
-		l.MaxModuleBytes = d.MaxModuleBytes
-	}
-	if l.MaxFileBytes <= 0 {
-		l.MaxFileBytes = d.MaxFileBytes
-	}
-	if l.MaxEntries <= 0 {
-		l.MaxEntries = d.MaxEntries
-	}
-	if l.MaxStringBytes <= 0 {
-		l.MaxStringBytes = d.MaxStringBytes
-	}
+	l.MaxMemoryBytes = size.OrDefault(l.MaxMemoryBytes, d.MaxMemoryBytes)
+	l.MaxModuleBytes = size.OrDefault(l.MaxModuleBytes, d.MaxModuleBytes)
+	l.MaxFileBytes = size.OrDefault(l.MaxFileBytes, d.MaxFileBytes)
+	l.MaxEntries = size.OrDefault(l.MaxEntries, d.MaxEntries)
+	l.MaxStringBytes = size.OrDefault(l.MaxStringBytes, d.MaxStringBytes)
 	return l
 }
