@@ -294,34 +294,25 @@ func (o RestoreOptions) limits() snapshot.Limits {
 	return l
 }
 
-// Restore restarts a vessel pod from a snapshot file or from its own
-// checkpoint (source is then its name).
-func (s Store) Restore(ctx context.Context, source string, o RestoreOptions) (*Manifest, time.Duration, error) {
+// Restore restarts the checkpointed vessel pod name from its own
+// checkpoint. (A snapshot file is restored with SnapshotFile.)
+func (s Store) Restore(ctx context.Context, name string, o RestoreOptions) (*Manifest, time.Duration, error) {
 	start := time.Now()
-	file, fromPod := source, false
-	if _, err := os.Stat(source); err != nil {
-		m, lerr := s.Load(source)
-		if lerr != nil {
-			return nil, 0, errdefs.New(errdefs.NotFound, "restore: no snapshot file or checkpointed pod named %s", source)
-		}
-		if m.State != StateCheckpointed {
-			return nil, 0, errdefs.New(errdefs.Conflict, "restore: vessel pod %s is not checkpointed", source)
-		}
-		if o.Name != "" && o.Name != source {
-			return nil, 0, errdefs.New(errdefs.InvalidArgument, "restore: --name cannot rename a checkpointed pod; restore it from its snapshot file instead")
-		}
-		file, fromPod = filepath.Join(s.podDir(source), checkpointFile), true
+	m, err := s.Load(name)
+	if err != nil {
+		return nil, 0, errdefs.New(errdefs.NotFound, "restore: no snapshot file or checkpointed pod named %s", name)
 	}
-	snap, encoded, err := ReadSnapshot(file, o)
+	if m.State != StateCheckpointed {
+		return nil, 0, errdefs.New(errdefs.Conflict, "restore: vessel pod %s is not checkpointed", name)
+	}
+	if o.Name != "" && o.Name != name {
+		return nil, 0, errdefs.New(errdefs.InvalidArgument, "restore: --name cannot rename a checkpointed pod; restore it from its snapshot file instead")
+	}
+	snap, _, err := ReadSnapshot(filepath.Join(s.podDir(name), checkpointFile), o)
 	if err != nil {
 		return nil, 0, err
 	}
-	if fromPod {
-		m, err := s.restoreInPlace(ctx, source, snap)
-		return m, time.Since(start), err
-	}
-	o.Encoded = encoded
-	m, err := s.Receive(ctx, snap, o)
+	m, err = s.restoreInPlace(ctx, name, snap)
 	return m, time.Since(start), err
 }
 
