@@ -146,3 +146,12 @@ func (s *Spec) validate() error {
 	}
 	return nil
 }
+
+// CommandLine is the pod's command as `podctl ps` shows it: a housed
+// vessel's is "wasm:" and its arguments.
+func (s Spec) CommandLine() string {
+	if s.Vessel != nil {
+		return "wasm:" + strings.Join(s.Vessel.Args, " ")
+	}
+	return strings.Join(s.Command, " ")
+}

@@ -302,3 +302,12 @@ func TestLookupEnv(t *testing.T) {
 		t.Errorf("overridden PATH = %q, want /custom", got)
 	}
 }
+
+func TestCommandLine(t *testing.T) {
+	if got := (Spec{Command: []string{"sleep", "60"}}).CommandLine(); got != "sleep 60" {
+		t.Errorf("native pod: %q", got)
+	}
+	if got := (Spec{Command: []string{"/podctl", "_vessel"}, Vessel: &VesselRef{Name: "v", Args: []string{"app.wasm", "-x"}}}).CommandLine(); got != "wasm:app.wasm -x" {
+		t.Errorf("housed vessel: %q", got)
+	}
+}

@@ -217,7 +217,7 @@ func psCommand(g *globalOptions) *cobra.Command {
 					ip = p.Endpoint.IP.String()
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Spec.Name, status, ip, strings.Join(ports, ","),
-					ago(p.CreatedAt), truncate(podCommandLine(p.Spec), 40))
+					ago(p.CreatedAt), truncate(p.Spec.CommandLine(), 40))
 			}
 			for _, v := range vessels {
 				printVesselRow(tw, v)

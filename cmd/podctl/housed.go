@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"os"
-	"strings"
 
 	"github.com/podctl/podctl/pod"
 	"github.com/podctl/podctl/pod/handle"
@@ -29,13 +28,10 @@ func (g *globalOptions) housing() (*pod.Manager, error) {
 // startVessel creates a vessel pod: housed if it can be.
 func (g *globalOptions) startVessel(ctx context.Context, o vesselpod.CreateOptions, module []byte) (any, error) {
 	m, err := g.housing()
-	if err != nil || m == nil {
-		if err != nil {
-			return nil, err
-		}
-		return g.vessels().Create(ctx, o, module)
+	if err != nil {
+		return nil, err
 	}
-	return housed.Create(ctx, m, g.vessels(), o, module)
+	return housed.CreateVessel(ctx, m, g.vessels(), o, module)
 }
 
 // open finds the pod name, whatever its kind (see housed.Open).
@@ -46,12 +42,4 @@ func (g *globalOptions) open(ctx context.Context, name string) (handle.Pod, erro
 // execer is a pod with processes to run a command in.
 type execer interface {
 	Exec(ctx context.Context, o pod.ExecOptions) (int, error)
-}
-
-// podCommandLine is what `podctl ps` shows as a native pod's command.
-func podCommandLine(spec pod.Spec) string {
-	if spec.Vessel != nil {
-		return "wasm:" + strings.Join(spec.Vessel.Args, " ")
-	}
-	return strings.Join(spec.Command, " ")
 }

@@ -51,6 +51,16 @@ func (h *Handle) Checkpoint(ctx context.Context, o handle.CheckpointOptions) (ha
 	return view.Handle(name).Checkpoint(ctx, o)
 }
 
+// CreateVessel starts module as a new vessel pod: housed in a native pod
+// of housing, or, when housing is nil (podctl is not root), as a plain
+// vessel pod of vessels. It returns the new pod's manifest.
+func CreateVessel(ctx context.Context, housing *pod.Manager, vessels vesselpod.Store, o vesselpod.CreateOptions, module []byte) (any, error) {
+	if housing == nil {
+		return vessels.Create(ctx, o, module)
+	}
+	return Create(ctx, housing, vessels, o, module)
+}
+
 // Open returns the pod name, whatever its kind: a vessel pod of vessels,
 // else a vessel housed in a native pod, else a native pod, both of the
 // manager that manager returns (asked for only then, so that vessel pods
