@@ -56,17 +56,10 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 		return nil, err
 	}
 	defer send.Close()
-	aw, err := checkpoint.NewWriter(archiveBody(send.Archive), checkpoint.CompressionNone, out.ArchiveManifest(o.Live))
-	if err == nil {
-		err = aw.Flush()
-	}
+	aw, err := sendManifest(send, out, o.Live)
 	if err != nil {
-		return nil, fmt.Errorf("migrate %s: send manifest: %w", name, err)
-	}
-	if err := send.Accepted(); err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", name, err)
 	}
-	failpoint.Hit("migrate:accepted")
 	imagesDir, err := out.TempDir()
 	if err != nil {
 		return nil, err
@@ -76,14 +69,9 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 	progress := newProgress(o.Progress, out.EstimatedBytes(), send)
 	defer progress.stop()
 	progress.phase("dump")
-	var lazy *lazyDump
-	if o.Live {
-		lazy, err = dumpLazily(rctx, out, send, imagesDir)
-		if lazy != nil {
-			defer lazy.abandon(cancel)
-		}
-	} else {
-		err = dumpToTunnel(rctx, out, send, imagesDir)
+	lazy, err := dump(rctx, out, send, imagesDir, o.Live)
+	if lazy != nil {
+		defer lazy.abandon(cancel)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", name, err)
@@ -96,13 +84,9 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 	}
 
 	transferStart := time.Now()
-	if err := out.WriteArchive(aw, imagesDir); err != nil {
-		return nil, fmt.Errorf("migrate %s: send archive: %w", name, send.OrErr(err))
+	if err := sendArchive(out, aw, send, imagesDir); err != nil {
+		return nil, fmt.Errorf("migrate %s: send archive: %w", name, err)
 	}
-	if err := aw.Close(); err != nil {
-		return nil, fmt.Errorf("migrate %s: send archive: %w", name, send.OrErr(err))
-	}
-	send.EndArchive()
 	res.Transfer = time.Since(transferStart)
 	progress.phase("restore")
 	ev, err := send.Restored()
@@ -117,15 +101,10 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 	out.HandOver()
 	failpoint.Hit("migrate:restored")
 	if lazy != nil {
-		pcStart := time.Now()
 		progress.phase("post-copy")
-		if err := lazy.wait(); err != nil {
-			return nil, fmt.Errorf("migrate %s: post-copy failed after the pod resumed at %s (it stays frozen here: remove it with podctl rm -f): %w", name, c.Addr(), err)
+		if res.PostCopy, err = lazy.finish(send); err != nil {
+			return nil, fmt.Errorf("migrate %s: %w", name, err)
 		}
-		if err := send.Completed(); err != nil {
-			return nil, fmt.Errorf("migrate %s: post-copy: %w", name, err)
-		}
-		res.PostCopy = time.Since(pcStart)
 	}
 	if err := commit(ctx, out, name); err != nil {
 		return nil, err
@@ -133,6 +112,47 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 	res.Total = time.Since(start)
 	res.ArchiveBytes, res.PageBytes = send.Sent()
 	return res, nil
+}
+
+// sendManifest starts the archive with the pod's manifest and waits for
+// the dock to accept the pod: to reserve its name, address and ports.
+func sendManifest(send *dock.PodSend, out *pod.Outgoing, lazy bool) (*checkpoint.Writer, error) {
+	aw, err := checkpoint.NewWriter(archiveBody(send.Archive), checkpoint.CompressionNone, out.ArchiveManifest(lazy))
+	if err == nil {
+		err = aw.Flush()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("send manifest: %w", err)
+	}
+	if err := send.Accepted(); err != nil {
+		return nil, err
+	}
+	failpoint.Hit("migrate:accepted")
+	return aw, nil
+}
+
+// sendArchive sends the rest of the archive: the dumped images and the
+// pod's writable layer, and the checksums. A dock that refused it says
+// why.
+func sendArchive(out *pod.Outgoing, aw *checkpoint.Writer, send *dock.PodSend, imagesDir string) error {
+	if err := out.WriteArchive(aw, imagesDir); err != nil {
+		return send.OrErr(err)
+	}
+	if err := aw.Close(); err != nil {
+		return send.OrErr(err)
+	}
+	send.EndArchive()
+	return nil
+}
+
+// dump dumps the pod into imagesDir, its memory through the page tunnel:
+// as CRIU dumps it, or with lazy as the dock asks for it after the
+// restore (then the returned lazyDump goes on serving pages).
+func dump(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, imagesDir string, lazy bool) (*lazyDump, error) {
+	if lazy {
+		return dumpLazily(ctx, out, send, imagesDir)
+	}
+	return nil, dumpToTunnel(ctx, out, send, imagesDir)
 }
 
 // archiveBody is where the archive goes: w, or a writer that corrupts or
@@ -202,10 +222,19 @@ func dumpLazily(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, imag
 	return d, nil
 }
 
-// wait waits for the dump to end: every page has been served.
-func (d *lazyDump) wait() error {
+// finish waits for the dump to end, every page served, and the dock to
+// confirm it has them all; it returns how long that took. The pod runs
+// at the dock by then: a failure leaves it frozen here, for good.
+func (d *lazyDump) finish(send *dock.PodSend) (time.Duration, error) {
+	start := time.Now()
 	d.waited = true
-	return <-d.done
+	if err := <-d.done; err != nil {
+		return 0, fmt.Errorf("post-copy failed after the pod resumed at the dock (it stays frozen here: remove it with podctl rm -f): %w", err)
+	}
+	if err := send.Completed(); err != nil {
+		return 0, fmt.Errorf("post-copy: %w", err)
+	}
+	return time.Since(start), nil
 }
 
 // abandon stops CRIU, by cancelling the dump's context, and lets the
