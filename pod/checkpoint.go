@@ -11,8 +11,6 @@ import (
 
 	"github.com/podctl/podctl/checkpoint"
 	"github.com/podctl/podctl/internal/errdefs"
-	"github.com/podctl/podctl/internal/failpoint"
-	"github.com/podctl/podctl/internal/statedir"
 	"github.com/podctl/podctl/virtns"
 )
 
@@ -77,90 +75,67 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 	if out == "" {
 		out = filepath.Join(m.store.podDir(name), archiveName)
 	}
-	out, err = filepath.Abs(out)
+	file, err := checkpoint.CreateFile(out)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("checkpoint %s: %w", name, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
-	if err != nil {
-		return nil, errdefs.New(errdefs.InvalidArgument, "checkpoint %s: cannot write %s: %v", name, out, err)
-	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name())
-	}()
+	defer file.Close()
 	imagesDir, err := m.tempDir("images-" + man.ID)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(imagesDir)
 
-	res := &CheckpointResult{Archive: out}
+	res := &CheckpointResult{Archive: file.Path()}
 	fp := checkpoint.Begin(ctx, m.dumpTarget(man))
 	if err := fp.Dump(ctx, virtns.CheckpointOptions{ImagesDir: imagesDir}); err != nil {
 		return nil, err
 	}
 	res.Timings.Dump = time.Since(fp.FrozenAt)
-	writeStart := time.Now()
-	resumed := false
-	err = func() error {
-		w, err := checkpoint.NewWriter(tmp, o.Compression, m.archiveManifest(man, fp.CRIUVersion(), false))
-		if err != nil {
-			return err
-		}
-		if err := w.AddCRIUImages(imagesDir); err != nil {
-			return err
-		}
-		if err := w.AddUpperLayer(m.upperPath(man, "/")); err != nil {
-			return err
-		}
-		if o.LeaveRunning {
-			// Everything the pod could change has been read: it may run
-			// on while the archive is finished and made durable (a pod
-			// that stops must wait, or a crash could lose it).
-			resumed = true
+	var layerRead func() error
+	if o.LeaveRunning {
+		// Once everything the pod could change has been read, it may run
+		// on while the archive is finished and made durable (a pod that
+		// stops must wait, or a crash could lose it).
+		layerRead = func() error {
 			err := fp.Resume()
 			res.Timings.Frozen = fp.ThawedAt.Sub(fp.FrozenAt)
 			if err != nil {
 				return fmt.Errorf("resume: %w", err)
 			}
+			return nil
 		}
-		if err := w.Close(); err != nil {
-			return err
-		}
-		res.Bytes = w.BytesWritten()
-		failpoint.Hit("checkpoint:written")
-		if err := tmp.Sync(); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp.Name(), out); err != nil {
-			return err
-		}
-		return statedir.SyncDir(filepath.Dir(out))
-	}()
+	}
+	writeStart := time.Now()
+	res.Bytes, err = file.Write(o.Compression, m.archiveManifest(man, fp.CRIUVersion(), false), imagesDir, m.upperPath(man, "/"), layerRead)
 	res.Timings.Write = time.Since(writeStart)
 	if err != nil {
-		if resumed {
-			return nil, fmt.Errorf("checkpoint %s: write archive: %w", name, err)
-		}
-		rerr := fp.Resume()
-		res.Timings.Frozen = fp.ThawedAt.Sub(fp.FrozenAt)
-		if rerr != nil {
-			return nil, fmt.Errorf("checkpoint %s: %w (and resuming the pod failed: %v)", name, err, rerr)
-		}
-		return nil, fmt.Errorf("checkpoint %s: write archive: %w", name, err)
+		return nil, m.resumeAfter(name, fp, fmt.Errorf("write archive: %w", err))
 	}
 	if !o.LeaveRunning {
 		// The checkpoint is durable: the pod is over, so this is the end
 		// of its time frozen.
 		res.Timings.Frozen = time.Since(fp.FrozenAt)
-		err = m.stopCheckpointed(ctx, man, o.Output == "", out)
+		err = m.stopCheckpointed(ctx, man, o.Output == "", file.Path())
 	}
 	res.Timings.Total = time.Since(start)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: archive written to %s, but: %w", name, out, err)
+		return nil, fmt.Errorf("checkpoint %s: archive written to %s, but: %w", name, file.Path(), err)
 	}
 	return res, nil
+}
+
+// resumeAfter resumes a pod whose checkpoint failed with err, unless it
+// runs already (it was resumed once its writable layer was read), and
+// says what happened.
+func (m *Manager) resumeAfter(name string, fp *checkpoint.Frozen, err error) error {
+	if !fp.ThawedAt.IsZero() {
+		return fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	if rerr := fp.Resume(); rerr != nil {
+		return fmt.Errorf("checkpoint %s: %w (and resuming the pod failed: %v)", name, err, rerr)
+	}
+	return fmt.Errorf("checkpoint %s: %w", name, err)
 }
 
 func (m *Manager) requireRunning(ctx context.Context, man *Manifest) error {
