@@ -1,8 +1,10 @@
 package test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,6 +46,7 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 		dockEnv   []string // the dock's environment (failpoints)
 		sourceEnv []string // the migrating podctl's environment
 		sourcePKI string   // the migrating podctl's --pki (default: the docks')
+		interrupt string   // Ctrl-C the migration once the dock pauses at this failpoint
 		prepare   func(t *testing.T) (undo func())
 		want      string // in the one-line error
 	}{
@@ -76,6 +79,9 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 			return func() { b.MustPodctl("rm", "-f", "squatter") }
 		}},
 		{name: "restore fails after CRIU", dockEnv: []string{"PODCTL_FAILPOINT=restore:fail-after-criu"}, want: "injected"},
+		// Ctrl-C once the pod is dumped, sent and frozen here, while the
+		// dock has not restored it: the pod thaws and runs on here.
+		{name: "interrupted while the dock restores", dockEnv: []string{"PODCTL_FAILPOINT=pause:dock:extracted"}, interrupt: "dock:extracted"},
 		{name: "interface name taken", want: "already exists", prepare: func(t *testing.T) func() {
 			if r := b.Run("ip", "link", "add", hostVeth, "type", "bridge"); r.Code != 0 {
 				t.Fatalf("add %s: %s", hostVeth, r.Stderr)
@@ -105,7 +111,17 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 			}
 			cmd := a.Command(a.PodctlArgv("migrate", "victim", "--to", to, "--pki", srcPKI)...)
 			cmd.Env = append(os.Environ(), tc.sourceEnv...)
-			r := a.RunCmd(cmd)
+			var r harness.Result
+			if tc.interrupt != "" {
+				if r = interruptAt(t, cmd, dock, tc.interrupt); r.Code <= 0 {
+					t.Fatalf("migrate ended by a signal or with success (%d) after Ctrl-C; stderr %q", r.Code, r.Stderr)
+				}
+				// The paused dock holds a half-received pod: as after a
+				// crash, the next dock to start there takes it back.
+				dock.Kill()
+			} else {
+				r = a.RunCmd(cmd)
+			}
 			lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
 			if r.Code == 0 || len(lines) != 1 || !strings.Contains(r.Stderr, tc.want) {
 				t.Fatalf("migrate: exit %d, stderr %q (want a failure, one line containing %q)", r.Code, r.Stderr, tc.want)
@@ -162,4 +178,39 @@ func podNames(t testing.TB, h *harness.Host) string {
 		out = append(out, p.Spec.Name+"/"+p.Status+"/"+p.Endpoint.IP)
 	}
 	return strings.Join(out, " ")
+}
+
+// interruptAt starts cmd, a podctl migrate, and sends it SIGINT (Ctrl-C)
+// once dock has paused at the failpoint, then waits for it to end.
+func interruptAt(t *testing.T, cmd *exec.Cmd, dock *harness.Dock, failpoint string) harness.Result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	harness.Eventually(t, 60*time.Second, func() error {
+		if strings.Contains(dock.Stderr(), "failpoint: paused at "+failpoint) {
+			return nil
+		}
+		return fmt.Errorf("the dock has not paused at %s", failpoint)
+	})
+	cmd.Process.Signal(os.Interrupt)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("migrate went on for 30 s after Ctrl-C; stderr: %s", errb.String())
+	}
+	r := harness.Result{Stdout: out.String(), Stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.Code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
