@@ -139,8 +139,9 @@ func newSessionID() string {
 	return hex.EncodeToString(b)
 }
 
-// eventReader reads a receive response's events.
+// eventReader reads a receive response's events; ctx is the request's.
 type eventReader struct {
+	ctx  context.Context
 	dec  *json.Decoder
 	dock string
 	err  error
@@ -150,6 +151,11 @@ type eventReader struct {
 func (e *eventReader) expect(typ string) (*Event, error) {
 	var ev Event
 	if err := e.dec.Decode(&ev); err != nil {
+		if cerr := e.ctx.Err(); cerr != nil {
+			// Our side gave up (Ctrl-C, say): the dock did not go away.
+			e.err = fmt.Errorf("interrupted while waiting for dock %s: %w", e.dock, cerr)
+			return nil, e.err
+		}
 		e.err = fmt.Errorf("dock %s went away (%v)", e.dock, err)
 		return nil, e.err
 	}

@@ -269,3 +269,35 @@ func TestOtherCA(t *testing.T) {
 		t.Fatalf("a client of another CA got %v", err)
 	}
 }
+
+// stallPods accepts a pod and never restores it.
+type stallPods struct{}
+
+func (stallPods) Describe(context.Context, *Hello) {}
+func (stallPods) ReceivePod(ctx context.Context, t *PodTransfer) error {
+	if err := t.Accepted("p", "10.88.0.9"); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestSendPodInterrupted checks that a source that gives up (Ctrl-C)
+// says so, rather than blaming the dock.
+func TestSendPodInterrupted(t *testing.T) {
+	c := startDock(t, &Server{Pods: stallPods{}, Vessels: noVessels{}})
+	ctx, cancel := context.WithCancel(context.Background())
+	send, err := c.SendPod(ctx, SendPodOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer send.Close()
+	if err := send.Accepted(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	_, err = send.Restored()
+	if err == nil || !strings.Contains(err.Error(), "interrupted while waiting for dock") || !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+}

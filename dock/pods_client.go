@@ -33,6 +33,7 @@ type PodSend struct {
 	// Archive is the request's body: the pod's archive goes here.
 	Archive io.Writer
 
+	ctx                     context.Context
 	c                       *Client
 	session                 string
 	body                    *io.PipeWriter
@@ -50,7 +51,7 @@ type podResponse struct {
 // SendPod starts the archive request of a native pod's migration. The
 // request lasts as long as ctx; Close ends it.
 func (c *Client) SendPod(ctx context.Context, o SendPodOptions) (*PodSend, error) {
-	s := &PodSend{c: c, session: newSessionID(), response: make(chan podResponse, 1)}
+	s := &PodSend{ctx: ctx, c: c, session: newSessionID(), response: make(chan podResponse, 1)}
 	q := url.Values{"session": {s.session}}
 	if o.Lazy {
 		q.Set("lazy", "1")
@@ -84,7 +85,11 @@ func (s *PodSend) Accepted() error {
 		return fmt.Errorf("dock %s: %w", s.c.addr, unwrapURLError(r.err))
 	}
 	s.resp = r.resp
-	s.events = &eventReader{dec: json.NewDecoder(bufio.NewReader(r.resp.Body)), dock: s.c.addr}
+	// HTTP/2 does not end a response's body when the request's context
+	// ends while its own body is still open: close it then, so that a
+	// Ctrl-C never leaves the source waiting for an event.
+	context.AfterFunc(s.ctx, func() { r.resp.Body.Close() })
+	s.events = &eventReader{ctx: s.ctx, dec: json.NewDecoder(bufio.NewReader(r.resp.Body)), dock: s.c.addr}
 	_, err := s.events.expect(EventAccepted)
 	return err
 }

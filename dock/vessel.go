@@ -123,6 +123,6 @@ func (c *Client) SendVessel(ctx context.Context, body io.Reader, size int64, nam
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("dock %s: send snapshot: %s", c.addr, resp.Status)
 	}
-	e := &eventReader{dec: json.NewDecoder(io.LimitReader(resp.Body, 1<<20)), dock: c.addr}
+	e := &eventReader{ctx: ctx, dec: json.NewDecoder(io.LimitReader(resp.Body, 1<<20)), dock: c.addr}
 	return e.expect(EventRestored)
 }

@@ -81,7 +81,7 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 		{name: "restore fails after CRIU", dockEnv: []string{"PODCTL_FAILPOINT=restore:fail-after-criu"}, want: "injected"},
 		// Ctrl-C once the pod is dumped, sent and frozen here, while the
 		// dock has not restored it: the pod thaws and runs on here.
-		{name: "interrupted while the dock restores", dockEnv: []string{"PODCTL_FAILPOINT=pause:dock:extracted"}, interrupt: "dock:extracted"},
+		{name: "interrupted while the dock restores", dockEnv: []string{"PODCTL_FAILPOINT=pause:dock:extracted"}, interrupt: "dock:extracted", want: "interrupted"},
 		{name: "interface name taken", want: "already exists", prepare: func(t *testing.T) func() {
 			if r := b.Run("ip", "link", "add", hostVeth, "type", "bridge"); r.Code != 0 {
 				t.Fatalf("add %s: %s", hostVeth, r.Stderr)
