@@ -301,3 +301,36 @@ func TestSendPodInterrupted(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestSilentPeers checks the limits before authentication: connections
+// that never start a TLS handshake are dropped after the handshake
+// timeout, and while they fill every slot a real client waits for one
+// rather than failing.
+func TestSilentPeers(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	c := startDock(t, &Server{Vessels: noVessels{}, HandshakeTimeout: timeout, MaxConns: 4})
+	var silent []net.Conn
+	for range 4 {
+		conn, err := net.Dial("tcp", c.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		silent = append(silent, conn)
+	}
+	start := time.Now()
+	if _, err := c.Hello(context.Background()); err != nil {
+		t.Fatalf("a real client behind 4 silent peers: %v", err)
+	}
+	waited := time.Since(start)
+	t.Logf("a real client got through after %v", waited.Round(time.Millisecond))
+	if waited < timeout/2 {
+		t.Fatalf("the dock took a fifth connection at once (MaxConns 4)")
+	}
+	for i, conn := range silent {
+		conn.SetReadDeadline(time.Now().Add(10 * timeout))
+		if _, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("silent peer %d: %v, want the dock to have closed the connection", i, err)
+		}
+	}
+}

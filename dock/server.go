@@ -1,6 +1,7 @@
 package dock
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"runtime"
 	"time"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/podctl/podctl/internal/cpufeat"
 	"github.com/podctl/podctl/internal/version"
@@ -28,9 +31,29 @@ type Server struct {
 	TLS *tls.Config
 	// Log receives one line per migration.
 	Log *slog.Logger
+	// HandshakeTimeout bounds the TLS handshake and the reading of a
+	// request's headers (0: DefaultHandshakeTimeout): a peer that does
+	// not authenticate in that time is dropped.
+	HandshakeTimeout time.Duration
+	// MaxConns bounds the connections open at once, authenticated or not
+	// (0: DefaultMaxConns); more wait to be accepted.
+	MaxConns int
 
 	sessions sessions
 }
+
+// The limits a dock applies to every peer, before and after it has
+// authenticated.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMaxConns         = 64
+	// maxStreams bounds the requests of one connection in flight at once:
+	// a migration uses two (archive and page tunnel), a vessel's one.
+	maxStreams = 16
+	// idleTimeout closes a connection that has carried no request for
+	// that long.
+	idleTimeout = 2 * time.Minute
+)
 
 // Serve accepts connections on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
@@ -47,14 +70,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	cfg := s.TLS.Clone()
 	cfg.NextProtos = []string{"h2"}
+	h2 := http2Config()
+	h2.MaxConcurrentStreams = maxStreams
 	srv := &http.Server{
 		Handler:   mux,
 		TLSConfig: cfg,
+		// net/http bounds the TLS handshake by this too.
+		ReadHeaderTimeout: cmp.Or(s.HandshakeTimeout, DefaultHandshakeTimeout),
+		IdleTimeout:       idleTimeout,
 		BaseContext: func(net.Listener) context.Context {
 			return ctx
 		},
 		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
-		HTTP2:    http2Config(),
+		HTTP2:    h2,
 		Protocols: func() *http.Protocols {
 			var p http.Protocols
 			p.SetHTTP2(true)
@@ -67,6 +95,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
+	ln = netutil.LimitListener(ln, cmp.Or(s.MaxConns, DefaultMaxConns))
 	err := srv.Serve(tls.NewListener(ln, cfg))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
