@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -50,7 +51,7 @@ func newRootCommand() *cobra.Command {
 		return errdefs.New(errdefs.Usage, "%s (see podctl %s --help)", err, c.Name())
 	})
 	root.AddCommand(podCommands(g)...)
-	root.AddCommand(doctorCommand(), pkiCommand())
+	root.AddCommand(doctorCommand(g), pkiCommand())
 	return root
 }
 
@@ -64,7 +65,7 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 	}
 }
 
-func doctorCommand() *cobra.Command {
+func doctorCommand(g *globalOptions) *cobra.Command {
 	var (
 		asJSON bool
 		criu   string
@@ -75,7 +76,7 @@ func doctorCommand() *cobra.Command {
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			self, _ := os.Executable()
-			r := doctor.Run(c.Context(), doctor.Options{SelfExe: self, CRIUPath: criu, VesselsOnly: !nativeBuild})
+			r := doctor.Run(c.Context(), doctor.Options{SelfExe: self, CRIUPath: criu, VesselsOnly: !nativeBuild, Private: []string{g.root, defaultPKIDir()}})
 			var err error
 			if asJSON {
 				err = r.WriteJSON(c.OutOrStdout())
@@ -100,15 +101,14 @@ func doctorCommand() *cobra.Command {
 // DefaultPKI is where docks and migrate look for their TLS material.
 const DefaultPKI = "/etc/podctl/pki"
 
+// defaultPKIDir is where --pki points unless told otherwise.
+func defaultPKIDir() string { return cmp.Or(os.Getenv("PODCTL_PKI"), DefaultPKI) }
+
 // pkiFlags are the TLS options of dock and migrate.
 type pkiFlags struct{ dir, name string }
 
 func (p *pkiFlags) register(c *cobra.Command) {
-	def := os.Getenv("PODCTL_PKI")
-	if def == "" {
-		def = DefaultPKI
-	}
-	c.Flags().StringVar(&p.dir, "pki", def, "directory with ca.pem and this node's certificate (env PODCTL_PKI; see podctl pki)")
+	c.Flags().StringVar(&p.dir, "pki", defaultPKIDir(), "directory with ca.pem and this node's certificate (env PODCTL_PKI; see podctl pki)")
 	c.Flags().StringVar(&p.name, "cert", "node", "name of this node's certificate in the --pki directory (NAME.pem, NAME-key.pem)")
 }
 

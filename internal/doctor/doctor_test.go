@@ -642,3 +642,19 @@ func TestHWBreakpointCheck(t *testing.T) {
 		t.Errorf("child processes left behind: %v", kids)
 	}
 }
+
+func TestCheckPrivate(t *testing.T) {
+	private, open := t.TempDir(), t.TempDir()
+	os.Chmod(private, 0o700)
+	os.Chmod(open, 0o755)
+	checks := checkPrivate([]string{private, open, filepath.Join(private, "missing"), ""})
+	if len(checks) != 3 {
+		t.Fatalf("got %d checks, want 3: %+v", len(checks), checks)
+	}
+	if checks[0].Status != StatusOK || checks[2].Status != StatusOK {
+		t.Errorf("a private and a missing directory: %+v", checks)
+	}
+	if checks[1].Status != StatusWarn || !strings.Contains(checks[1].Fix, "chmod 700 "+open) {
+		t.Errorf("a directory others can read: %+v", checks[1])
+	}
+}

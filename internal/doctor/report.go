@@ -73,6 +73,9 @@ type Options struct {
 	// (namespaces, cgroups, CRIU: Linux with cgo): only vessel pods are
 	// checked for.
 	VesselsOnly bool
+	// Private lists podctl's directories that nobody else may read: the
+	// state root and the PKI directory (empty paths are skipped).
+	Private []string
 }
 
 // vesselsOnlyReport is the report of a podctl without native pods.

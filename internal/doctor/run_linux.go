@@ -71,6 +71,7 @@ func (r *runner) probes() []probe {
 		{name: "qemu-user emulators", required: false, run: checkQEMU},
 		{name: "network: ip forwarding", required: false, run: checkIPForward},
 		{name: "wasm-opt (binaryen)", required: false, run: func(context.Context) []Check { return vesselChecks() }},
+		{name: "files: private", required: false, run: func(context.Context) []Check { return checkPrivate(r.opts.Private) }},
 	}
 }
 

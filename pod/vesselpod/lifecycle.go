@@ -142,10 +142,10 @@ func (s Store) makePodDir(name string) (string, func(), error) {
 		return "", nil, errdefs.New(errdefs.AlreadyExists, "a pod named %s already exists", name)
 	}
 	dir := s.podDir(name)
-	if err := os.MkdirAll(s.dir(), 0o755); err != nil {
+	if err := os.MkdirAll(s.dir(), 0o700); err != nil {
 		return "", nil, err
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return "", nil, errdefs.New(errdefs.AlreadyExists, "a pod named %s already exists", name)
 		}
@@ -156,7 +156,7 @@ func (s Store) makePodDir(name string) (string, func(), error) {
 		os.RemoveAll(dir)
 		return "", nil, err
 	}
-	if err := os.Mkdir(filepath.Join(dir, dirsDir), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, dirsDir), 0o700); err != nil {
 		l.Unlock()
 		os.RemoveAll(dir)
 		return "", nil, err
@@ -545,16 +545,16 @@ func (s Store) resetForResume(name string, snap *snapshot.Snapshot) error {
 	if err := os.RemoveAll(dirs); err != nil {
 		return err
 	}
-	if err := os.Mkdir(dirs, 0o755); err != nil {
+	if err := os.Mkdir(dirs, 0o700); err != nil {
 		return err
 	}
 	for i := range snap.WASI.Preopens {
-		if err := os.Mkdir(s.preopenDir(name, i), 0o755); err != nil {
+		if err := os.Mkdir(s.preopenDir(name, i), 0o700); err != nil {
 			return err
 		}
 	}
 	for file, data := range map[string][]byte{stdoutFile: snap.WASI.Stdout, stderrFile: snap.WASI.Stderr} {
-		if err := statedir.WriteFileAtomic(filepath.Join(s.podDir(name), file), data, 0o644); err != nil {
+		if err := statedir.WriteFileAtomic(filepath.Join(s.podDir(name), file), data, 0o600); err != nil {
 			return err
 		}
 	}
@@ -668,7 +668,7 @@ func moveFile(src, dst string) error {
 	}
 	defer os.Remove(src)
 	tmp := dst + ".tmp"
-	if err := copyFile(src, tmp, 0o644); err != nil {
+	if err := copyFile(src, tmp, 0o600); err != nil {
 		os.Remove(tmp)
 		return err
 	}

@@ -194,7 +194,7 @@ func (s Store) Load(name string) (*Manifest, error) {
 }
 
 func (s Store) save(m *Manifest) error {
-	return statedir.WriteJSON(filepath.Join(s.podDir(m.Spec.Name), manifestFile), m, 0o644)
+	return statedir.WriteJSON(filepath.Join(s.podDir(m.Spec.Name), manifestFile), m, 0o600)
 }
 
 // lock takes a vessel pod's operation lock.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -30,5 +31,30 @@ func TestRecoverStopsWhenCancelled(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Recover left %s: %v", dir, err)
+	}
+}
+
+// TestPrivateModes checks that a vessel pod's directories and files are
+// its owner's alone: they hold the guest's memory, files and output.
+func TestPrivateModes(t *testing.T) {
+	s := Store{Root: t.TempDir()}
+	dir, unlock, err := s.makePodDir("v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if err := s.save(&Manifest{Spec: Spec{Name: "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{
+		s.dir(): 0o700, dir: 0o700, filepath.Join(dir, dirsDir): 0o700, filepath.Join(dir, manifestFile): 0o600,
+	} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %04o, want %04o", path, got, want)
+		}
 	}
 }

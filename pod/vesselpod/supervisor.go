@@ -248,7 +248,7 @@ func Supervise(args []string) int {
 	report := func(r reply) {
 		if housed {
 			b, _ := json.Marshal(r)
-			statedir.WriteFileAtomic(filepath.Join(s.podDir(name), startedFile), append(b, '\n'), 0o644)
+			statedir.WriteFileAtomic(filepath.Join(s.podDir(name), startedFile), append(b, '\n'), 0o600)
 			return
 		}
 		f := os.NewFile(3, "report")
@@ -315,7 +315,7 @@ func (s Store) newSupervisor(name, resume string) (_ *supervisor, err error) {
 		return nil, err
 	}
 	open := func(file string) (*os.File, error) {
-		return os.OpenFile(filepath.Join(dir, file), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		return os.OpenFile(filepath.Join(dir, file), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	}
 	if sv.stdout, err = open(stdoutFile); err != nil {
 		return nil, err
@@ -384,7 +384,7 @@ func (sv *supervisor) serve() int {
 	for {
 		select {
 		case code := <-exited:
-			statedir.WriteFileAtomic(filepath.Join(sv.dir, exitFile), []byte(strconv.Itoa(code)+"\n"), 0o644)
+			statedir.WriteFileAtomic(filepath.Join(sv.dir, exitFile), []byte(strconv.Itoa(code)+"\n"), 0o600)
 			return code
 		case c := <-conns:
 			if sv.handle(c) {
