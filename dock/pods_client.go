@@ -133,9 +133,12 @@ func (s *PodSend) RelayPages(ctx context.Context) (*os.File, <-chan error, error
 }
 
 // ForwardPages connects the page tunnel to a lazily dumping CRIU's page
-// server at ps (post-copy), in the background.
-func (s *PodSend) ForwardPages(ctx context.Context, ps netip.AddrPort) {
-	go s.tunnel().forwardDial(ctx, ps)
+// server at ps (post-copy), in the background; the channel reports once
+// the tunnel is done.
+func (s *PodSend) ForwardPages(ctx context.Context, ps netip.AddrPort) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- s.tunnel().forwardDial(ctx, ps) }()
+	return done
 }
 
 func (s *PodSend) tunnel() *pageTunnelClient {

@@ -191,8 +191,9 @@ func dumpToTunnel(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, im
 // lazyDump is a CRIU dump for post-copy: it has written everything but
 // memory and serves pages until the destination has them all.
 type lazyDump struct {
-	done   chan error
-	waited bool
+	done      chan error
+	waited    bool
+	forwarded <-chan error // the page tunnel, done
 }
 
 // dumpLazily starts a dump for post-copy and returns once CRIU serves
@@ -218,7 +219,7 @@ func dumpLazily(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, imag
 		}
 		return nil, err
 	}
-	send.ForwardPages(ctx, ps)
+	d.forwarded = send.ForwardPages(ctx, ps)
 	return d, nil
 }
 
@@ -227,8 +228,22 @@ func dumpLazily(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, imag
 // at the dock by then: a failure leaves it frozen here, for good.
 func (d *lazyDump) finish(send *dock.PodSend) (time.Duration, error) {
 	start := time.Now()
-	d.waited = true
-	if err := <-d.done; err != nil {
+	var err error
+	select {
+	case err = <-d.done:
+		d.waited = true
+	case err = <-d.forwarded:
+		// The tunnel ends as CRIU closes its connection, or first if it
+		// failed: then CRIU would wait for ever for the pages to be asked
+		// for, and abandon stops it.
+		if err == nil {
+			err = <-d.done
+			d.waited = true
+		} else {
+			err = fmt.Errorf("page tunnel: %w", err)
+		}
+	}
+	if err != nil {
 		return 0, fmt.Errorf("post-copy failed after the pod resumed at the dock (it stays frozen here: remove it with podctl rm -f): %w", err)
 	}
 	if err := send.Completed(); err != nil {
