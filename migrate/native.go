@@ -188,6 +188,10 @@ func dumpToTunnel(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, im
 	return nil
 }
 
+// tunnelGrace is how long a lazy dump may take to end after its page
+// tunnel has.
+const tunnelGrace = 10 * time.Second
+
 // lazyDump is a CRIU dump for post-copy: it has written everything but
 // memory and serves pages until the destination has them all.
 type lazyDump struct {
@@ -232,15 +236,19 @@ func (d *lazyDump) finish(send *dock.PodSend) (time.Duration, error) {
 	select {
 	case err = <-d.done:
 		d.waited = true
-	case err = <-d.forwarded:
+	case ferr := <-d.forwarded:
 		// The tunnel ends as CRIU closes its connection, or first if it
-		// failed: then CRIU would wait for ever for the pages to be asked
-		// for, and abandon stops it.
-		if err == nil {
-			err = <-d.done
+		// failed. Then CRIU may wait for ever for pages to be asked for:
+		// unless it ends within tunnelGrace, abandon stops it.
+		var grace <-chan time.Time
+		if ferr != nil {
+			grace = time.After(tunnelGrace)
+		}
+		select {
+		case err = <-d.done:
 			d.waited = true
-		} else {
-			err = fmt.Errorf("page tunnel: %w", err)
+		case <-grace:
+			err = fmt.Errorf("page tunnel: %w", ferr)
 		}
 	}
 	if err != nil {
