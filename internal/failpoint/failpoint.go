@@ -1,23 +1,11 @@
-// Package failpoint lets end-to-end tests kill podctl at a named step, to
-// check that whatever a crash leaves behind is finished or rolled back by
-// the next command. A failpoint is armed by setting PODCTL_FAILPOINT to its
-// name in podctl's environment; unarmed, Hit costs one environment lookup.
-//
-// Armed as "pause:" and its name instead, a failpoint holds the step
-// forever rather than crashing: a test can then act on the other side of
-// a migration (interrupt it, say) at a moment it knows.
+//go:build failpoints
+
 package failpoint
 
 import (
 	"fmt"
 	"os"
 )
-
-// EnvVar names the environment variable that arms a failpoint.
-const EnvVar = "PODCTL_FAILPOINT"
-
-// PausePrefix arms a failpoint that pauses instead of killing.
-const PausePrefix = "pause:"
 
 // Hit kills the process (SIGKILL on Unix), as abruptly as a crash or an
 // OOM kill would, when the failpoint name is armed. Armed with

@@ -35,7 +35,7 @@ func BuildForeign(dir string, isa ForeignISA) (string, error) {
 	_, self, _, _ := runtime.Caller(0)
 	repo := filepath.Join(filepath.Dir(self), "..", "..")
 	bin := filepath.Join(dir, "podctl-"+isa.GOARCH)
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/podctl")
+	cmd := exec.Command("go", "build", "-tags", "failpoints", "-o", bin, "./cmd/podctl")
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+isa.GOARCH)
 	if out, err := cmd.CombinedOutput(); err != nil {

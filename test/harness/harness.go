@@ -40,9 +40,10 @@ func Build(dir string) (string, error) {
 	_, self, _, _ := runtime.Caller(0)
 	repo := filepath.Join(filepath.Dir(self), "..", "..")
 	bin := filepath.Join(dir, "podctl")
-	// The same static build as the Makefile's: the binary is also every
-	// pod's init, and must run in root filesystems without a libc.
-	cmd := exec.Command("go", "build", "-tags", "netgo osusergo", "-ldflags", "-extldflags -static", "-o", bin, "./cmd/podctl")
+	// The same static build as the Makefile's (the binary is also every
+	// pod's init, and must run in root filesystems without a libc), with
+	// the failpoints the fault tests arm (internal/failpoint).
+	cmd := exec.Command("go", "build", "-tags", "netgo osusergo failpoints", "-ldflags", "-extldflags -static", "-o", bin, "./cmd/podctl")
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {

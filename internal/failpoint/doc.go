@@ -1,0 +1,20 @@
+// Package failpoint lets end-to-end tests kill podctl at a named step, to
+// check that whatever a crash leaves behind is finished or rolled back by
+// the next command. A failpoint is armed by setting PODCTL_FAILPOINT to its
+// name in podctl's environment; unarmed, Hit costs one environment lookup.
+//
+// Failpoints exist only in binaries built with the tag "failpoints",
+// which the end-to-end tests' builds use (test/harness); a release build
+// (`make build`) ignores PODCTL_FAILPOINT, and its Hit and Armed compile
+// to nothing.
+//
+// Armed as "pause:" and its name instead, a failpoint holds the step
+// forever rather than crashing: a test can then act on the other side of
+// a migration (interrupt it, say) at a moment it knows.
+package failpoint
+
+// EnvVar names the environment variable that arms a failpoint.
+const EnvVar = "PODCTL_FAILPOINT"
+
+// PausePrefix arms a failpoint that pauses instead of killing.
+const PausePrefix = "pause:"
