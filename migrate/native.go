@@ -35,7 +35,7 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDock(hello, o); err != nil {
+	if err := checkDock(hello, o, cpufeat.Host); err != nil {
 		return nil, fmt.Errorf("dock %s: %w", c.Addr(), err)
 	}
 	out, err := m.BeginMigration(ctx, name)
@@ -270,8 +270,9 @@ func (d *lazyDump) abandon(cancel context.CancelFunc) {
 	}
 }
 
-// checkDock refuses a dock that cannot take a native pod from this host.
-func checkDock(h *dock.Hello, o Options) error {
+// checkDock refuses a dock that cannot take a native pod from this host,
+// whose CPU features hostFeatures reports (asked only without o.Force).
+func checkDock(h *dock.Hello, o Options, hostFeatures func() (cpufeat.Features, error)) error {
 	if h.ISA != runtime.GOARCH {
 		return errdefs.New(errdefs.Unsupported, "dock is %s/%s and this pod is native %s code: only a Wasm vessel pod can change ISA", h.OS, h.ISA, runtime.GOARCH)
 	}
@@ -281,7 +282,7 @@ func checkDock(h *dock.Hello, o Options) error {
 	if o.Force {
 		return nil
 	}
-	ours, err := cpufeat.Host()
+	ours, err := hostFeatures()
 	if err != nil {
 		return err
 	}
