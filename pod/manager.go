@@ -566,6 +566,10 @@ type Status struct {
 	Dir string `json:"dir"`
 }
 
+// Manifest reads a pod's recorded manifest, without asking the kernel how
+// the pod is (see Inspect).
+func (m *Manager) Manifest(name string) (*Manifest, error) { return m.store.Load(name) }
+
 // Inspect returns a pod's status.
 func (m *Manager) Inspect(ctx context.Context, name string) (*Status, error) {
 	man, err := m.store.Load(name)

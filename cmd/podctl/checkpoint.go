@@ -21,7 +21,7 @@ func checkpointCommand(g *globalOptions) *cobra.Command {
 		Short: "Freeze a pod and write it to a self-contained archive",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			p, err := g.open(c.Context(), args[0])
+			p, err := g.open(args[0])
 			if err != nil {
 				return err
 			}
@@ -63,7 +63,7 @@ func restoreCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			src, err := housed.OpenSource(c.Context(), g.vessels(), args[0], housing, g.manager)
+			src, err := housed.OpenSource(g.vessels(), args[0], housing, g.manager)
 			if err != nil {
 				return err
 			}

@@ -136,7 +136,7 @@ func execCommand(g *globalOptions) *cobra.Command {
 				return errdefs.New(errdefs.Usage, "missing pod: podctl exec [OPTIONS] POD -- CMD [ARGS...]")
 			}
 			name, rest := args[0], args[1:]
-			p, err := g.open(c.Context(), name)
+			p, err := g.open(name)
 			if err != nil {
 				return err
 			}

@@ -192,6 +192,6 @@ func (g *globalOptions) startVessel(ctx context.Context, o vesselpod.CreateOptio
 }
 
 // open finds the vessel pod name: this build has no other kind.
-func (g *globalOptions) open(_ context.Context, name string) (handle.Pod, error) {
+func (g *globalOptions) open(name string) (handle.Pod, error) {
 	return g.vessels().Handle(name), nil
 }

@@ -35,8 +35,8 @@ func (g *globalOptions) startVessel(ctx context.Context, o vesselpod.CreateOptio
 }
 
 // open finds the pod name, whatever its kind (see housed.Open).
-func (g *globalOptions) open(ctx context.Context, name string) (handle.Pod, error) {
-	return housed.Open(ctx, g.vessels(), name, g.manager)
+func (g *globalOptions) open(name string) (handle.Pod, error) {
+	return housed.Open(g.vessels(), name, g.manager)
 }
 
 // execer is a pod with processes to run a command in.

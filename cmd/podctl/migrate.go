@@ -30,7 +30,7 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 					return err
 				}
 			}
-			p, err := g.open(c.Context(), args[0])
+			p, err := g.open(args[0])
 			if err != nil {
 				return err
 			}

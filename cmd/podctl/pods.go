@@ -18,7 +18,7 @@ func inspectCommand(g *globalOptions) *cobra.Command {
 		Short: "Show everything about a pod as JSON",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			p, err := g.open(c.Context(), args[0])
+			p, err := g.open(args[0])
 			if err != nil {
 				return err
 			}
@@ -38,7 +38,7 @@ func logsCommand(g *globalOptions) *cobra.Command {
 		Short: "Print a pod's standard output and error",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			p, err := g.open(c.Context(), args[0])
+			p, err := g.open(args[0])
 			if err != nil {
 				return err
 			}
@@ -59,7 +59,7 @@ func stopCommand(g *globalOptions) *cobra.Command {
 			if timeout < 0 {
 				return errdefs.New(errdefs.InvalidArgument, "invalid --timeout %v: must not be negative", timeout)
 			}
-			p, err := g.open(c.Context(), args[0])
+			p, err := g.open(args[0])
 			if err != nil {
 				return err
 			}
@@ -72,7 +72,7 @@ func stopCommand(g *globalOptions) *cobra.Command {
 
 func rmCommand(g *globalOptions) *cobra.Command {
 	return newRmCommand(func(c *cobra.Command, name string, force bool) error {
-		p, err := g.open(c.Context(), name)
+		p, err := g.open(name)
 		if err != nil {
 			return err
 		}

@@ -66,7 +66,7 @@ func CreateVessel(ctx context.Context, housing *pod.Manager, vessels vesselpod.S
 // manager that manager returns (asked for only then, so that vessel pods
 // need no root). A name that is no vessel pod and no pod the manager can
 // read is returned as a native pod, whose methods then say what is wrong.
-func Open(ctx context.Context, vessels vesselpod.Store, name string, manager func() (*pod.Manager, error)) (handle.Pod, error) {
+func Open(vessels vesselpod.Store, name string, manager func() (*pod.Manager, error)) (handle.Pod, error) {
 	if vesselpod.Exists(vessels.Root, name) {
 		return vessels.Handle(name), nil
 	}
@@ -75,8 +75,10 @@ func Open(ctx context.Context, vessels vesselpod.Store, name string, manager fun
 		return nil, err
 	}
 	native := m.Handle(name)
-	if st, err := m.Inspect(ctx, name); err == nil && st.Spec.Vessel != nil {
-		return &Handle{NativeHandle: native, house: &st.Manifest}, nil
+	// Only the record is read: the kernel is asked nothing (a frozen
+	// pod's state can take seconds to read) until the command runs.
+	if man, err := m.Manifest(name); err == nil && man.Spec.Vessel != nil {
+		return &Handle{NativeHandle: native, house: man}, nil
 	}
 	return native, nil
 }
@@ -86,7 +88,7 @@ func Open(ctx context.Context, vessels vesselpod.Store, name string, manager fun
 // housing is nil, as a vessel pod of vessels); else what Open returns,
 // a checkpointed pod or, for any other file, a native pod's restore of a
 // CRIU archive.
-func OpenSource(ctx context.Context, vessels vesselpod.Store, source string, housing *pod.Manager, manager func() (*pod.Manager, error)) (handle.Restorer, error) {
+func OpenSource(vessels vesselpod.Store, source string, housing *pod.Manager, manager func() (*pod.Manager, error)) (handle.Restorer, error) {
 	if _, err := os.Stat(source); err == nil && vesselpod.IsSnapshotFile(source) {
 		f := vesselpod.SnapshotFile{Path: source, Store: vessels}
 		if housing != nil {
@@ -94,5 +96,5 @@ func OpenSource(ctx context.Context, vessels vesselpod.Store, source string, hou
 		}
 		return f, nil
 	}
-	return Open(ctx, vessels, source, manager)
+	return Open(vessels, source, manager)
 }

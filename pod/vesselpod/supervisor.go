@@ -247,8 +247,7 @@ func Supervise(args []string) int {
 	}
 	report := func(r reply) {
 		if housed {
-			b, _ := json.Marshal(r)
-			statedir.WriteFileAtomic(filepath.Join(s.podDir(name), startedFile), append(b, '\n'), 0o600)
+			statedir.WriteJSON(filepath.Join(s.podDir(name), startedFile), r, 0o600)
 			return
 		}
 		f := os.NewFile(3, "report")
