@@ -43,6 +43,8 @@ func VesselDestination(store vesselpod.Store) *Destination {
 // migrations on ln until ctx ends. The caller binds ln first, so that a
 // second dock on the same port fails before it touches any state.
 // Recovery goes in order and stops at the first failure, closing ln.
+// Connections wait in ln's backlog meanwhile; the log line "dock ready"
+// says when they are served.
 func (d *Destination) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config, log *slog.Logger) error {
 	for _, step := range d.recovery {
 		if err := step.run(ctx); err != nil {
@@ -50,7 +52,7 @@ func (d *Destination) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls
 			return fmt.Errorf("dock: recover %s: %w", step.what, err)
 		}
 	}
-	log.Info("dock listening", "addr", ln.Addr().String(), "native", d.Pods != nil)
+	log.Info("dock ready", "addr", ln.Addr().String(), "native", d.Pods != nil)
 	s := &dock.Server{Pods: d.Pods, Vessels: VesselReceiver{Host: d.Vessels}, TLS: tlsConfig, Log: log}
 	return s.Serve(ctx, ln)
 }

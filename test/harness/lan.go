@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -168,8 +170,9 @@ type Dock struct {
 const dockStartTimeout = 20 * time.Second
 
 // StartDock starts `podctl dock --listen 0.0.0.0:7070 --pki pkiDir --cert
-// node` in host i and waits until it accepts TCP connections on the host's
-// management address. It is stopped (SIGTERM, then SIGKILL) when the test
+// node` in host i and waits until it is ready: it has recovered what an
+// earlier dock left and accepts connections on the host's management
+// address. It is stopped (SIGTERM, then SIGKILL) when the test
 // ends, before the host is torn down.
 func (l *LAN) StartDock(tb testing.TB, i int, pkiDir string) *Dock {
 	tb.Helper()
@@ -197,7 +200,7 @@ func (l *LAN) StartDockEnv(tb testing.TB, i int, pkiDir string, env ...string) *
 	deadline := time.Now().Add(dockStartTimeout)
 	delay := 5 * time.Millisecond
 	for {
-		err := dialIn(h.NSPath, d.Addr, time.Second)
+		err := d.ready(h)
 		if err == nil {
 			return d
 		}
@@ -218,6 +221,20 @@ func (l *LAN) StartDockEnv(tb testing.TB, i int, pkiDir string, env ...string) *
 		}
 	}
 }
+
+// ready reports whether the dock serves: it has logged that it is
+// ready, which it does once it has recovered what an earlier dock left
+// (it binds its port before that, so a TCP connection alone proves
+// nothing), and its address is reachable from host h.
+func (d *Dock) ready(h *Host) error {
+	if !strings.Contains(d.out.String(), `msg="`+dockReadyMessage+`"`) {
+		return errors.New("dock has not logged that it is ready")
+	}
+	return dialIn(h.NSPath, d.Addr, time.Second)
+}
+
+// dockReadyMessage is what `podctl dock` logs once it serves.
+const dockReadyMessage = "dock ready"
 
 // Stderr is everything the dock has written so far (stdout and stderr).
 func (d *Dock) Stderr() string { return d.out.String() }
