@@ -49,8 +49,9 @@ func TestVesselMigrateFaultsLeaveSourceRunning(t *testing.T) {
 				t.Cleanup(tc.prepare(t, pod))
 			}
 			before, podsBefore := b.Snapshot(), podNames(t, b)
+			var dock *harness.Dock
 			if !tc.noDock {
-				dock := lan.StartDockEnv(t, 1, pki, tc.dockEnv...)
+				dock = lan.StartDockEnv(t, 1, pki, tc.dockEnv...)
 				t.Cleanup(dock.Stop)
 			}
 			createVessel(t, a, wl, pod, "PODCTL_WASM_ENGINE=interpreter")
@@ -69,7 +70,9 @@ func TestVesselMigrateFaultsLeaveSourceRunning(t *testing.T) {
 
 			// The destination keeps nothing. A killed dock leaves its
 			// half-received pod to the next dock to start there.
-			lan.StartDock(t, 1, pki).Stop()
+			if dock != nil && dock.Exited() {
+				lan.StartDock(t, 1, pki).Stop()
+			}
 			harness.Eventually(t, 20*time.Second, func() error {
 				if got := podNames(t, b); got != podsBefore {
 					return fmt.Errorf("destination pods: %s, before: %s", got, podsBefore)
