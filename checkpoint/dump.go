@@ -67,6 +67,7 @@ func (f *Frozen) Dump(ctx context.Context, o virtns.CheckpointOptions) error {
 			return err
 		}
 		f.LockedAt = time.Now()
+		failpoint.Hit(ctx, "checkpoint:frozen")
 		return nil
 	}
 	// The pod is frozen by podctl, so CRIU leaves it frozen (it restores
@@ -83,7 +84,7 @@ func (f *Frozen) Dump(ctx context.Context, o virtns.CheckpointOptions) error {
 		}
 		return err
 	}
-	failpoint.Hit("checkpoint:dumped")
+	failpoint.Hit(ctx, "checkpoint:dumped")
 	return nil
 }
 

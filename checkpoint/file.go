@@ -1,6 +1,8 @@
 package checkpoint
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -40,8 +42,11 @@ func (f *File) Path() string { return f.path }
 // calls layerRead, if set, as soon as the writable layer has been read
 // (the pod can no longer change the archive then), and stops if that
 // fails. It returns the archive's size.
-func (f *File) Write(comp Compression, am *Manifest, imagesDir, upperDir string, layerRead func() error) (int64, error) {
-	w, err := NewWriter(f.tmp, comp, am)
+//
+// Once ctx is done it stops at its next write, and at the latest before
+// the file takes its path: an interrupted Write leaves no archive.
+func (f *File) Write(ctx context.Context, comp Compression, am *Manifest, imagesDir, upperDir string, layerRead func() error) (int64, error) {
+	w, err := NewWriter(ctxWriter{ctx, f.tmp}, comp, am)
 	if err != nil {
 		return 0, err
 	}
@@ -59,7 +64,10 @@ func (f *File) Write(comp Compression, am *Manifest, imagesDir, upperDir string,
 	if err := w.Close(); err != nil {
 		return 0, err
 	}
-	failpoint.Hit("checkpoint:written")
+	failpoint.Hit(ctx, "checkpoint:written")
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	if err := f.tmp.Sync(); err != nil {
 		return 0, err
 	}
@@ -77,4 +85,17 @@ func (f *File) Close() error {
 		return err
 	}
 	return nil
+}
+
+// ctxWriter writes to w until ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,8 +11,8 @@ import (
 )
 
 // TestFile checks that an archive file appears at its path only whole:
-// a failed write leaves what was there, and no temporary file remains
-// either way.
+// a failed or interrupted write leaves what was there, and no temporary
+// file remains either way.
 func TestFile(t *testing.T) {
 	dir := t.TempDir()
 	images, upper := t.TempDir(), t.TempDir()
@@ -23,7 +24,7 @@ func TestFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.Write(CompressionNone, testManifest(), images, upper, func() error { return errors.New("resume failed") })
+	_, err = f.Write(context.Background(), CompressionNone, testManifest(), images, upper, func() error { return errors.New("resume failed") })
 	f.Close()
 	if err == nil {
 		t.Fatal("a failing layerRead did not stop the write")
@@ -32,12 +33,28 @@ func TestFile(t *testing.T) {
 		t.Fatalf("a failed write replaced the file: %q", b)
 	}
 
+	// Interrupted once the layer is read: the last moment before the
+	// file is made durable and put in place.
+	f, err = CreateFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err = f.Write(ctx, CompressionNone, testManifest(), images, upper, func() error { cancel(); return nil })
+	f.Close()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted write: %v, want context.Canceled", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "the previous archive" {
+		t.Fatalf("an interrupted write replaced the file: %q", b)
+	}
+
 	f, err = CreateFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	called := false
-	n, err := f.Write(CompressionNone, testManifest(), images, upper, func() error { called = true; return nil })
+	n, err := f.Write(context.Background(), CompressionNone, testManifest(), images, upper, func() error { called = true; return nil })
 	f.Close()
 	if err != nil || !called {
 		t.Fatalf("Write: %v (layerRead called: %v)", err, called)

@@ -153,7 +153,7 @@ func (e *eventReader) expect(typ string) (*Event, error) {
 	if err := e.dec.Decode(&ev); err != nil {
 		if cerr := e.ctx.Err(); cerr != nil {
 			// Our side gave up (Ctrl-C, say): the dock did not go away.
-			e.err = fmt.Errorf("interrupted while waiting for dock %s: %w", e.dock, cerr)
+			e.err = errdefs.New(errdefs.Interrupted, "interrupted while waiting for dock %s: %w", e.dock, cerr)
 			return nil, e.err
 		}
 		e.err = fmt.Errorf("dock %s went away (%v)", e.dock, err)

@@ -56,7 +56,7 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 		return nil, err
 	}
 	defer send.Close()
-	aw, err := sendManifest(send, out, o.Live)
+	aw, err := sendManifest(ctx, send, out, o.Live)
 	if err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", name, err)
 	}
@@ -99,7 +99,7 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 	res.Restore = ev.Restore
 	res.Pod, res.IP = ev.Pod, ev.IP
 	out.HandOver()
-	failpoint.Hit("migrate:restored")
+	failpoint.Hit(ctx, "migrate:restored")
 	if lazy != nil {
 		progress.phase("post-copy")
 		if res.PostCopy, err = lazy.finish(send); err != nil {
@@ -116,7 +116,7 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 
 // sendManifest starts the archive with the pod's manifest and waits for
 // the dock to accept the pod: to reserve its name, address and ports.
-func sendManifest(send *dock.PodSend, out *pod.Outgoing, lazy bool) (*checkpoint.Writer, error) {
+func sendManifest(ctx context.Context, send *dock.PodSend, out *pod.Outgoing, lazy bool) (*checkpoint.Writer, error) {
 	aw, err := checkpoint.NewWriter(archiveBody(send.Archive), checkpoint.CompressionNone, out.ArchiveManifest(lazy))
 	if err == nil {
 		err = aw.Flush()
@@ -127,7 +127,7 @@ func sendManifest(send *dock.PodSend, out *pod.Outgoing, lazy bool) (*checkpoint
 	if err := send.Accepted(); err != nil {
 		return nil, err
 	}
-	failpoint.Hit("migrate:accepted")
+	failpoint.Hit(ctx, "migrate:accepted")
 	return aw, nil
 }
 

@@ -119,12 +119,12 @@ func receiveImages(ctx context.Context, t *dock.PodTransfer, rd *restart.Reader,
 		pagesDone = make(chan error, 1)
 		go func() { pagesDone <- t.TunnelPages(ctx, pageHelper(virtns.PageServer, pagesDir)) }()
 	}
-	failpoint.Hit("dock:accepted")
+	failpoint.Hit(ctx, "dock:accepted")
 	ex, err := extractWatching(ctx, rd, filepath.Join(staging, "archive"), pagesDone)
 	if err != nil {
 		return nil, err
 	}
-	failpoint.Hit("dock:extracted")
+	failpoint.Hit(ctx, "dock:extracted")
 	images := &receivedImages{criuDir: ex.CRIUDir, upperDir: ex.UpperDir}
 	if t.Lazy {
 		lazyDone := make(chan error, 1)

@@ -40,7 +40,7 @@ func (r VesselReceiver) ReceiveVessel(ctx context.Context, body io.Reader, size 
 		return "", 0, err
 	}
 	o.Encoded = encoded
-	failpoint.Hit("dock:vessel-decoded")
+	failpoint.Hit(ctx, "dock:vessel-decoded")
 	start := time.Now()
 	pod, err := r.Host.ReceiveVessel(ctx, snap, o)
 	if err != nil {

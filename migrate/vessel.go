@@ -61,7 +61,7 @@ func Vessel(ctx context.Context, c *dock.Client, store vesselpod.Store, name, as
 	res.Transfer = time.Since(t) - ev.Restore
 	res.Restore = ev.Restore
 	res.Downtime = time.Since(out.StoppedAt())
-	failpoint.Hit("migrate:vessel-restored")
+	failpoint.Hit(ctx, "migrate:vessel-restored")
 	if err := commit(ctx, out, name); err != nil {
 		return nil, err
 	}

@@ -107,7 +107,7 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 		}
 	}
 	writeStart := time.Now()
-	res.Bytes, err = file.Write(o.Compression, m.archiveManifest(man, fp.CRIUVersion(), false), imagesDir, m.upperPath(man, "/"), layerRead)
+	res.Bytes, err = file.Write(ctx, o.Compression, m.archiveManifest(man, fp.CRIUVersion(), false), imagesDir, m.upperPath(man, "/"), layerRead)
 	res.Timings.Write = time.Since(writeStart)
 	if err != nil {
 		return nil, m.resumeAfter(name, fp, fmt.Errorf("write archive: %w", err))

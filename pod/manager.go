@@ -135,7 +135,7 @@ func (m *Manager) CreateWith(ctx context.Context, spec Spec, seed func(rootfs st
 		return nil, err
 	}
 	defer podLock.Unlock()
-	failpoint.Hit("create:reserved")
+	failpoint.Hit(ctx, "create:reserved")
 	if err := m.build(ctx, man, seed); err != nil {
 		if terr := m.teardown(ctx, man); terr != nil {
 			return nil, fmt.Errorf("%w (and rolling back failed: %v)", err, terr)
@@ -205,7 +205,7 @@ func (m *Manager) reserve(ctx context.Context, spec Spec, want reservation) (*Ma
 			return fail(errdefs.New(errdefs.Conflict, "port %d/%s is already published by another pod (%s)", p.HostPort, p.Protocol, m.podNameByID(holder)))
 		}
 	}
-	failpoint.Hit("create:ports-leased")
+	failpoint.Hit(ctx, "create:ports-leased")
 	ip := want.IP
 	if ip.IsValid() {
 		err = m.takeIP(man, ip, stale)
@@ -270,7 +270,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest, seed func(rootfs str
 	if err := rootfs.Mount(ctx); err != nil {
 		return err
 	}
-	failpoint.Hit("create:mounted")
+	failpoint.Hit(ctx, "create:mounted")
 	rootfsPath := filepath.Join(rootfs.PodDir, virtns.RootfsDir)
 	if man.Spec.Vessel != nil {
 		// The mount point of the podctl binary, and what LookPath finds.
@@ -299,7 +299,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest, seed func(rootfs str
 	if err := man.Network.PlumbPod(ctx, netnsPath, man.Endpoint, true); err != nil {
 		return err
 	}
-	failpoint.Hit("create:attached")
+	failpoint.Hit(ctx, "create:attached")
 	if err := (virtns.Firewall{}).AddPorts(ctx, man.ID, man.Endpoint.IP, portForwards(man.Spec.Ports)); err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest, seed func(rootfs str
 	if _, err = m.store.runtime().Start(startCtx, cfg); err != nil {
 		return fmt.Errorf("create pod %s: %w", man.Spec.Name, err)
 	}
-	failpoint.Hit("create:started")
+	failpoint.Hit(ctx, "create:started")
 	man.State = StateCreated
 	return m.store.save(man)
 }
@@ -333,7 +333,7 @@ func (m *Manager) teardown(ctx context.Context, man *Manifest) error {
 	if err := m.teardownResources(ctx, man); err != nil {
 		return err
 	}
-	failpoint.Hit("rm:torn-down")
+	failpoint.Hit(ctx, "rm:torn-down")
 	lk, err := m.store.lock(ctx)
 	if err != nil {
 		return err
@@ -363,7 +363,7 @@ func (m *Manager) teardownResources(ctx context.Context, man *Manifest) error {
 			return err
 		}
 	}
-	failpoint.Hit("rm:marked")
+	failpoint.Hit(ctx, "rm:marked")
 	rootfs := m.rootfs(man)
 	return errors.Join(
 		m.store.runtime().Destroy(ctx, man.ID, man.CgroupPath),

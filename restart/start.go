@@ -70,13 +70,14 @@ func Start(ctx context.Context, t Target, criuDir string, lazy bool) error {
 	if err := t.Rootfs.Mount(ctx); err != nil {
 		return err
 	}
-	failpoint.Hit("restore:mounted")
+	failpoint.Hit(ctx, "restore:mounted")
 	if err := virtns.CreateNetNS(ctx, t.NetNSPath); err != nil {
 		return err
 	}
 	if err := t.Network.PlumbPod(ctx, t.NetNSPath, t.Endpoint, false); err != nil {
 		return err
 	}
+	failpoint.Hit(ctx, "restore:plumbed")
 	// A pod checkpointed on this host kept its network lock (see
 	// pod.Manager.Checkpoint). Its new veth stays off the bridge until
 	// AdoptVeth, so the lock can go while CRIU restores: lifting it waits
@@ -91,7 +92,7 @@ func Start(ctx context.Context, t Target, criuDir string, lazy bool) error {
 	if err := <-unlocked; err != nil {
 		return err
 	}
-	failpoint.Hit("restore:restored")
+	failpoint.Hit(ctx, "restore:restored")
 	if failpoint.Armed("restore:fail-after-criu") {
 		return errors.New("injected failure after CRIU restored the pod")
 	}

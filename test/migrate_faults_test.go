@@ -1,10 +1,8 @@
 package test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -113,7 +111,7 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 			cmd.Env = append(os.Environ(), tc.sourceEnv...)
 			var r harness.Result
 			if tc.interrupt != "" {
-				if r = interruptAt(t, cmd, dock, tc.interrupt); r.Code <= 0 {
+				if r = interruptAt(t, cmd, dock.Stderr, "failpoint: paused at "+tc.interrupt); r.Code <= 0 {
 					t.Fatalf("migrate ended by a signal or with success (%d) after Ctrl-C; stderr %q", r.Code, r.Stderr)
 				}
 				// The paused dock holds a half-received pod: as after a
@@ -178,39 +176,4 @@ func podNames(t testing.TB, h *harness.Host) string {
 		out = append(out, p.Spec.Name+"/"+p.Status+"/"+p.Endpoint.IP)
 	}
 	return strings.Join(out, " ")
-}
-
-// interruptAt starts cmd, a podctl migrate, and sends it SIGINT (Ctrl-C)
-// once dock has paused at the failpoint, then waits for it to end.
-func interruptAt(t *testing.T, cmd *exec.Cmd, dock *harness.Dock, failpoint string) harness.Result {
-	t.Helper()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	harness.Eventually(t, 60*time.Second, func() error {
-		if strings.Contains(dock.Stderr(), "failpoint: paused at "+failpoint) {
-			return nil
-		}
-		return fmt.Errorf("the dock has not paused at %s", failpoint)
-	})
-	cmd.Process.Signal(os.Interrupt)
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("migrate went on for 30 s after Ctrl-C; stderr: %s", errb.String())
-	}
-	r := harness.Result{Stdout: out.String(), Stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.Code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }

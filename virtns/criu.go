@@ -81,7 +81,14 @@ type CheckpointOptions struct {
 // established TCP connections included (repair mode), the network locked
 // with nftables inside the pod's namespace while it is dumped, podctl's
 // init binary declared as an external bind mount. CRIU freezes the pod
-// with the cgroup freezer. If ctx ends first, CRIU is killed.
+// with the cgroup freezer.
+//
+// If ctx ends before CRIU starts, nothing is dumped. Once it has started,
+// CRIU is killed only where that is safe: while it is in the pod's
+// processes (its parasite code runs in them) a kill could leave them
+// broken, so a dump runs to its end and the caller, seeing ctx done,
+// resumes the pod; a lazy dump that serves its pages is killed, since its
+// destination may never fetch them.
 func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions) error {
 	ctr, err := libcontainer.Load(rt.StateDir, id)
 	if err != nil {
@@ -128,6 +135,9 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	if o.PageServer.IsValid() {
 		opts.PageServer = libcontainer.CriuPageServerInfo{Address: o.PageServer.Addr().String(), Port: int32(o.PageServer.Port())}
 	}
+	// serving is closed once a lazy dump is out of the pod's processes
+	// and serves their pages.
+	serving := make(chan struct{})
 	if o.Lazy && o.Ready != nil {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -140,15 +150,23 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 			var b [1]byte
 			if n, _ := r.Read(b[:]); n == 1 {
 				o.Ready()
+				close(serving)
 			}
 		}()
+	} else if o.Lazy {
+		close(serving)
 	}
 	if o.Freeze != nil {
 		if err := o.Freeze(); err != nil {
 			return fmt.Errorf("checkpoint %s: %w", id, err)
 		}
 	}
-	err = runCRIU(ctx, func() error { return ctr.Checkpoint(opts) })
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", id, err)
+	}
+	criuCtx, stop := killableAfter(ctx, serving)
+	err = runCRIU(criuCtx, func() error { return ctr.Checkpoint(opts) })
+	stop()
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w%s", id, err, criuLogError(filepath.Join(o.ImagesDir, "dump.log")))
 	}
@@ -212,11 +230,15 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 	return pid, nil
 }
 
-// runCRIU runs a libcontainer call that drives CRIU and, if ctx ends
+// runCRIU runs a libcontainer call that drives CRIU, unless ctx is done
+// already, and, if ctx ends
 // before it returns, kills the CRIU processes this process started so the
 // call returns instead of hanging (a lazy restore whose page source died
 // waits forever otherwise).
 func runCRIU(ctx context.Context, call func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err // not even started
+	}
 	done := make(chan error, 1)
 	go func() { done <- call() }()
 	select {
@@ -227,6 +249,25 @@ func runCRIU(ctx context.Context, call func() error) error {
 		err := <-done
 		return fmt.Errorf("%w (criu: %v)", ctx.Err(), err)
 	}
+}
+
+// killableAfter is a context that ends with ctx, but not before safe is
+// closed, or when stop is called.
+func killableAfter(ctx context.Context, safe <-chan struct{}) (out context.Context, stop context.CancelFunc) {
+	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer cancel()
+		select {
+		case <-safe:
+		case <-out.Done():
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-out.Done():
+		}
+	}()
+	return out, cancel
 }
 
 // killChildren SIGKILLs this process's children whose command is comm.

@@ -32,6 +32,9 @@ func init() {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) && !errdefs.Is(err, errdefs.Interrupted) {
+		err = errdefs.New(errdefs.Interrupted, "interrupted: %w", err)
+	}
 	stop()
 	if err != nil {
 		os.Exit(report(err))

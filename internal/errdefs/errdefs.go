@@ -47,6 +47,9 @@ const (
 	// CommandNotFound is a command that does not exist in the pod
 	// (127, as a shell reports it).
 	CommandNotFound Kind = 127
+	// Interrupted is a command stopped by a Ctrl-C or a SIGTERM, having
+	// undone what it had started (130, as a shell reports a SIGINT).
+	Interrupted Kind = 130
 )
 
 // Error is an error with a Kind.

@@ -10,7 +10,10 @@
 //
 // Armed as "pause:" and its name instead, a failpoint holds the step
 // forever rather than crashing: a test can then act on the other side of
-// a migration (interrupt it, say) at a moment it knows.
+// a migration (interrupt it, say) at a moment it knows. Armed as "hold:"
+// and its name, it holds the step until the command is interrupted, so
+// that a test can Ctrl-C a command at a step it chooses and check what
+// the command leaves.
 package failpoint
 
 // EnvVar names the environment variable that arms a failpoint.
@@ -18,3 +21,7 @@ const EnvVar = "PODCTL_FAILPOINT"
 
 // PausePrefix arms a failpoint that pauses instead of killing.
 const PausePrefix = "pause:"
+
+// HoldPrefix arms a failpoint that waits for the command's interruption
+// instead of killing.
+const HoldPrefix = "hold:"

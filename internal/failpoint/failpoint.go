@@ -3,24 +3,33 @@
 package failpoint
 
 import (
+	"context"
 	"fmt"
 	"os"
 )
 
-// Hit kills the process (SIGKILL on Unix), as abruptly as a crash or an
-// OOM kill would, when the failpoint name is armed. Armed with
-// PausePrefix, it says so on standard error ("failpoint: paused at NAME")
-// and blocks the calling goroutine for good.
-func Hit(name string) {
-	if os.Getenv(EnvVar) == PausePrefix+name {
-		fmt.Fprintf(os.Stderr, "failpoint: paused at %s\n", name)
-		select {}
-	}
-	if os.Getenv(EnvVar) == name {
+// Hit acts on the failpoint name when it is armed, and does nothing
+// otherwise:
+//   - armed as name, it kills the process (SIGKILL on Unix), as abruptly
+//     as a crash or an OOM kill would;
+//   - armed with PausePrefix, it says so on standard error ("failpoint:
+//     paused at NAME") and blocks the calling goroutine for good;
+//   - armed with HoldPrefix, it says so ("failpoint: holding at NAME")
+//     and returns once ctx is done: the process goes on as if a Ctrl-C
+//     had come at that step.
+func Hit(ctx context.Context, name string) {
+	switch os.Getenv(EnvVar) {
+	case name:
 		if p, err := os.FindProcess(os.Getpid()); err == nil {
 			p.Kill()
 		}
 		select {} // a kill is not catchable; never proceed
+	case PausePrefix + name:
+		fmt.Fprintf(os.Stderr, "failpoint: paused at %s\n", name)
+		select {}
+	case HoldPrefix + name:
+		fmt.Fprintf(os.Stderr, "failpoint: holding at %s\n", name)
+		<-ctx.Done()
 	}
 }
 
@@ -28,3 +37,4 @@ func Hit(name string) {
 // than a crash (a cut connection, corrupt data) that the caller injects
 // itself.
 func Armed(name string) bool { return os.Getenv(EnvVar) == name }
+

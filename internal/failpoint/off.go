@@ -2,8 +2,10 @@
 
 package failpoint
 
+import "context"
+
 // Hit does nothing: this build has no failpoints.
-func Hit(string) {}
+func Hit(context.Context, string) {}
 
 // Armed is false: this build has no failpoints.
 func Armed(string) bool { return false }

@@ -125,7 +125,7 @@ func start(ctx context.Context, m *pod.Manager, spec pod.Spec, seed func(inPod v
 	defer unlock()
 	err = waitStarted(ctx, m, man)
 	if err == nil {
-		failpoint.Hit("housed:started")
+		failpoint.Hit(ctx, "housed:started")
 	}
 	if err == nil && failpoint.Armed("housed:fail-after-start") {
 		err = errors.New("injected failure after the vessel started")

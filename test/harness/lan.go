@@ -160,7 +160,7 @@ type Dock struct {
 	Host *Host
 	Addr string
 	cmd  *exec.Cmd
-	out  lockedBuffer
+	out  SyncBuffer
 	done chan struct{}
 	err  error // of Wait, once done is closed
 }
@@ -324,20 +324,21 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// lockedBuffer is a bytes.Buffer safe for a process to write while the
-// test reads it.
-type lockedBuffer struct {
+// SyncBuffer is a bytes.Buffer that a process may write while a test
+// reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+// String returns what was written so far.
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
