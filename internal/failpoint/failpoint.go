@@ -37,4 +37,3 @@ func Hit(ctx context.Context, name string) {
 // than a crash (a cut connection, corrupt data) that the caller injects
 // itself.
 func Armed(name string) bool { return os.Getenv(EnvVar) == name }
-
