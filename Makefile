@@ -5,7 +5,8 @@ export PATH := /usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin:$(PATH)
 # podctl is linked statically: without podinit next to it, the same binary
 # is every pod's init and must run in root filesystems that have no libc
 # (see ARCHITECTURE.md). podinit, the pods' small C init, is static too.
-GO_BUILD := CGO_ENABLED=1 go build -tags "netgo osusergo" -ldflags "-extldflags -static"
+# The tag "seccomp" links libseccomp, with which libcontainer confines pods.
+GO_BUILD := CGO_ENABLED=1 go build -tags "netgo osusergo seccomp" -ldflags "-extldflags -static"
 CC ?= cc
 PODINIT_CFLAGS := -static -Os -Wall -Wextra -Werror
 

@@ -10,16 +10,17 @@ import (
 	"github.com/podctl/podctl/pod/vesselpod"
 )
 
-// NativeDestination is a dock for native pods, restored by m, and for
-// vessels, housed in native pods of m with store's module cache.
+// NativeDestination is a dock for native pods, restored by m with one of
+// images, and for vessels, housed in native pods of m with store's module
+// cache.
 //
 // It recovers the unhoused vessel pods of store first (they depend on
 // nothing else), then the native pods m left half received or half
 // removed, and last the housing pods whose vessel never reported its
 // start: only a consistent set of native pods can tell those.
-func NativeDestination(m *pod.Manager, store vesselpod.Store) *Destination {
+func NativeDestination(m *pod.Manager, store vesselpod.Store, images pod.ImagePolicy) *Destination {
 	return &Destination{
-		Pods:    NativeReceiver{Manager: m},
+		Pods:    NativeReceiver{Manager: m, Images: images},
 		Vessels: housed.Dock{Manager: m, Host: store},
 		recovery: []recoveryStep{
 			{"vessel pods", store.Recover},

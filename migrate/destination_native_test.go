@@ -15,8 +15,9 @@ import (
 // consistent again.
 func TestNativeDestination(t *testing.T) {
 	m := new(pod.Manager)
-	d := NativeDestination(m, vesselStoreForTest(t))
-	if r, ok := d.Pods.(NativeReceiver); !ok || r.Manager != m {
+	images := pod.ImagePolicy{Roots: []string{"/srv/images"}}
+	d := NativeDestination(m, vesselStoreForTest(t), images)
+	if r, ok := d.Pods.(NativeReceiver); !ok || r.Manager != m || r.Images.Roots[0] != "/srv/images" {
 		t.Fatalf("native pods go to %#v", d.Pods)
 	}
 	if h, ok := d.Vessels.(housed.Dock); !ok || h.Manager != m {

@@ -24,6 +24,8 @@ type NativeReceiver struct {
 	Manager *pod.Manager
 	// Limits bound what an archive may hold (zero: restart.DefaultLimits).
 	Limits restart.Limits
+	// Images are the images received pods may have.
+	Images pod.ImagePolicy
 }
 
 // Describe adds this host's CRIU, if it has one, to h.
@@ -52,7 +54,7 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 	if err != nil {
 		return err
 	}
-	in, err := r.Manager.Receive(ctx, am, pod.RestoreOptions{Name: t.Name, Force: t.Force})
+	in, err := r.Manager.Receive(ctx, am, pod.RestoreOptions{Name: t.Name, Force: t.Force, Images: &r.Images})
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,9 @@ type Options struct {
 	// InitBinary is the program pods use as their init (when empty,
 	// virtns.DefaultInit of the running executable).
 	InitBinary string
+	// Hide lists more host directories that no pod may see, besides the
+	// state root: podctl's PKI directories (see virtns.Rootfs.Hide).
+	Hide []string
 }
 
 // Manager runs the pod lifecycle against one state root. It is safe to use
@@ -68,7 +71,7 @@ func (m *Manager) rootfs(man *Manifest) virtns.Rootfs {
 	if image == ImageHost || image == "" {
 		image = "/"
 	}
-	return virtns.Rootfs{Image: image, PodDir: m.store.podDir(man.Spec.Name), Hostname: man.hostname(), Hide: []string{m.opts.Root}}
+	return virtns.Rootfs{Image: image, PodDir: m.store.podDir(man.Spec.Name), Hostname: man.hostname(), Hide: append([]string{m.opts.Root}, m.opts.Hide...)}
 }
 
 // env is the environment of the pod's processes: defaults overridden by

@@ -27,6 +27,39 @@ type RestoreOptions struct {
 	// Force restores even when this host's CPU lacks features the
 	// checkpointed processes may use.
 	Force bool
+	// Images, if set, are the only images the pod may have here: a dock
+	// restores what a peer's manifest describes and must not let it name
+	// any directory of this host. Nil allows any image, as for an archive
+	// root restores by hand.
+	Images *ImagePolicy
+}
+
+// ImagePolicy lists the images a dock serves: the host image, and
+// directories under Roots.
+type ImagePolicy struct {
+	// Roots are directories whose subdirectories are images.
+	Roots []string
+}
+
+// Check refuses image unless it is the host image or lies, symbolic
+// links resolved, under one of the policy's roots.
+func (p *ImagePolicy) Check(image string) error {
+	if image == ImageHost {
+		return nil
+	}
+	real, err := filepath.EvalSymlinks(image)
+	if err == nil {
+		for _, root := range p.Roots {
+			realRoot, err := filepath.EvalSymlinks(root)
+			if err != nil {
+				continue
+			}
+			if rel, err := filepath.Rel(realRoot, real); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+				return nil
+			}
+		}
+	}
+	return errdefs.New(errdefs.InvalidImage, "image %s is not served here (this dock serves the host image and images under %s)", image, strings.Join(append([]string{}, p.Roots...), ", "))
 }
 
 // Restore restarts a pod from source: an archive file, or the name of a
@@ -142,6 +175,11 @@ func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o Restor
 	ip, err := netip.ParseAddr(am.Network.IP)
 	if err != nil || ip != src.Endpoint.IP || am.Network.MAC != virtns.NewEndpoint(ip).MAC {
 		return nil, errdefs.New(errdefs.InvalidImage, "archive: inconsistent network identity (%s, %s)", am.Network.IP, am.Network.MAC)
+	}
+	if o.Images != nil {
+		if err := o.Images.Check(spec.Image); err != nil {
+			return nil, err
+		}
 	}
 	if spec.Image != ImageHost {
 		if err := virtns.ValidateImage(spec.Image); err != nil {

@@ -34,6 +34,8 @@ APT_PACKAGES=(
   nginx        # the web-server pod of the checkpoint/migrate benchmarks
   gcc          # builds podinit, the pods' static C init (cmd/podinit)
   libc6-dev    # its static libc (libc.a)
+  libseccomp-dev  # static libseccomp: libcontainer applies pods' seccomp filters with it
+  pkg-config   # finds libseccomp for cgo
   # Wasm vessels (issue 4): C workloads for WASI, Asyncify, other ISAs' docks
   clang-14
   lld-14

@@ -14,12 +14,15 @@ import (
 	"time"
 
 	"github.com/containerd/console"
+	mobyseccomp "github.com/moby/profiles/seccomp"
 	"github.com/opencontainers/cgroups"
 	_ "github.com/opencontainers/cgroups/devices" // device rules for the cgroup manager
 	cgmanager "github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"github.com/opencontainers/runc/libcontainer/specconv"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/podctl/podctl/internal/errdefs"
@@ -81,9 +84,45 @@ var defaultCaps = []string{
 	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
+// maskedPaths are hidden from the pod (an empty file or directory is
+// mounted over each) and readonlyPaths are remounted read-only: the
+// defaults of the OCI runtime spec, Docker and podman. They keep the
+// kernel's knobs and leaks (core_pattern, sysrq-trigger, kcore, keys)
+// out of a pod's reach even though it runs as root.
+var (
+	maskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
+// SeccompEnforced reports whether this build confines pods with seccomp:
+// libcontainer applies filters only when built with cgo and the tag
+// "seccomp" (and libseccomp), as `make build` does. `podctl doctor`
+// fails a build without it.
+const SeccompEnforced = seccomp.Enabled
+
+// defaultSeccomp is the seccomp filter of a pod whose processes have
+// caps: Docker's default profile (moby/profiles), which allows the
+// syscalls those capabilities need and refuses, with EPERM, the rest of
+// what can harm the host (kexec, bpf, keyctl, open_by_handle_at, ...).
+// CRIU suspends it while it dumps a pod and restores it with the pod.
+func defaultSeccomp(caps []string) (*configs.Seccomp, error) {
+	spec := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
+		Bounding: caps, Effective: caps, Permitted: caps,
+	}}}
+	profile, err := mobyseccomp.GetDefaultProfile(spec)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp profile: %w", err)
+	}
+	return specconv.SetupSeccomp(profile)
+}
+
 // libcontainerConfig is the pod's libcontainer configuration; criuConfig is
 // the CRIU configuration file its checkpoints and restores use.
-func (c PodConfig) libcontainerConfig(criuConfig string) *configs.Config {
+func (c PodConfig) libcontainerConfig(criuConfig string) (*configs.Config, error) {
 	const noexec = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
 	res := &cgroups.Resources{Memory: c.MemoryLimit}
 	if c.PidsLimit > 0 {
@@ -99,6 +138,9 @@ func (c PodConfig) libcontainerConfig(criuConfig string) *configs.Config {
 		RootPropagation: unix.MS_PRIVATE | unix.MS_REC,
 		Hostname:        c.Hostname,
 		Capabilities:    caps,
+		MaskPaths:       maskedPaths,
+		ReadonlyPaths:   readonlyPaths,
+		NoNewPrivileges: true,
 		Namespaces: configs.Namespaces{
 			{Type: configs.NEWNS}, {Type: configs.NEWPID}, {Type: configs.NEWNET, Path: c.NetNSPath},
 			{Type: configs.NEWUTS}, {Type: configs.NEWIPC},
@@ -124,7 +166,14 @@ func (c PodConfig) libcontainerConfig(criuConfig string) *configs.Config {
 	if c.NetNSPath != "" {
 		cfg.Networks = nil // plumbed by podctl, loopback included
 	}
-	return cfg
+	if SeccompEnforced {
+		sc, err := defaultSeccomp(defaultCaps)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Seccomp = sc
+	}
+	return cfg, nil
 }
 
 // initReport is what the pod init tells podctl once it has started (or
@@ -141,7 +190,11 @@ func (rt Runtime) Start(ctx context.Context, c PodConfig) (pid int, err error) {
 	if err := os.MkdirAll(rt.StateDir, 0o700); err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.ID, err)
 	}
-	ctr, err := libcontainer.Create(rt.StateDir, c.ID, c.libcontainerConfig(rt.criuConfigPath(c.ID)))
+	cfg, err := c.libcontainerConfig(rt.criuConfigPath(c.ID))
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", c.ID, err)
+	}
+	ctr, err := libcontainer.Create(rt.StateDir, c.ID, cfg)
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.ID, err)
 	}

@@ -192,7 +192,10 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 	if err := os.MkdirAll(rt.StateDir, 0o700); err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
 	}
-	cfg := c.libcontainerConfig(rt.criuConfigPath(c.ID))
+	cfg, err := c.libcontainerConfig(rt.criuConfigPath(c.ID))
+	if err != nil {
+		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
+	}
 	if err := rt.writeCRIUConfig(c.ID, "network-lock skip"); err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
 	}

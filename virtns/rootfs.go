@@ -53,6 +53,13 @@ const (
 // ones in its writable layer.
 var privateDirs = []string{"tmp", "run", "var/tmp", "root", "home"}
 
+// hostSecrets are the host's files a pod of the host image must not read
+// (its processes run as root): password hashes and the SSH host keys.
+// They are whited out of the pod's view. The rest of the host's software
+// and configuration stays visible: that is what the host image is for;
+// a pod that must not see the host's data runs on an image directory.
+var hostSecrets = []string{"etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-", "etc/ssh/ssh_host_*key"}
+
 // Rootfs describes a pod's root filesystem.
 type Rootfs struct {
 	// Image is the lower, read-only layer: "/" for the host image or a
@@ -63,8 +70,10 @@ type Rootfs struct {
 	PodDir string
 	// Hostname is written to the pod's /etc/hostname and /etc/hosts.
 	Hostname string
-	// Hide lists host paths (absolute) that must not be visible in the
-	// pod when they lie inside Image, such as podctl's own state root.
+	// Hide lists host directories (absolute) that must not be visible in
+	// the pod when they lie inside Image, such as podctl's own state root
+	// and PKI directory: the pod sees each as an empty directory, even
+	// one made on the host after the pod started.
 	Hide []string
 }
 
@@ -141,6 +150,9 @@ func (r Rootfs) seedUpper(upper string) error {
 				return err
 			}
 		}
+		if err := whiteOut(upper, hostSecrets); err != nil {
+			return err
+		}
 	}
 	for _, h := range r.Hide {
 		rel, err := filepath.Rel(r.Image, h)
@@ -174,6 +186,28 @@ func (r Rootfs) inPrivateDir(rel string) bool {
 		}
 	}
 	return false
+}
+
+// whiteOut hides from the pod the host files (relative to "/") that the
+// globs match, with an overlayfs whiteout (a 0/0 character device) for
+// each in the writable layer upper.
+func whiteOut(upper string, globs []string) error {
+	for _, g := range globs {
+		matches, err := filepath.Glob(filepath.Join("/", g))
+		if err != nil {
+			return err
+		}
+		for _, m := range matches {
+			w := filepath.Join(upper, m)
+			if err := os.MkdirAll(filepath.Dir(w), 0o755); err != nil {
+				return err
+			}
+			if err := unix.Mknod(w, unix.S_IFCHR, 0); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("hide %s: %w", m, err)
+			}
+		}
+	}
+	return nil
 }
 
 func makeOpaqueDir(dir string, mode os.FileMode) error {

@@ -102,7 +102,10 @@ func doctorCommand(g *globalOptions) *cobra.Command {
 const DefaultPKI = "/etc/podctl/pki"
 
 // defaultPKIDir is where --pki points unless told otherwise.
-func defaultPKIDir() string { return cmp.Or(os.Getenv("PODCTL_PKI"), DefaultPKI) }
+func defaultPKIDir() string { return cmp.Or(os.Getenv(pkiEnv), DefaultPKI) }
+
+// pkiEnv names the environment variable that moves DefaultPKI.
+const pkiEnv = "PODCTL_PKI"
 
 // pkiFlags are the TLS options of dock and migrate.
 type pkiFlags struct{ dir, name string }
@@ -212,17 +215,18 @@ func buildTarget() string { return runtime.GOOS + "/" + runtime.GOARCH }
 
 // newDockCommand is `podctl dock`, serving the destination that
 // destination returns.
-func newDockCommand(short string, destination func() (*migrate.Destination, error)) *cobra.Command {
+func newDockCommand(short string, destination func(dockOptions) (*migrate.Destination, error)) *cobra.Command {
 	var (
 		listen string
 		tls    pkiFlags
+		images []string
 	)
 	c := &cobra.Command{
 		Use:   "dock [OPTIONS]",
 		Short: short,
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			d, err := destination()
+			d, err := destination(dockOptions{pkiDir: tls.dir, imageRoots: images})
 			if err != nil {
 				return err
 			}
@@ -238,8 +242,17 @@ func newDockCommand(short string, destination func() (*migrate.Destination, erro
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")
+	c.Flags().StringArrayVar(&images, "images", nil, "directory whose subdirectories are images received pods may have (repeatable; the host image is always served)")
 	tls.register(c)
 	return c
+}
+
+// dockOptions are what a dock's command line says about its destination.
+type dockOptions struct {
+	// pkiDir is the dock's --pki, which no pod may see.
+	pkiDir string
+	// imageRoots are the dock's --images.
+	imageRoots []string
 }
 
 // newRmCommand is `podctl rm [-f] POD...`, removing each pod with remove.

@@ -25,11 +25,26 @@ func podCommands(g *globalOptions) []*cobra.Command {
 	}
 }
 
-func (g *globalOptions) manager() (*pod.Manager, error) {
+// manager is the pod manager of the state root.
+func (g *globalOptions) manager() (*pod.Manager, error) { return g.managerHiding() }
+
+// managerHiding is the pod manager of the state root, whose pods see
+// nothing of podctl's PKI: neither DefaultPKI's directory nor
+// $PODCTL_PKI, nor pkiDirs (a dock's --pki).
+func (g *globalOptions) managerHiding(pkiDirs ...string) (*pod.Manager, error) {
 	if os.Geteuid() != 0 {
 		return nil, errdefs.New(errdefs.NotRoot, "podctl must run as root")
 	}
-	return pod.NewManager(pod.Options{Root: g.root, Bridge: g.bridge, Subnet: g.subnet, Uplink: g.uplink})
+	hide := append([]string{filepath.Dir(DefaultPKI)}, pkiDirs...)
+	if dir := os.Getenv(pkiEnv); dir != "" {
+		hide = append(hide, dir)
+	}
+	for i, dir := range hide {
+		if abs, err := filepath.Abs(dir); err == nil {
+			hide[i] = abs
+		}
+	}
+	return pod.NewManager(pod.Options{Root: g.root, Bridge: g.bridge, Subnet: g.subnet, Uplink: g.uplink, Hide: hide})
 }
 
 func createCommand(g *globalOptions) *cobra.Command {

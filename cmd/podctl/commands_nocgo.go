@@ -181,7 +181,7 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 }
 
 func vesselDockCommand(g *globalOptions) *cobra.Command {
-	return newDockCommand("Receive migrating vessel pods (runs until interrupted)", func() (*migrate.Destination, error) {
+	return newDockCommand("Receive migrating vessel pods (runs until interrupted)", func(dockOptions) (*migrate.Destination, error) {
 		return migrate.VesselDestination(g.vessels()), nil
 	})
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/podctl/podctl/internal/names"
 	"github.com/podctl/podctl/migrate"
+	"github.com/podctl/podctl/pod"
 )
 
 func migrateCommand(g *globalOptions) *cobra.Command {
@@ -62,11 +63,11 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 }
 
 func dockCommand(g *globalOptions) *cobra.Command {
-	return newDockCommand("Receive migrating pods (runs until interrupted)", func() (*migrate.Destination, error) {
-		m, err := g.manager()
+	return newDockCommand("Receive migrating pods (runs until interrupted)", func(o dockOptions) (*migrate.Destination, error) {
+		m, err := g.managerHiding(o.pkiDir)
 		if err != nil {
 			return nil, err
 		}
-		return migrate.NativeDestination(m, g.vessels()), nil
+		return migrate.NativeDestination(m, g.vessels(), pod.ImagePolicy{Roots: o.imageRoots}), nil
 	})
 }

@@ -66,6 +66,7 @@ func (r *runner) probes() []probe {
 		{name: "kernel: userfaultfd", required: false, run: checkUserfaultfd},
 		{name: "kernel: soft-dirty tracking", required: false, run: checkSoftDirty},
 		{name: "cgroups", required: true, run: checkCgroups},
+		{name: "seccomp", required: true, run: checkSeccomp},
 		{name: "criu", required: true, run: r.checkCRIU},
 		{name: "hardware breakpoints", required: false, run: r.checkHWBreakpoints},
 		{name: "qemu-user emulators", required: false, run: checkQEMU},

@@ -43,7 +43,7 @@ func Build(dir string) (string, error) {
 	// The same static build as the Makefile's (the binary is also every
 	// pod's init, and must run in root filesystems without a libc), with
 	// the failpoints the fault tests arm (internal/failpoint).
-	cmd := exec.Command("go", "build", "-tags", "netgo osusergo failpoints", "-ldflags", "-extldflags -static", "-o", bin, "./cmd/podctl")
+	cmd := exec.Command("go", "build", "-tags", "netgo osusergo seccomp failpoints", "-ldflags", "-extldflags -static", "-o", bin, "./cmd/podctl")
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -183,9 +183,16 @@ func (l *LAN) StartDock(tb testing.TB, i int, pkiDir string) *Dock {
 // (a failpoint, say).
 func (l *LAN) StartDockEnv(tb testing.TB, i int, pkiDir string, env ...string) *Dock {
 	tb.Helper()
+	return l.StartDockWith(tb, i, pkiDir, nil, env...)
+}
+
+// StartDockWith is StartDockEnv with more arguments for `podctl dock`.
+func (l *LAN) StartDockWith(tb testing.TB, i int, pkiDir string, args []string, env ...string) *Dock {
+	tb.Helper()
 	h := l.Hosts[i]
 	d := &Dock{Host: h, Addr: l.DockAddr(i), done: make(chan struct{})}
-	d.cmd = h.Command(h.PodctlArgv("dock", "--listen", "0.0.0.0:"+strconv.Itoa(DockPort), "--pki", pkiDir, "--cert", "node")...)
+	argv := append([]string{"dock", "--listen", "0.0.0.0:" + strconv.Itoa(DockPort), "--pki", pkiDir, "--cert", "node"}, args...)
+	d.cmd = h.Command(h.PodctlArgv(argv...)...)
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = &d.out, &d.out
 	if err := d.cmd.Start(); err != nil {
