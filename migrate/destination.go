@@ -20,6 +20,9 @@ type Destination struct {
 	Vessels VesselHost
 
 	recovery []recoveryStep
+	// guard, if set, keeps this host's pods off the dock's port until the
+	// function it returns is called.
+	guard func(ctx context.Context, port uint16) (lift func() error, err error)
 }
 
 // recoveryStep finishes what a dock that died left half received, in
@@ -51,6 +54,22 @@ func (d *Destination) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls
 			ln.Close()
 			return fmt.Errorf("dock: recover %s: %w", step.what, err)
 		}
+	}
+	if d.guard != nil {
+		port := uint16(0)
+		if a, ok := ln.Addr().(*net.TCPAddr); ok {
+			port = uint16(a.Port)
+		}
+		lift, err := d.guard(ctx, port)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("dock: keep pods off port %d: %w", port, err)
+		}
+		defer func() {
+			if err := lift(); err != nil {
+				log.Error("dock: lift the guard of its port", "err", err)
+			}
+		}()
 	}
 	log.Info("dock ready", "addr", ln.Addr().String(), "native", d.Pods != nil)
 	s := &dock.Server{Pods: d.Pods, Vessels: VesselReceiver{Host: d.Vessels}, TLS: tlsConfig, Log: log}

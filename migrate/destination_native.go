@@ -8,6 +8,7 @@ import (
 	"github.com/podctl/podctl/pod"
 	"github.com/podctl/podctl/pod/housed"
 	"github.com/podctl/podctl/pod/vesselpod"
+	"github.com/podctl/podctl/virtns"
 )
 
 // NativeDestination is a dock for native pods, restored by m with one of
@@ -17,7 +18,8 @@ import (
 // It recovers the unhoused vessel pods of store first (they depend on
 // nothing else), then the native pods m left half received or half
 // removed, and last the housing pods whose vessel never reported its
-// start: only a consistent set of native pods can tell those.
+// start: only a consistent set of native pods can tell those. While it
+// serves, this host's pods cannot reach its port (virtns.GuardDock).
 func NativeDestination(m *pod.Manager, store vesselpod.Store, images pod.ImagePolicy) *Destination {
 	return &Destination{
 		Pods:    NativeReceiver{Manager: m, Images: images},
@@ -27,5 +29,6 @@ func NativeDestination(m *pod.Manager, store vesselpod.Store, images pod.ImagePo
 			{"native pods", m.Recover},
 			{"housed vessels", func(ctx context.Context) error { return housed.Recover(ctx, m) }},
 		},
+		guard: virtns.Firewall{}.GuardDock,
 	}
 }

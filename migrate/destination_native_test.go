@@ -23,6 +23,9 @@ func TestNativeDestination(t *testing.T) {
 	if h, ok := d.Vessels.(housed.Dock); !ok || h.Manager != m {
 		t.Fatalf("vessels go to %#v, want pods housing them", d.Vessels)
 	}
+	if d.guard == nil {
+		t.Fatal("a dock of native pods lets its pods reach its port")
+	}
 	if got, want := recoveryOrder(d), "vessel pods, native pods, housed vessels"; got != want {
 		t.Fatalf("recovery order %q, want %q", got, want)
 	}

@@ -2,15 +2,16 @@ package test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/podctl/podctl/test/harness"
 )
 
 // escapeAttempts are things a pod's root must not do to its host, each a
 // shell command that must fail (or print nothing) inside the pod. PKI is
-// replaced by the host's PKI directory.
+// replaced by the host's PKI directory, DOCK by the host's dock address.
 var escapeAttempts = []struct{ what, cmd string }{
 	{"read the CA key", "cat PKI/ca-key.pem"},
 	{"read the node key", "cat PKI/node-key.pem"},
@@ -27,14 +28,19 @@ var escapeAttempts = []struct{ what, cmd string }{
 	{"run without a seccomp filter", `grep -q '^Seccomp:[[:space:]]*0' /proc/self/status`},
 	{"create a user namespace", "unshare --user true"},
 	{"run without no_new_privs (setuid binaries would gain privileges)", `python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0) == 1)'`},
+	{"reach its host's dock", `python3 -c 'import socket; socket.create_connection(("DOCK", 7070), timeout=2)'`},
+	{"reach its host's dock through its gateway", `python3 -c 'import socket; socket.create_connection(("10.88.0.1", 7070), timeout=2)'`},
 }
 
 // TestPodCannotEscape runs escapeAttempts as root in a pod of the host
-// image, created with the host's keys in a PKI directory outside podctl's
-// state, then again after the pod was checkpointed and restored: every
-// attempt fails, while the same pod can read its own files.
+// image, on a host whose PKI directory lies outside podctl's state and
+// whose dock runs: after the pod is created, after it is checkpointed and
+// restored, and at the destination of its migration. Every attempt
+// fails, while the same pod can read its own files.
 func TestPodCannotEscape(t *testing.T) {
-	h := newHost(t)
+	harness.RequireRoot(t)
+	lan := harness.NewLAN(t, podctlBin, 2)
+	a, b := lan.Hosts[0], lan.Hosts[1]
 	// Outside the host's private directories (/tmp, /var/tmp, /root):
 	// only podctl's hiding keeps it from the pod.
 	base, err := os.MkdirTemp("/var/lib", "podctl-isolation-")
@@ -42,15 +48,12 @@ func TestPodCannotEscape(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
-	pki := filepath.Join(base, "pki")
-	for _, args := range [][]string{{"pki", "init", pki}, {"pki", "issue", pki, "node"}} {
-		if out, err := exec.Command(h.Binary, args...).CombinedOutput(); err != nil {
-			t.Fatalf("podctl %v: %v\n%s", args, err, out)
-		}
-	}
-	create := h.Command(h.PodctlArgv("create", "--name", "intruder", "--", "sleep", "100000")...)
+	pki := lan.PKIIn(t, filepath.Join(base, "pki"))
+	lan.StartDock(t, 0, pki)
+	lan.StartDock(t, 1, pki)
+	create := a.Command(a.PodctlArgv("create", "--name", "intruder", "--", "sleep", "100000")...)
 	create.Env = append(os.Environ(), "PODCTL_PKI="+pki)
-	if r := h.RunCmd(create); r.Code != 0 {
+	if r := a.RunCmd(create); r.Code != 0 {
 		t.Fatalf("create: %s", r.Stderr)
 	}
 	// A key the host makes once the pod runs is hidden all the same.
@@ -58,19 +61,23 @@ func TestPodCannotEscape(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	attempt := func(t *testing.T) {
-		t.Helper()
-		// The control: the pod's root reads its own files and runs python.
-		h.MustPodctl("exec", "intruder", "--", "sh", "-c", "cat /etc/hostname && python3 -c 'pass'")
-		for _, a := range escapeAttempts {
-			r := h.Podctl("exec", "intruder", "--", "sh", "-c", strings.ReplaceAll(a.cmd, "PKI", pki))
-			if r.Code == 0 {
-				t.Errorf("a pod could %s (%s): %s", a.what, a.cmd, r.Stdout)
+	attempt := func(h *harness.Host, dock string) func(t *testing.T) {
+		return func(t *testing.T) {
+			// The control: the pod's root reads its own files and runs
+			// python.
+			h.MustPodctl("exec", "intruder", "--", "sh", "-c", "cat /etc/hostname && python3 -c 'pass'")
+			for _, at := range escapeAttempts {
+				cmd := strings.NewReplacer("PKI", pki, "DOCK", dock).Replace(at.cmd)
+				if r := h.Podctl("exec", "intruder", "--", "sh", "-c", cmd); r.Code == 0 {
+					t.Errorf("a pod could %s (%s): %s", at.what, cmd, r.Stdout)
+				}
 			}
 		}
 	}
-	t.Run("created", attempt)
-	h.MustPodctl("checkpoint", "intruder")
-	h.MustPodctl("restore", "intruder")
-	t.Run("restored", attempt)
+	t.Run("created", attempt(a, lan.HostAddr(0)))
+	a.MustPodctl("checkpoint", "intruder")
+	a.MustPodctl("restore", "intruder")
+	t.Run("restored", attempt(a, lan.HostAddr(0)))
+	a.MustPodctl("migrate", "intruder", "--to", lan.DockAddr(1), "--pki", pki)
+	t.Run("migrated", attempt(b, lan.HostAddr(1)))
 }

@@ -28,6 +28,8 @@ const TableName = "podctl"
 //	  chain postrouting { type nat hook postrouting priority srcnat
 //	                      ip saddr SUBNET ip daddr != SUBNET masquerade     # per network, tagged "net:NAME"
 //	                      oifname BRIDGE ip saddr 127.0.0.0/8 masquerade }  # loopback to published ports
+//	  chain input       { type filter hook input priority filter
+//	                      iifname @bridges tcp dport PORT drop }         # per dock, tagged "dock:PORT"
 //	  chain forward     { type filter hook forward priority filter
 //	                      ct status dnat accept
 //	                      iifname BRIDGE oifname @bridges oifname != BRIDGE drop  # per network: none reaches another
@@ -52,6 +54,73 @@ func baseChains() []*nftables.Chain {
 		{Name: "output", Table: table, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept},
 		{Name: "postrouting", Table: table, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept},
 		{Name: "forward", Table: table, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept},
+		inputChain(),
+	}
+}
+
+func inputChain() *nftables.Chain {
+	accept := nftables.ChainPolicyAccept
+	return &nftables.Chain{Name: "input", Table: table, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept}
+}
+
+// DockTag is the tag of the rule that keeps pods off a dock's port.
+func DockTag(port uint16) string { return fmt.Sprintf("dock:%d", port) }
+
+// GuardDock drops the TCP connections any pod opens to port on this
+// host, a dock's: its peers are hosts, never the pods it keeps, and a pod
+// must not get a try at its handshake. It returns the function that
+// lifts the guard (cleanup: it runs even when ctx is cancelled). A guard
+// that a dead dock left is replaced, not doubled.
+func (f Firewall) GuardDock(ctx context.Context, port uint16) (lift func() error, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("nftables: guard dock port %d: %w", port, err)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	c.AddTable(table)
+	if err := c.AddSet(bridges, nil); err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	in := c.AddChain(inputChain())
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("nftables: guard dock port %d: %w", port, err)
+	}
+	t := DockTag(port)
+	if err := f.deleteTagged(c, t); err != nil {
+		return nil, err
+	}
+	c.AddRule(&nftables.Rule{Table: table, Chain: in, UserData: tag(t), Exprs: dropFromPodsToPort(port)})
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("nftables: guard dock port %d: %w", port, err)
+	}
+	return func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return fmt.Errorf("nftables: %w", err)
+		}
+		if err := f.deleteTagged(c, t); err != nil {
+			return err
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nftables: lift the guard of dock port %d: %w", port, err)
+		}
+		return nil
+	}, nil
+}
+
+// dropFromPodsToPort drops TCP packets that come in from any pod bridge
+// to port.
+func dropFromPodsToPort(port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: bridges.Name},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, port)},
+		&expr.Verdict{Kind: expr.VerdictDrop},
 	}
 }
 

@@ -140,7 +140,12 @@ func (l *LAN) RunClient(argv ...string) Result {
 // migrate --pki DIR --cert node).
 func (l *LAN) PKI(tb testing.TB) string {
 	tb.Helper()
-	dir := tb.TempDir() + "/pki"
+	return l.PKIIn(tb, tb.TempDir()+"/pki")
+}
+
+// PKIIn is PKI in the directory dir, which it makes.
+func (l *LAN) PKIIn(tb testing.TB, dir string) string {
+	tb.Helper()
 	bin := l.Hosts[0].Binary
 	issue := []string{"pki", "issue", dir, "node"}
 	for i := range l.Hosts {
