@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"sync/atomic"
@@ -119,9 +118,10 @@ func (s *PodSend) EndArchive() { s.body.Close() }
 // through the page tunnel.
 func (s *PodSend) Sent() (archive, pages int64) { return s.archiveBytes.Load(), s.pageBytes.Load() }
 
-// RelayPages opens the page tunnel for a CRIU that dumps to a page server
-// (stop-and-copy): it returns the socket to give CRIU and a channel that
-// reports once the tunnel is done.
+// RelayPages opens the page tunnel for a dumping CRIU: one that sends
+// its pages to the dock's page server (stop-and-copy), or serves them to
+// the dock's lazy-pages daemon (post-copy). It returns the socket to give
+// CRIU and a channel that reports once the tunnel is done.
 func (s *PodSend) RelayPages(ctx context.Context) (*os.File, <-chan error, error) {
 	ours, theirs, err := socketPair()
 	if err != nil {
@@ -130,15 +130,6 @@ func (s *PodSend) RelayPages(ctx context.Context) (*os.File, <-chan error, error
 	done := make(chan error, 1)
 	go func() { done <- s.tunnel().relayLocal(ctx, ours) }()
 	return theirs, done, nil
-}
-
-// ForwardPages connects the page tunnel to a lazily dumping CRIU's page
-// server at ps (post-copy), in the background; the channel reports once
-// the tunnel is done.
-func (s *PodSend) ForwardPages(ctx context.Context, ps netip.AddrPort) <-chan error {
-	done := make(chan error, 1)
-	go func() { done <- s.tunnel().forwardDial(ctx, ps) }()
-	return done
 }
 
 func (s *PodSend) tunnel() *pageTunnelClient {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"sync/atomic"
@@ -87,17 +86,6 @@ func (t *pageTunnelClient) relayLocal(ctx context.Context, conn io.ReadWriteClos
 	}
 	defer body.Close()
 	return relay(conn, body, w)
-}
-
-// forwardDial connects to a lazily dumping CRIU's page server at ps and
-// relays it through a tunnel.
-func (t *pageTunnelClient) forwardDial(ctx context.Context, ps netip.AddrPort) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp4", ps.String())
-	if err != nil {
-		return err
-	}
-	return t.relayLocal(ctx, conn)
 }
 
 type countWriteCloser struct {

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -203,16 +201,21 @@ type lazyDump struct {
 // dumpLazily starts a dump for post-copy and returns once CRIU serves
 // pages, which go through the page tunnel to the dock's lazy-pages
 // daemon. On failure it returns the dump too if it needs abandoning.
+//
+// CRIU serves on a socket it inherits, one end of a socket pair whose
+// other end is the page tunnel's: no port on this host serves the pod's
+// memory, which only the dock may read.
 func dumpLazily(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, imagesDir string) (*lazyDump, error) {
-	port, err := freePort()
+	theirs, forwarded, err := send.RelayPages(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ps := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
 	ready := make(chan struct{})
-	d := &lazyDump{done: make(chan error, 1)}
+	d := &lazyDump{done: make(chan error, 1), forwarded: forwarded}
 	go func() {
-		d.done <- out.Dump(ctx, virtns.CheckpointOptions{ImagesDir: imagesDir, PageServer: ps, Lazy: true, Ready: func() { close(ready) }})
+		err := out.Dump(ctx, virtns.CheckpointOptions{ImagesDir: imagesDir, PageServerConn: theirs, Lazy: true, Ready: func() { close(ready) }})
+		theirs.Close()
+		d.done <- err
 	}()
 	select {
 	case <-ready:
@@ -223,7 +226,6 @@ func dumpLazily(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, imag
 		}
 		return nil, err
 	}
-	d.forwarded = send.ForwardPages(ctx, ps)
 	return d, nil
 }
 
@@ -290,15 +292,4 @@ func checkDock(h *dock.Hello, o Options, hostFeatures func() (cpufeat.Features, 
 		return errdefs.New(errdefs.Unsupported, "the dock's CPU lacks features the pod may use: %s (use --force to migrate anyway)", strings.Join(missing, " "))
 	}
 	return nil
-}
-
-// freePort finds a loopback TCP port nobody listens on, for CRIU's lazy
-// page server (which binds it itself).
-func freePort() (uint16, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port), nil
 }

@@ -56,8 +56,8 @@ type CheckpointOptions struct {
 	// set, CRIU listens there and serves them on demand to a restoring
 	// destination's lazy-pages daemon.
 	PageServer netip.AddrPort
-	// PageServerConn, instead of PageServer (with Lazy unset), is an
-	// already connected stream socket to send pages on. It is handed to
+	// PageServerConn, instead of PageServer, is an already connected
+	// stream socket to send pages on (or, with Lazy, to serve them on). It is handed to
 	// CRIU by inheritance (`ps-socket`): libcontainer passes no extra
 	// files to a dump, but CRIU inherits any descriptor not marked
 	// close-on-exec. A unix socket also spares CRIU's TCP_CORK, which
@@ -105,8 +105,9 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 		defer unix.Close(fd)
 		lines = append(lines, "ps-socket "+strconv.Itoa(fd))
 		// CRIU sends to a page server only when told of one; the
-		// socket above replaces the address.
-		o.PageServer = netip.AddrPortFrom(netip.IPv4Unspecified(), 1)
+		// socket above replaces the address (loopback, should a CRIU
+		// ever listen there instead).
+		o.PageServer = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 1)
 	}
 	if err := rt.writeCRIUConfig(id, lines...); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", id, err)

@@ -61,6 +61,11 @@ func (h *Host) Snapshot() Snapshot {
 		}
 	}
 	for _, l := range strings.Split(h.Run("nft", "list", "table", "ip", "podctl").Stdout, "\n") {
+		// A running dock's guard of its port (tag dock:PORT) is the
+		// dock's, not any pod's or migration's.
+		if strings.Contains(l, `comment "dock:`) {
+			continue
+		}
 		if strings.Contains(l, "comment") || strings.Contains(l, "elements") {
 			s.Rules = append(s.Rules, strings.TrimSpace(l))
 		}
