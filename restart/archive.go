@@ -238,11 +238,15 @@ func (r *Reader) next() (*tar.Header, error) {
 }
 
 // readSmall reads the content of an entry already checked to be small,
-// and records the entry.
+// and records the entry. Its buffer grows as the content arrives: the
+// size in the header is a claim until then.
 func (r *Reader) readSmall(hdr *tar.Header) ([]byte, error) {
-	data := make([]byte, hdr.Size)
-	if _, err := io.ReadFull(r.tr, data); err != nil {
+	data, err := io.ReadAll(io.LimitReader(r.tr, hdr.Size))
+	if err != nil {
 		return nil, streamErr(err)
+	}
+	if int64(len(data)) != hdr.Size {
+		return nil, bad("truncated (unexpected end of data)")
 	}
 	h := checkpoint.EntryHash(hdr)
 	h.Write(data)
