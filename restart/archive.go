@@ -13,9 +13,7 @@ package restart
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,6 +114,9 @@ type Reader struct {
 type entry struct {
 	typ byte
 	sum [32]byte
+	// listed and matches say whether checksums.json lists the entry, and
+	// with its checksum.
+	listed, matches bool
 }
 
 // bad returns an InvalidImage error.
@@ -237,11 +238,15 @@ func (r *Reader) next() (*tar.Header, error) {
 }
 
 // readSmall reads the content of an entry already checked to be small,
-// and records the entry.
+// and records the entry. Its buffer grows as the content arrives: the
+// size in the header is a claim until then.
 func (r *Reader) readSmall(hdr *tar.Header) ([]byte, error) {
-	data := make([]byte, hdr.Size)
-	if _, err := io.ReadFull(r.tr, data); err != nil {
+	data, err := io.ReadAll(io.LimitReader(r.tr, hdr.Size))
+	if err != nil {
 		return nil, streamErr(err)
+	}
+	if int64(len(data)) != hdr.Size {
+		return nil, bad("truncated (unexpected end of data)")
 	}
 	h := checkpoint.EntryHash(hdr)
 	h.Write(data)
@@ -496,7 +501,8 @@ func (r *Reader) verify(hdr *tar.Header) error {
 		return bad("%s is not a regular file", checkpoint.ChecksumsName)
 	}
 	// The checksums of the entries read so far, names JSON-escaped, with
-	// generous room for whitespace.
+	// generous room for whitespace. This bounds the time reading it
+	// takes, not the memory: it is read as it arrives (verifySums).
 	limit := int64(1 << 20)
 	for _, name := range r.order {
 		limit += 6*int64(len(name)) + 96
@@ -504,46 +510,7 @@ func (r *Reader) verify(hdr *tar.Header) error {
 	if hdr.Size > limit {
 		return bad("%s is %d bytes, too large for %d entries", checkpoint.ChecksumsName, hdr.Size, len(r.order))
 	}
-	data := make([]byte, hdr.Size)
-	if _, err := io.ReadFull(r.tr, data); err != nil {
-		return streamErr(err)
-	}
-	if err := r.checkTrailer(hdr.Size); err != nil {
-		return err
-	}
-	var sums checkpoint.Checksums
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sums); err != nil {
-		return bad("%s: %v", checkpoint.ChecksumsName, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return bad("%s: data after the JSON object", checkpoint.ChecksumsName)
-	}
-	if sums.Algorithm != checkpoint.ChecksumAlgorithm {
-		return bad("%s: unsupported algorithm %q (want %q)", checkpoint.ChecksumsName, sums.Algorithm, checkpoint.ChecksumAlgorithm)
-	}
-	for _, name := range r.order {
-		want, ok := sums.Entries[name]
-		if !ok {
-			return bad("%s is missing from %s", name, checkpoint.ChecksumsName)
-		}
-		got := r.seen[name].sum
-		if want != hex.EncodeToString(got[:]) {
-			return bad("checksum mismatch for %s", name)
-		}
-	}
-	if len(sums.Entries) != len(r.order) {
-		var extra []string
-		for name := range sums.Entries {
-			if _, ok := r.seen[name]; !ok {
-				extra = append(extra, name)
-			}
-		}
-		slices.Sort(extra)
-		return bad("%s lists %q, which is not in the archive", checkpoint.ChecksumsName, extra[0])
-	}
-	return nil
+	return r.verifySums(hdr.Size)
 }
 
 // checkTrailer reads what follows the last entry's content of size bytes:

@@ -995,3 +995,32 @@ func TestBigFile(t *testing.T) {
 		}
 	}
 }
+
+// TestManifestClaimNotAllocated checks that the size a manifest's header
+// claims is not allocated before the manifest's bytes arrive.
+func TestManifestClaimNotAllocated(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: checkpoint.ManifestName, Mode: 0o644, Size: 1 << 20, ModTime: testTime}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Flush()
+	io.WriteString(&buf, `{"formatVersion":1`)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r, err := NewReader(bytes.NewReader(buf.Bytes()), DefaultLimits())
+	if err == nil {
+		_, err = r.Manifest()
+		r.Close()
+	}
+	runtime.ReadMemStats(&after)
+	if err == nil || err.Error() != "archive: truncated (unexpected end of data)" {
+		t.Errorf("err = %v", err)
+	}
+	n := after.TotalAlloc - before.TotalAlloc
+	t.Logf("reading a manifest that claims 1 MiB and holds 18 bytes allocated %d bytes", n)
+	if n > 256<<10 {
+		t.Errorf("that is more than 256 KiB")
+	}
+}

@@ -6,12 +6,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
 	"github.com/podctl/podctl/checkpoint"
@@ -160,7 +163,12 @@ func FuzzReadArchive(f *testing.F) {
 		if err := os.Mkdir(outside, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		ceiling := allocCeiling(t, data)
+		before := totalAlloc()
 		ex, err := fuzzExtract(data, dest)
+		if n := totalAlloc() - before; n > ceiling {
+			t.Fatalf("extracting %d bytes allocated %d bytes, more than %d (error: %v)", len(data), n, ceiling, err)
+		}
 		if err != nil && errdefs.KindOf(err) != errdefs.InvalidImage {
 			t.Fatalf("error of kind %d: %v", errdefs.KindOf(err), err)
 		}
@@ -195,6 +203,44 @@ func FuzzReadArchive(f *testing.F) {
 			}
 		}
 	})
+}
+
+// totalAlloc returns the bytes allocated so far by the program.
+func totalAlloc() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.TotalAlloc
+}
+
+// What extracting an archive may allocate: its fixed buffers (allocBase,
+// mostly the 2 MiB bufPool holds, which a garbage collection may empty),
+// allocPerByte per byte of the tar stream, which the tar headers of an
+// archive of small entries come close to (archive/tar reads a PAX header
+// whole and copies its records; a name is copied several times on its
+// way), and, for a zstd archive, what decompressing it allocates (the
+// window, up to 128 MiB, as its frames declare).
+const (
+	allocBase    = 4 << 20
+	allocPerByte = 8
+	// maxDecompressed bounds what allocCeiling decompresses.
+	maxDecompressed = 64 << 20
+)
+
+// allocCeiling returns the most extracting data may allocate: nothing in
+// proportion to what the archive claims (sizes, counts), only to what it
+// holds.
+func allocCeiling(t *testing.T, data []byte) uint64 {
+	if !bytes.HasPrefix(data, []byte(checkpoint.ZstdMagic)) {
+		return allocBase + allocPerByte*uint64(len(data))
+	}
+	before := totalAlloc()
+	zr, err := zstd.NewReader(bytes.NewReader(data), zstd.WithDecoderMaxWindow(maxDecoderWindow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, io.LimitReader(zr, maxDecompressed))
+	zr.Close()
+	return allocBase + allocPerByte*uint64(n) + (totalAlloc() - before)
 }
 
 func fuzzExtract(data []byte, dest string) (*Extracted, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/podctl/podctl/wasm/snapshot"
@@ -45,12 +46,12 @@ func TestDecodeSnapshotKeepsEncoding(t *testing.T) {
 // kept at all (the restore then encodes the snapshot again), rather than
 // kept in part.
 func TestKeptBytesCap(t *testing.T) {
-	big := newKeptBytes(10, 11)
+	big := newKeptBytes(10, 11, 11)
 	big.Write([]byte("a"))
 	if big.bytes() != nil {
 		t.Fatal("kept bytes of an input announced larger than the cap")
 	}
-	k := newKeptBytes(10, 0)
+	k := newKeptBytes(10, 0, 0)
 	for _, p := range []string{"abcd", "efgh", "ij"} {
 		if n, err := k.Write([]byte(p)); n != len(p) || err != nil {
 			t.Fatalf("Write(%q) = %d, %v", p, n, err)
@@ -66,5 +67,64 @@ func TestKeptBytesCap(t *testing.T) {
 	}
 	if got := k.bytes(); got != nil {
 		t.Fatalf("kept %q past the cap", got)
+	}
+}
+
+// TestKeptBytesGrowth checks that keptBytes grows as bytes arrive, to at
+// most twice what it holds, and ends at exactly the size expected.
+func TestKeptBytesGrowth(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 200_000) // 3.2 MB
+	for _, tc := range []struct {
+		name          string
+		size, presize int64
+		wantCap       int // 0: any
+	}{
+		{"expected", int64(len(data)), keptPresize, len(data)},
+		{"expected, presized", int64(len(data)), int64(len(data)), len(data)},
+		{"unknown", 0, keptPresize, 0},
+		{"claimed too small", 1000, keptPresize, 0},
+		{"claimed too large", 256 << 20, keptPresize, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newKeptBytes(maxKeptEncoding, tc.size, tc.presize)
+			for i := 0; i < len(data); i += 10_000 {
+				k.Write(data[i:min(i+10_000, len(data))])
+				if c, held := cap(k.buf), len(k.buf); c > max(2*held, keptGrowMin, int(min(tc.size, tc.presize))) {
+					t.Fatalf("holding %d bytes in a buffer of %d", held, c)
+				}
+			}
+			if !bytes.Equal(k.bytes(), data) {
+				t.Fatal("kept other bytes than those written")
+			}
+			if tc.wantCap != 0 && cap(k.buf) != tc.wantCap {
+				t.Errorf("ended with a buffer of %d bytes, want %d", cap(k.buf), tc.wantCap)
+			}
+		})
+	}
+}
+
+// TestDecodeSnapshotClaimNotAllocated checks that DecodeSnapshot does
+// not allocate the size a peer claims (its Content-Length, up to
+// maxKeptEncoding) before the bytes arrive.
+func TestDecodeSnapshotClaimNotAllocated(t *testing.T) {
+	data, err := os.ReadFile("../../wasm/snapshot/testdata/golden-v1.snap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const claim = maxKeptEncoding
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, encoded, err := DecodeSnapshot(bytes.NewReader(data), claim, RestoreOptions{})
+	runtime.ReadMemStats(&after)
+	if err != nil || !bytes.Equal(encoded, data) {
+		t.Fatalf("kept %d bytes of %d (%v)", len(encoded), len(data), err)
+	}
+	n := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a %d-byte snapshot announced as %d bytes: DecodeSnapshot allocated %.1f MiB", len(data), claim, float64(n)/(1<<20))
+	// The decoded snapshot (6 pages of memory), the decoder's buffers and
+	// window, and keptPresize.
+	if n > 16<<20 {
+		t.Errorf("DecodeSnapshot allocated %d bytes, more than 16 MiB", n)
 	}
 }

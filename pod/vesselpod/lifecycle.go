@@ -2,7 +2,6 @@ package vesselpod
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -317,7 +316,8 @@ func (s Store) Restore(ctx context.Context, name string, o RestoreOptions) (*Man
 }
 
 // ReadSnapshot decodes the snapshot file within o's limits, like
-// DecodeSnapshot.
+// DecodeSnapshot. The file's size is no claim: the bytes it keeps are
+// allocated at once.
 func ReadSnapshot(file string, o RestoreOptions) (*snapshot.Snapshot, []byte, error) {
 	f, err := os.Open(file)
 	if err != nil {
@@ -328,7 +328,7 @@ func ReadSnapshot(file string, o RestoreOptions) (*snapshot.Snapshot, []byte, er
 	if st, err := f.Stat(); err == nil {
 		size = st.Size()
 	}
-	snap, encoded, err := DecodeSnapshot(f, size, o)
+	snap, encoded, err := decodeSnapshot(f, newKeptBytes(maxKeptEncoding, size, size), o)
 	if err != nil {
 		return nil, nil, fmt.Errorf("restore %s: %w", file, err)
 	}
@@ -337,12 +337,20 @@ func ReadSnapshot(file string, o RestoreOptions) (*snapshot.Snapshot, []byte, er
 
 // DecodeSnapshot decodes a snapshot from r within o's limits. It also
 // returns the bytes it decoded it from, unless they exceed 512 MiB (then
-// nil), for RestoreOptions.Encoded. size, if positive, is r's length:
-// the bytes are then kept in one allocation rather than a growing one,
-// whose copies and fresh pages cost tens of milliseconds for a snapshot
-// of tens of MiB.
+// nil), for RestoreOptions.Encoded. size, if positive, is the length r
+// is said to have (a peer's Content-Length): a claim, of which only
+// keptPresize bytes are allocated before any arrive. The bytes are kept
+// in a buffer that grows as they arrive, by doubling, and whose last
+// growth is to exactly size, so that a snapshot of the size announced
+// ends in one allocation of its size (after copies of half as much in
+// all, which cost a few milliseconds for a snapshot of tens of MiB).
 func DecodeSnapshot(r io.Reader, size int64, o RestoreOptions) (*snapshot.Snapshot, []byte, error) {
-	kept := newKeptBytes(maxKeptEncoding, size)
+	return decodeSnapshot(r, newKeptBytes(maxKeptEncoding, size, keptPresize), o)
+}
+
+// decodeSnapshot decodes a snapshot from r within o's limits, keeping
+// the bytes it decodes it from in kept.
+func decodeSnapshot(r io.Reader, kept *keptBytes, o RestoreOptions) (*snapshot.Snapshot, []byte, error) {
 	snap, err := snapshot.Decode(bufio.NewReaderSize(io.TeeReader(r, kept), 1<<20), o.limits())
 	if err != nil {
 		return nil, nil, err
@@ -350,37 +358,64 @@ func DecodeSnapshot(r io.Reader, size int64, o RestoreOptions) (*snapshot.Snapsh
 	return snap, kept.bytes(), nil
 }
 
+// keptPresize is the most DecodeSnapshot allocates for the bytes it keeps
+// before they arrive.
+const keptPresize = 1 << 20
+
+// keptGrowMin is the least a keptBytes grows by.
+const keptGrowMin = 64 << 10
+
 // keptBytes keeps what is written to it, up to max bytes; past that, it
-// drops what it kept and keeps nothing more.
+// drops what it kept and keeps nothing more. It grows as bytes arrive, to
+// at most twice what it holds: the size it expects only says where to
+// stop growing.
 type keptBytes struct {
-	buf  bytes.Buffer
+	buf  []byte
 	max  int
+	size int64 // the bytes expected, 0 if unknown
 	over bool
 }
 
 // newKeptBytes returns a keptBytes for size bytes (unknown if not
-// positive), which keeps none if size exceeds max.
-func newKeptBytes(max int, size int64) *keptBytes {
-	k := &keptBytes{max: max}
+// positive), which keeps none if size exceeds limit. It allocates up to
+// presize bytes at once.
+func newKeptBytes(limit int, size, presize int64) *keptBytes {
+	k := &keptBytes{max: limit, size: size}
 	switch {
-	case size > int64(max):
+	case size > int64(limit):
 		k.over = true
-	case size > 0:
-		k.buf.Grow(int(size))
+	case size > 0 && presize > 0:
+		k.buf = make([]byte, 0, min(size, presize))
 	}
 	return k
 }
 
 func (k *keptBytes) Write(p []byte) (int, error) {
-	switch {
+	switch need := len(k.buf) + len(p); {
 	case k.over:
-	case k.buf.Len()+len(p) > k.max:
+	case need > k.max:
 		k.over = true
-		k.buf = bytes.Buffer{}
+		k.buf = nil
 	default:
-		k.buf.Write(p)
+		if need > cap(k.buf) {
+			k.grow(need)
+		}
+		k.buf = append(k.buf, p...)
 	}
 	return len(p), nil
+}
+
+// grow makes room for need bytes: it doubles the buffer (at least), or
+// grows it to exactly the size expected if that is less.
+func (k *keptBytes) grow(need int) {
+	c := max(need, 2*cap(k.buf), keptGrowMin)
+	if k.size >= int64(need) && k.size < int64(c) {
+		c = int(k.size)
+	}
+	c = min(c, k.max)
+	grown := make([]byte, len(k.buf), c)
+	copy(grown, k.buf)
+	k.buf = grown
 }
 
 // bytes returns what was kept, nil if too much was written.
@@ -388,7 +423,7 @@ func (k *keptBytes) bytes() []byte {
 	if k.over {
 		return nil
 	}
-	return k.buf.Bytes()
+	return k.buf
 }
 
 // restoreInPlace restarts a checkpointed vessel pod from its own snapshot.

@@ -9,7 +9,9 @@ import (
 	"hash"
 	"io"
 	"math"
+	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -23,7 +25,8 @@ import (
 //
 // Decode returns only a snapshot whose checksum matches and that passes
 // Validate. Every size it reads is checked against lim and against what
-// is left of the body before anything is allocated for it; a zero Limits
+// is left of the body, and charged against lim's budgets (MaxRecordBytes,
+// MaxTotalBytes), before anything is allocated for it; a zero Limits
 // means DefaultLimits. When the body is malformed or exceeds a limit,
 // Decode stops decoding it but reads on to the checksum, so that a
 // corrupt snapshot is reported as such rather than by its symptom.
@@ -224,14 +227,28 @@ type bodyReader struct {
 	left uint64 // bytes of the body not read yet
 	lim  Limits
 
-	entries   int   // entries read, counted against MaxEntries
-	fileBytes int64 // file data and logs read, counted against MaxFileBytes
+	entries     int   // entries read, counted against MaxEntries
+	fileBytes   int64 // file data and logs read, counted against MaxFileBytes
+	recordBytes int64 // entries and strings, charged against MaxRecordBytes
+	totalBytes  int64 // everything, charged against MaxTotalBytes
 
 	err error
 
 	buf     [8]byte
-	scratch []byte // for strings
+	scratch []byte // for strings; grows as their bytes arrive
 }
+
+// The size in memory of each kind of entry, which count charges against
+// MaxRecordBytes (the bytes of a string are charged as it is read).
+const (
+	strSize     = uint64(unsafe.Sizeof("")) // an argument or environment variable
+	metaSize    = 4 * strSize               // a key and a value, in a map up to half empty
+	globalSize  = uint64(unsafe.Sizeof(Global{}))
+	preopenSize = uint64(unsafe.Sizeof(Preopen{}))
+	fileSize    = uint64(unsafe.Sizeof(File{}))
+	fdSize      = uint64(unsafe.Sizeof(FD{}))  // the largest
+	runMemSize  = uint64(unsafe.Sizeof(run{})) // a run of memory pages, charged against MaxTotalBytes
+)
 
 // fail records an error: a malformed body or a limit exceeded.
 func (d *bodyReader) fail(format string, args ...any) {
@@ -299,9 +316,45 @@ func (d *bodyReader) u64() uint64 {
 	return binary.LittleEndian.Uint64(d.buf[:])
 }
 
+// charge charges n bytes that Decode is about to allocate against
+// MaxTotalBytes, and reports whether they fit.
+func (d *bodyReader) charge(n uint64) bool {
+	if d.err != nil {
+		return false
+	}
+	if n > uint64(d.lim.MaxTotalBytes-d.totalBytes) {
+		d.fail("%d more bytes exceed the budget of %d (MaxTotalBytes)", n, d.lim.MaxTotalBytes)
+		return false
+	}
+	d.totalBytes += int64(n)
+	return true
+}
+
+// chargeRecords charges n bytes of entries or strings that Decode is
+// about to allocate against MaxRecordBytes and MaxTotalBytes, and reports
+// whether they fit.
+func (d *bodyReader) chargeRecords(n uint64) bool {
+	if d.err != nil {
+		return false
+	}
+	if n > uint64(d.lim.MaxRecordBytes-d.recordBytes) {
+		d.fail("%d more bytes of entries and strings exceed the limit of %d (MaxRecordBytes)", n, d.lim.MaxRecordBytes)
+		return false
+	}
+	if !d.charge(n) {
+		return false
+	}
+	d.recordBytes += int64(n)
+	return true
+}
+
 // count reads a count of records (a uint32) that are entries, each at
-// least minSize bytes long.
-func (d *bodyReader) count(minSize uint64) int {
+// least minSize bytes long in the body and size bytes long in memory. It
+// charges them all before any is read: a list grows as its entries
+// arrive (appendEntry), but a count is a claim until the checksum is
+// verified, and within the budgets it cannot make Decode allocate more
+// than they allow.
+func (d *bodyReader) count(minSize, size uint64) int {
 	n := d.u32()
 	if d.err != nil {
 		return 0
@@ -314,15 +367,34 @@ func (d *bodyReader) count(minSize uint64) int {
 		d.fail("%d records cannot fit in the %d bytes left in the body", n, d.left)
 		return 0
 	}
+	if !d.chargeRecords(uint64(n) * size) {
+		return 0
+	}
 	d.entries += int(n)
 	return int(n)
 }
 
-// preallocated is the most records a slice is allocated for before they
-// are read: a count is a claim until the checksum is verified.
+// appendEntry appends v to s, a list of n entries being read. The list
+// grows as its entries arrive, doubling up to n, rather than being
+// allocated for n at once.
+func appendEntry[T any](s []T, n int, v T) []T {
+	if len(s) == cap(s) {
+		grown := make([]T, len(s), min(n, max(2*cap(s), 8)))
+		copy(grown, s)
+		s = grown
+	}
+	return append(s, v)
+}
+
+// preallocated is the most entries a map is allocated for before they
+// are read.
 func preallocated(n int) int { return min(n, 1024) }
 
-// str reads a string: a uint32 length, then its bytes.
+// strChunk is how much of a string str reads at a time.
+const strChunk = 16 << 10
+
+// str reads a string: a uint32 length, then its bytes, which it charges
+// against MaxRecordBytes.
 func (d *bodyReader) str() string {
 	n := d.u32()
 	if d.err != nil {
@@ -336,35 +408,41 @@ func (d *bodyReader) str() string {
 		d.fail("string of %d bytes runs past the end of the body", n)
 		return ""
 	}
-	if cap(d.scratch) < int(n) {
-		d.scratch = make([]byte, n)
-	}
-	b := d.scratch[:n]
-	if !d.read(b) {
+	if n == 0 || !d.chargeRecords(uint64(n)) {
 		return ""
 	}
+	// The bytes are gathered in scratch, which grows as they arrive
+	// (up to the longest string), then copied into the string.
+	b := d.scratch[:0]
+	for len(b) < int(n) {
+		k := min(int(n)-len(b), strChunk)
+		b = slices.Grow(b, k)
+		if !d.read(b[len(b) : len(b)+k]) {
+			return ""
+		}
+		b = b[:len(b)+k]
+	}
+	d.scratch = b
 	return string(b)
 }
 
 // strList reads a list of strings: a count, then each string.
 func (d *bodyReader) strList(what string) []string {
-	n := d.count(minString)
+	n := d.count(minString, strSize)
 	var list []string
-	if n > 0 {
-		list = make([]string, 0, preallocated(n))
-	}
 	for i := range n {
 		s := d.str()
 		if d.wrap("%s %d", what, i) {
 			return nil
 		}
-		list = append(list, s)
+		list = appendEntry(list, n, s)
 	}
 	return list
 }
 
 // blobLen reads the length of a byte string (a uint64): at most room
-// bytes, what is left of the limit named name, of value limit.
+// bytes, what is left of the limit named name, of value limit. It charges
+// the bytes against MaxTotalBytes.
 func (d *bodyReader) blobLen(room, limit int64, name string) uint64 {
 	n := d.u64()
 	if d.err != nil {
@@ -379,7 +457,7 @@ func (d *bodyReader) blobLen(room, limit int64, name string) uint64 {
 		d.fail("%d bytes run past the end of the body", n)
 	case n > math.MaxInt:
 		d.fail("%d bytes do not fit in this host's address space", n)
-	default:
+	case d.charge(n):
 		return n
 	}
 	return 0
@@ -462,7 +540,7 @@ func (d *bodyReader) snapshot(s *Snapshot) {
 }
 
 func (d *bodyReader) meta(s *Snapshot) {
-	n := d.count(minMeta)
+	n := d.count(minMeta, metaSize)
 	if n > 0 {
 		s.Meta = make(map[string]string, preallocated(n))
 	}
@@ -481,10 +559,7 @@ func (d *bodyReader) meta(s *Snapshot) {
 }
 
 func (d *bodyReader) globals(s *Snapshot) {
-	n := d.count(minGlobal)
-	if n > 0 {
-		s.Globals = make([]Global, 0, preallocated(n))
-	}
+	n := d.count(minGlobal, globalSize)
 	for i := range n {
 		g := Global{Type: ValueType(d.u8())}
 		switch g.Type {
@@ -498,7 +573,7 @@ func (d *bodyReader) globals(s *Snapshot) {
 		if d.wrap("global %d", i) {
 			return
 		}
-		s.Globals = append(s.Globals, g)
+		s.Globals = appendEntry(s.Globals, n, g)
 	}
 }
 
@@ -519,37 +594,28 @@ func (d *bodyReader) wasi(w *WASIState) {
 	}
 	w.NextFD = d.u32()
 
-	n := d.count(minPreopen)
-	if n > 0 {
-		w.Preopens = make([]Preopen, 0, preallocated(n))
-	}
+	n := d.count(minPreopen, preopenSize)
 	for i := range n {
 		p := d.preopen()
 		if d.wrap("preopen %d", i) {
 			return
 		}
-		w.Preopens = append(w.Preopens, p)
+		w.Preopens = appendEntry(w.Preopens, n, p)
 	}
 
-	n = d.count(minFD)
-	if n > 0 {
-		w.FDs = make([]FD, 0, preallocated(n))
-	}
+	n = d.count(minFD, fdSize)
 	for i := range n {
 		fd := d.fd()
 		if d.wrap("descriptor record %d", i) {
 			return
 		}
-		w.FDs = append(w.FDs, fd)
+		w.FDs = appendEntry(w.FDs, n, fd)
 	}
 }
 
 func (d *bodyReader) preopen() Preopen {
 	p := Preopen{FD: d.u32(), GuestPath: d.str()}
-	n := d.count(minFile)
-	if n > 0 {
-		p.Files = make([]File, 0, preallocated(n))
-	}
+	n := d.count(minFile, fileSize)
 	for i := range n {
 		f := File{
 			Path:         d.str(),
@@ -561,7 +627,7 @@ func (d *bodyReader) preopen() Preopen {
 		if d.wrap("file %d", i) {
 			return p
 		}
-		p.Files = append(p.Files, f)
+		p.Files = appendEntry(p.Files, n, f)
 	}
 	return p
 }
@@ -586,7 +652,8 @@ func (d *bodyReader) fd() FD {
 	return fd
 }
 
-// memory reads linear memory. It allocates memory only once the run
+// memory reads linear memory. It charges memory and its run table
+// against MaxTotalBytes first, and allocates memory only once the run
 // table is read and the data of the runs is known to fit in the body.
 func (d *bodyReader) memory() []byte {
 	pages := d.u32()
@@ -607,13 +674,13 @@ func (d *bodyReader) memory() []byte {
 	case uint64(nruns)*runSize > d.left:
 		d.fail("%d runs cannot fit in the %d bytes left in the body", nruns, d.left)
 	}
-	if d.err != nil {
+	if !d.charge(size + uint64(nruns)*runMemSize) {
 		return nil
 	}
 
-	runs := make([]run, nruns)
+	var runs []run
 	var next, data uint64 // the first page a run may start at; bytes of run data
-	for i := range runs {
+	for i := range int(nruns) {
 		r := run{first: d.u32(), count: d.u32()}
 		if d.err != nil {
 			return nil
@@ -625,7 +692,7 @@ func (d *bodyReader) memory() []byte {
 		}
 		next = uint64(r.first) + uint64(r.count)
 		data += uint64(r.count) * PageSize
-		runs[i] = r
+		runs = appendEntry(runs, int(nruns), r)
 	}
 	if data > d.left {
 		d.fail("%d bytes of pages run past the end of the body", data)

@@ -8,24 +8,42 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"testing"
 )
 
-// fuzzLimits keeps what a fuzzed input can make Decode allocate small.
+// fuzzBudget is the MaxTotalBytes of fuzzLimits.
+const fuzzBudget = 2 << 20
+
+// fuzzLimits keeps what a fuzzed input can make Decode allocate small with
+// the budget alone: every other limit is the default, far above it, so
+// that anything Decode allocates without charging it shows.
 func fuzzLimits() Limits {
-	return Limits{
-		MaxMemoryBytes: 16 * PageSize,
-		MaxModuleBytes: 1 << 20,
-		MaxFileBytes:   1 << 20,
-		MaxEntries:     1 << 10,
-		MaxStringBytes: 1 << 10,
-	}
+	return Limits{MaxTotalBytes: fuzzBudget}
 }
 
-// checkDecode decodes data, which may be anything: Decode must not panic,
-// and a snapshot it accepts must be valid, encode, and decode to itself.
+// fuzzCeiling is the most one Decode of a fuzzed input may allocate, all
+// told: twice its budget (a byte string or a list of entries grows as its
+// bytes arrive, by doubling), plus Decode's own buffers, mostly the zstd
+// window (up to 8 MiB, as the input declares).
+const fuzzCeiling = 2*fuzzBudget + 10<<20
+
+// totalAlloc returns the bytes allocated so far by the program.
+func totalAlloc() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.TotalAlloc
+}
+
+// checkDecode decodes data, which may be anything: Decode must not panic
+// or allocate more than fuzzCeiling, and a snapshot it accepts must be
+// valid, encode, and decode to itself.
 func checkDecode(t *testing.T, data []byte) {
+	before := totalAlloc()
 	s, err := Decode(bytes.NewReader(data), fuzzLimits())
+	if n := totalAlloc() - before; n > fuzzCeiling {
+		t.Fatalf("Decode of %d bytes allocated %d bytes, more than %d (error: %v)", len(data), n, fuzzCeiling, err)
+	}
 	if err != nil {
 		if s != nil {
 			t.Fatalf("Decode returned a snapshot and the error %v", err)
@@ -55,6 +73,7 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range []*Snapshot{minimalSnapshot(), smallSnapshot()} {
 		f.Add(encode(f, s))
 	}
+	f.Add(stringBomb(f, 1<<20, 400))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkDecode(t, data)
 		if len(data) >= headerSize+checksumSize {
@@ -118,6 +137,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"truncated-body":    small[:headerSize+(len(small)-headerSize)/2],
 		"no-checksum":       small[:len(small)-checksumSize],
 		"trailing-data":     append(bytes.Clone(small), 0),
+		"string-bomb":       stringBomb(t, 1<<20, 400),
 	})
 	writeSeeds(t, "FuzzDecodeBody", map[string][]byte{
 		"minimal":         body(t, minimalSnapshot()),
