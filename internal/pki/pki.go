@@ -9,6 +9,8 @@
 package pki
 
 import (
+	"crypto/x509"
+
 	"github.com/podctl/podctl/internal/errdefs"
 )
 
@@ -25,6 +27,10 @@ func CertFile(name string) string { return name + ".pem" }
 
 // KeyFile returns the file name of NAME's private key.
 func KeyFile(name string) string { return name + "-key.pem" }
+
+// Serial formats cert's serial number the way podctl writes it in logs:
+// lowercase hexadecimal, without leading zeros.
+func Serial(cert *x509.Certificate) string { return cert.SerialNumber.Text(16) }
 
 // ValidateName reports whether name may name an issued certificate:
 // 1 to 63 ASCII letters, digits, '-', '_' or '.', and not "." or "..". It
