@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/pki"
 )
 
 // Client talks to one dock.
@@ -107,12 +108,7 @@ func (c *Client) Hello(ctx context.Context) (*Hello, error) {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		err = unwrapURLError(err)
-		var verr *tls.CertificateVerificationError
-		if msg := err.Error(); errors.As(err, &verr) || strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ") {
-			return nil, errdefs.New(errdefs.Unsupported, "dock %s: mutual TLS authentication failed (certificates of another CA?): %v", c.addr, err)
-		}
-		return nil, errdefs.New(errdefs.Unsupported, "dock %s is unreachable: %v", c.addr, err)
+		return nil, c.connectError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -123,6 +119,31 @@ func (c *Client) Hello(ctx context.Context) (*Hello, error) {
 		return nil, fmt.Errorf("dock %s: hello: %w", c.addr, err)
 	}
 	return &h, nil
+}
+
+// connectError explains the failure of a request that found no
+// connection to the dock. Every such failure is an errdefs.Unsupported
+// error, as is every failure to authenticate: this dock cannot be used
+// with this node's certificates.
+func (c *Client) connectError(err error) error {
+	err = unwrapURLError(err)
+	var revoked *pki.RevokedError
+	if errors.As(err, &revoked) {
+		// The dock's certificate, in our revoked.txt.
+		return errdefs.New(errdefs.Unsupported, "dock %s: %v", c.addr, revoked)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "remote error: tls: bad certificate") {
+		// TLS 1.3 tells a client that its certificate was refused only
+		// after its own side of the handshake, and not why: the dock
+		// logs why ("handshake refused").
+		return errdefs.New(errdefs.Unsupported, "dock %s refused this node's certificate (revoked, or of another CA?): %v", c.addr, err)
+	}
+	var verr *tls.CertificateVerificationError
+	if errors.As(err, &verr) || strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ") {
+		return errdefs.New(errdefs.Unsupported, "dock %s: mutual TLS authentication failed (certificates of another CA?): %v", c.addr, err)
+	}
+	return errdefs.New(errdefs.Unsupported, "dock %s is unreachable: %v", c.addr, err)
 }
 
 func unwrapURLError(err error) error {

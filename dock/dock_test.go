@@ -460,3 +460,76 @@ func TestServeRequiresClientCerts(t *testing.T) {
 		t.Fatalf("Serve with optional client certificates = %v", err)
 	}
 }
+
+// TestRevokedClient checks that a running dock refuses, from its next
+// handshake on, a client whose certificate has been revoked since it
+// started, logs who it refused, and takes the node again once its
+// certificate is issued anew.
+func TestRevokedClient(t *testing.T) {
+	dir := newCluster(t, "dock", "source")
+	var logs logBuffer
+	addr := serveDock(t, &Server{Vessels: noVessels{}, Log: logs.logger()}, dir, "dock")
+	cfg, err := pki.ClientConfig(dir, "source")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	before := NewClient(addr, cfg)
+	defer before.Close()
+	if _, err := before.Hello(ctx); err != nil {
+		t.Fatalf("before revocation: %v", err)
+	}
+	serial := serialOf(t, dir, "source")
+	if err := pki.Revoke(dir, "source"); err != nil {
+		t.Fatal(err)
+	}
+	// A new connection, with the configuration made before.
+	after := NewClient(addr, cfg)
+	defer after.Close()
+	_, err = after.Hello(ctx)
+	if !errdefs.Is(err, errdefs.Unsupported) || !strings.Contains(err.Error(), "refused this node's certificate") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("a revoked client got %v (kind %d), want one Unsupported line saying the dock refused its certificate", err, errdefs.KindOf(err))
+	}
+	t.Logf("refused: %v", err)
+	want := `msg="handshake refused" peer=source serial=` + serial + ` remote=127.0.0.1:`
+	if log := logs.String(); !strings.Contains(log, want) || !strings.Contains(log, `err="certificate of node source (serial `+serial+`) is revoked"`) {
+		t.Errorf("the dock's log does not say it refused the revoked certificate (%s):\n%s", want, log)
+	}
+	// The client's own configuration refuses it too, from now on.
+	if _, err := pki.ClientConfig(dir, "source"); !errdefs.Is(err, errdefs.Unsupported) || !strings.Contains(err.Error(), "is revoked") {
+		t.Errorf("ClientConfig of a revoked certificate = %v", err)
+	}
+	// Issued anew, the node has a certificate of another serial.
+	if err := pki.Issue(dir, "source", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dialDock(t, dir, "source", addr).Hello(ctx); err != nil {
+		t.Fatalf("a node issued anew after its revocation: %v", err)
+	}
+}
+
+// TestRevokedDock checks that a client refuses a dock whose certificate
+// is revoked, at the handshake, with one line that says so.
+func TestRevokedDock(t *testing.T) {
+	dir := newCluster(t, "dock", "source")
+	addr := serveDock(t, &Server{Vessels: noVessels{}}, dir, "dock")
+	cfg, err := pki.ClientConfig(dir, "source")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.Revoke(dir, "dock"); err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(addr, cfg)
+	defer c.Close()
+	_, err = c.Hello(context.Background())
+	want := "dock " + addr + ": certificate of node dock (serial " + serialOf(t, dir, "dock") + ") is revoked"
+	if !errdefs.Is(err, errdefs.Unsupported) || err == nil || err.Error() != want {
+		t.Fatalf("a client of a revoked dock got %v (kind %d), want Unsupported %q", err, errdefs.KindOf(err), want)
+	}
+	t.Logf("refused: %v", err)
+	// The dock cannot start again with it.
+	if _, err := pki.ServerConfig(dir, "dock"); !errdefs.Is(err, errdefs.Unsupported) || !strings.Contains(err.Error(), "is revoked") {
+		t.Errorf("ServerConfig of a revoked certificate = %v", err)
+	}
+}

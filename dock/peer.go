@@ -44,3 +44,29 @@ func (s *Server) logRequests(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// logRefusals returns cfg, for a listener, made to log at warning level
+// every handshake that its VerifyConnection refuses (a revoked
+// certificate), with the peer's identity and address. (Refusals by
+// crypto/tls itself, a certificate of another CA say, come before and go
+// to http.Server's error log, at debug level: a port scanner makes them
+// too, and what such a certificate names proves nothing.)
+func (s *Server) logRefusals(cfg *tls.Config) *tls.Config {
+	if cfg.VerifyConnection == nil || cfg.GetConfigForClient != nil {
+		return cfg
+	}
+	outer := cfg.Clone()
+	outer.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		c := cfg.Clone()
+		remote := hello.Conn.RemoteAddr().String()
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			err := cfg.VerifyConnection(cs)
+			if err != nil {
+				s.Log.Warn("handshake refused", append(peerAttrs(&cs), "remote", remote, "err", err)...)
+			}
+			return err
+		}
+		return c, nil
+	}
+	return outer
+}

@@ -77,6 +77,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	cfg := s.TLS.Clone()
 	cfg.NextProtos = []string{"h2"}
+	cfg = s.logRefusals(cfg)
 	h2 := http2Config()
 	h2.MaxConcurrentStreams = maxStreams
 	srv := &http.Server{

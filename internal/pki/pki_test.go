@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -329,5 +330,133 @@ func TestInvalidHost(t *testing.T) {
 		if err := Issue(dir, "n", []string{h}); !errdefs.Is(err, errdefs.InvalidArgument) {
 			t.Errorf("Issue(host %q) = %v, want InvalidArgument", h, err)
 		}
+	}
+}
+
+func TestRevoke(t *testing.T) {
+	dir := newPKI(t, "a", "b")
+	leafA, err := readCert(filepath.Join(dir, CertFile("a")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second changes nothing
+		if err := Revoke(dir, "a"); err != nil {
+			t.Fatalf("Revoke: %v", err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, RevokedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			entries = append(entries, line)
+		}
+	}
+	if len(entries) != 1 || !strings.HasPrefix(entries[0], Serial(leafA)+" a 20") {
+		t.Fatalf("revoked.txt:\n%s\nwant one line: a's serial, its name, the time", data)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, RevokedFile)); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("revoked.txt: %v, %v; want mode 0644 (it is copied to every node)", fi.Mode(), err)
+	}
+	if err := Revoke(dir, "c"); !errdefs.Is(err, errdefs.NotFound) {
+		t.Errorf("Revoke of a name never issued = %v, want NotFound", err)
+	}
+	if err := Revoke(dir, "../a"); !errdefs.Is(err, errdefs.InvalidName) {
+		t.Errorf("Revoke(../a) = %v, want InvalidName", err)
+	}
+	// The revoked node's own configurations refuse it; b's are fine.
+	for _, f := range []func(string, string) (*tls.Config, error){ServerConfig, ClientConfig} {
+		if _, err := f(dir, "a"); !errdefs.Is(err, errdefs.Unsupported) || !strings.Contains(err.Error(), "certificate of node a (serial "+Serial(leafA)+") is revoked") {
+			t.Errorf("config of a revoked certificate = %v", err)
+		}
+		if _, err := f(dir, "b"); err != nil {
+			t.Errorf("config of b: %v", err)
+		}
+	}
+	// Issued anew, a has another serial and is not revoked.
+	if err := Issue(dir, "a", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ServerConfig(dir, "a"); err != nil {
+		t.Errorf("config of a, issued anew: %v", err)
+	}
+}
+
+// TestRevokedHandshake checks both sides: a dock refuses a revoked client
+// and a client a revoked dock, each noticing a revocation made after its
+// configuration was built.
+func TestRevokedHandshake(t *testing.T) {
+	dir := newPKI(t, "dock", "sender")
+	server, client := mustServer(t, dir, "dock"), mustClient(t, dir, "sender")
+	if serr, cerr := handshake(t, server, client); serr != nil || cerr != nil {
+		t.Fatalf("before revocation: server %v, client %v", serr, cerr)
+	}
+	if err := Revoke(dir, "sender"); err != nil {
+		t.Fatal(err)
+	}
+	var revoked *RevokedError
+	serr, cerr := handshake(t, server, client)
+	if !errors.As(serr, &revoked) || revoked.Name != "sender" || cerr == nil {
+		t.Fatalf("revoked client: server %v, client %v; want the server to refuse it as revoked", serr, cerr)
+	}
+
+	dir = newPKI(t, "dock", "sender")
+	server, client = mustServer(t, dir, "dock"), mustClient(t, dir, "sender")
+	if err := Revoke(dir, "dock"); err != nil {
+		t.Fatal(err)
+	}
+	serr, cerr = handshake(t, server, client)
+	if !errors.As(cerr, &revoked) || revoked.Name != "dock" || serr == nil {
+		t.Fatalf("revoked dock: server %v, client %v; want the client to refuse it as revoked", serr, cerr)
+	}
+	if want := "certificate of node dock (serial " + revoked.Serial + ") is revoked"; cerr.Error() != want {
+		t.Errorf("client error %q, want %q", cerr, want)
+	}
+}
+
+// TestRevokedList checks how revoked.txt is read: comments and blank
+// lines ignored, serials in either case, changes noticed without a new
+// configuration, and a list that cannot be read refusing every peer.
+func TestRevokedList(t *testing.T) {
+	dir := newPKI(t, "dock", "sender")
+	leaf, err := readCert(filepath.Join(dir, CertFile("sender")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, client := mustServer(t, dir, "dock"), mustClient(t, dir, "sender")
+	path := filepath.Join(dir, RevokedFile)
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("# nothing yet\n\n")
+	if serr, cerr := handshake(t, server, client); serr != nil || cerr != nil {
+		t.Fatalf("empty list: server %v, client %v", serr, cerr)
+	}
+	// An operator's edit, the serial in capitals as openssl prints it.
+	write("# revoked by hand\n  " + strings.ToUpper(Serial(leaf)) + "   sender\n")
+	var revoked *RevokedError
+	if serr, _ := handshake(t, server, client); !errors.As(serr, &revoked) {
+		t.Fatalf("after an edit of the list: server %v, want the sender refused", serr)
+	}
+	write("")
+	if serr, cerr := handshake(t, server, client); serr != nil || cerr != nil {
+		t.Fatalf("after the list was emptied: server %v, client %v", serr, cerr)
+	}
+	write("not-hex sender\n")
+	// The client reads the same list, and checks first.
+	serr, cerr := handshake(t, server, client)
+	if serr == nil || cerr == nil || !strings.Contains(cerr.Error(), RevokedFile+":1:") {
+		t.Fatalf("malformed list: server %v, client %v; want a refusal naming the line", serr, cerr)
+	}
+	if _, err := ServerConfig(dir, "dock"); !errdefs.Is(err, errdefs.InvalidArgument) {
+		t.Errorf("ServerConfig with a malformed list = %v, want InvalidArgument", err)
+	}
+	if err := Revoke(dir, "dock"); !errdefs.Is(err, errdefs.InvalidArgument) {
+		t.Errorf("Revoke into a malformed list = %v, want InvalidArgument", err)
 	}
 }
