@@ -23,6 +23,7 @@ import (
 // Client talks to one dock.
 type Client struct {
 	addr string
+	tls  *tls.Config
 	http *http.Client
 
 	mu    sync.Mutex
@@ -35,6 +36,7 @@ func NewClient(addr string, tlsConfig *tls.Config) *Client {
 	c := &Client{addr: addr}
 	cfg := tlsConfig.Clone()
 	cfg.NextProtos = []string{"h2"}
+	c.tls = cfg
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
 	tr := &http.Transport{
 		TLSClientConfig:     cfg,
@@ -108,7 +110,7 @@ func (c *Client) Hello(ctx context.Context) (*Hello, error) {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.connectError(err)
+		return nil, c.connectError(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -125,8 +127,15 @@ func (c *Client) Hello(ctx context.Context) (*Hello, error) {
 // connection to the dock. Every such failure is an errdefs.Unsupported
 // error, as is every failure to authenticate: this dock cannot be used
 // with this node's certificates.
-func (c *Client) connectError(err error) error {
+func (c *Client) connectError(ctx context.Context, err error) error {
 	err = unwrapURLError(err)
+	if !isTLSError(err) && !isDialError(err) {
+		// The connection was made and then lost without a word (the
+		// HTTP/2 transport does not keep why): ask again.
+		if perr := c.probe(ctx); perr != nil {
+			err = perr
+		}
+	}
 	var revoked *pki.RevokedError
 	if errors.As(err, &revoked) {
 		// The dock's certificate, in our revoked.txt.
@@ -139,11 +148,55 @@ func (c *Client) connectError(err error) error {
 		// logs why ("handshake refused").
 		return errdefs.New(errdefs.Unsupported, "dock %s refused this node's certificate (revoked, or of another CA?): %v", c.addr, err)
 	}
-	var verr *tls.CertificateVerificationError
-	if errors.As(err, &verr) || strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ") {
+	if isTLSError(err) {
 		return errdefs.New(errdefs.Unsupported, "dock %s: mutual TLS authentication failed (certificates of another CA?): %v", c.addr, err)
 	}
 	return errdefs.New(errdefs.Unsupported, "dock %s is unreachable: %v", c.addr, err)
+}
+
+// isTLSError reports whether err is a failure of TLS: a handshake, a
+// certificate, an alert from the peer.
+func isTLSError(err error) bool {
+	var verr *tls.CertificateVerificationError
+	msg := err.Error()
+	return errors.As(err, &verr) || strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ")
+}
+
+// isDialError reports whether err is a failure to open a TCP connection.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// probe connects to the dock and reads what it sends first, to explain a
+// connection lost before its first request: it returns the TLS error that
+// the dock's answer is, if it is one, and nil otherwise. In TLS 1.3 a
+// dock refuses a client's certificate after the client's side of the
+// handshake has ended, with an alert the client reads with the dock's
+// first bytes. When the HTTP/2 transport reads it before its first
+// request has claimed the connection, it reports only "client conn could
+// not be established"; and a dock that closes a connection with unread
+// data (the transport's preface) resets it, which may destroy the alert.
+// The probe writes nothing after its handshake and reads the alert
+// itself. (The dock logs the refusal of both connections.)
+func (c *Client) probe(ctx context.Context) error {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: c.tls}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		if isTLSError(err) {
+			return err
+		}
+		return nil
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	conn.SetReadDeadline(deadline)
+	if _, err := conn.Read(make([]byte, 1)); err != nil && isTLSError(err) {
+		return err
+	}
+	return nil
 }
 
 func unwrapURLError(err error) error {
