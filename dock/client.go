@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -31,11 +32,21 @@ type Client struct {
 }
 
 // NewClient returns a client for the dock at addr (host:port), presenting
-// the certificate in tlsConfig (pki.ClientConfig).
+// the certificate in tlsConfig (pki.ClientConfig). Unless tlsConfig names
+// a ServerName, the dock's certificate must be valid for addr's host.
 func NewClient(addr string, tlsConfig *tls.Config) *Client {
 	c := &Client{addr: addr}
 	cfg := tlsConfig.Clone()
 	cfg.NextProtos = []string{"h2"}
+	if cfg.ServerName == "" {
+		// net/http would do the same; said here, since it is what
+		// keeps a node from posing as another's dock.
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		cfg.ServerName = host
+	}
 	c.tls = cfg
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
 	tr := &http.Transport{
@@ -141,6 +152,11 @@ func (c *Client) connectError(ctx context.Context, err error) error {
 		// The dock's certificate, in our revoked.txt.
 		return errdefs.New(errdefs.Unsupported, "dock %s: %v", c.addr, revoked)
 	}
+	var hostErr x509.HostnameError
+	if errors.As(err, &hostErr) {
+		return errdefs.New(errdefs.Unsupported, "dock %s: dock certificate is not valid for %s: %s",
+			c.addr, hostErr.Host, certHosts(hostErr.Certificate, hostErr.Host))
+	}
 	msg := err.Error()
 	if strings.Contains(msg, "remote error: tls: bad certificate") {
 		// TLS 1.3 tells a client that its certificate was refused only
@@ -197,6 +213,21 @@ func (c *Client) probe(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// certHosts says whom a dock's certificate is for, and what to do to
+// reach it as host.
+func certHosts(cert *x509.Certificate, host string) string {
+	var names []string
+	for _, ip := range cert.IPAddresses {
+		names = append(names, ip.String())
+	}
+	names = append(names, cert.DNSNames...)
+	fix := "issue it with --host " + host
+	if len(names) == 0 {
+		return fmt.Sprintf("node %s's certificate names no host: %s", cert.Subject.CommonName, fix)
+	}
+	return fmt.Sprintf("node %s's certificate is for %s: name the dock so, or %s", cert.Subject.CommonName, strings.Join(names, ", "), fix)
 }
 
 func unwrapURLError(err error) error {

@@ -533,3 +533,27 @@ func TestRevokedDock(t *testing.T) {
 		t.Errorf("ServerConfig of a revoked certificate = %v", err)
 	}
 }
+
+// TestDockHost checks that a client takes a dock only if its certificate
+// is valid for the host the client was told: one node cannot pose as
+// another's dock with its own CA-signed certificate. A certificate for
+// every host of a cluster, as the end-to-end tests issue, is valid.
+func TestDockHost(t *testing.T) {
+	dir := newCluster(t, "source")
+	if err := pki.Issue(dir, "impostor", []string{"192.0.2.11", "elsewhere.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.Issue(dir, "cluster", []string{"192.0.2.10", "127.0.0.1", "192.0.2.12"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	addr := serveDock(t, &Server{Vessels: noVessels{}}, dir, "impostor")
+	_, err := dialDock(t, dir, "source", addr).Hello(ctx)
+	want := "dock " + addr + ": dock certificate is not valid for 127.0.0.1: node impostor's certificate is for 192.0.2.11, elsewhere.example: name the dock so, or issue it with --host 127.0.0.1"
+	if !errdefs.Is(err, errdefs.Unsupported) || err == nil || err.Error() != want {
+		t.Fatalf("a dock with a certificate for another host: %v (kind %d), want Unsupported %q", err, errdefs.KindOf(err), want)
+	}
+	if _, err := dialDock(t, dir, "source", serveDock(t, &Server{Vessels: noVessels{}}, dir, "cluster")).Hello(ctx); err != nil {
+		t.Fatalf("a dock with a certificate for the cluster's hosts: %v", err)
+	}
+}

@@ -130,7 +130,7 @@ func pkiCommand() *cobra.Command {
 		Args:  exactArgs(2, "a directory and a certificate name"),
 		RunE:  func(c *cobra.Command, args []string) error { return pki.Issue(args[0], args[1], hosts) },
 	}
-	issue.Flags().StringSliceVar(&hosts, "host", nil, "DNS name or IP address the node is reached at (repeatable)")
+	issue.Flags().StringSliceVar(&hosts, "host", nil, "DNS name or IP address the node is reached at (repeatable): migrate --to HOST:PORT takes its dock only if HOST is one of them")
 	revoke := &cobra.Command{
 		Use:   "revoke DIR NAME",
 		Short: "Revoke the certificate NAME.pem in DIR: docks and migrate refuse it",
