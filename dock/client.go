@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,11 +18,13 @@ import (
 	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/pki"
 )
 
 // Client talks to one dock.
 type Client struct {
 	addr string
+	tls  *tls.Config
 	http *http.Client
 
 	mu    sync.Mutex
@@ -29,11 +32,22 @@ type Client struct {
 }
 
 // NewClient returns a client for the dock at addr (host:port), presenting
-// the certificate in tlsConfig (pki.ClientConfig).
+// the certificate in tlsConfig (pki.ClientConfig). Unless tlsConfig names
+// a ServerName, the dock's certificate must be valid for addr's host.
 func NewClient(addr string, tlsConfig *tls.Config) *Client {
 	c := &Client{addr: addr}
 	cfg := tlsConfig.Clone()
 	cfg.NextProtos = []string{"h2"}
+	if cfg.ServerName == "" {
+		// net/http would do the same; said here, since it is what
+		// keeps a node from posing as another's dock.
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		cfg.ServerName = host
+	}
+	c.tls = cfg
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
 	tr := &http.Transport{
 		TLSClientConfig:     cfg,
@@ -107,12 +121,7 @@ func (c *Client) Hello(ctx context.Context) (*Hello, error) {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		err = unwrapURLError(err)
-		var verr *tls.CertificateVerificationError
-		if msg := err.Error(); errors.As(err, &verr) || strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ") {
-			return nil, errdefs.New(errdefs.Unsupported, "dock %s: mutual TLS authentication failed (certificates of another CA?): %v", c.addr, err)
-		}
-		return nil, errdefs.New(errdefs.Unsupported, "dock %s is unreachable: %v", c.addr, err)
+		return nil, c.connectError(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -123,6 +132,102 @@ func (c *Client) Hello(ctx context.Context) (*Hello, error) {
 		return nil, fmt.Errorf("dock %s: hello: %w", c.addr, err)
 	}
 	return &h, nil
+}
+
+// connectError explains the failure of a request that found no
+// connection to the dock. Every such failure is an errdefs.Unsupported
+// error, as is every failure to authenticate: this dock cannot be used
+// with this node's certificates.
+func (c *Client) connectError(ctx context.Context, err error) error {
+	err = unwrapURLError(err)
+	if !isTLSError(err) && !isDialError(err) {
+		// The connection was made and then lost without a word (the
+		// HTTP/2 transport does not keep why): ask again.
+		if perr := c.probe(ctx); perr != nil {
+			err = perr
+		}
+	}
+	var revoked *pki.RevokedError
+	if errors.As(err, &revoked) {
+		// The dock's certificate, in our revoked.txt.
+		return errdefs.New(errdefs.Unsupported, "dock %s: %v", c.addr, revoked)
+	}
+	var hostErr x509.HostnameError
+	if errors.As(err, &hostErr) {
+		return errdefs.New(errdefs.Unsupported, "dock %s: dock certificate is not valid for %s: %s",
+			c.addr, hostErr.Host, certHosts(hostErr.Certificate, hostErr.Host))
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "remote error: tls: bad certificate") {
+		// TLS 1.3 tells a client that its certificate was refused only
+		// after its own side of the handshake, and not why: the dock
+		// logs why ("handshake refused").
+		return errdefs.New(errdefs.Unsupported, "dock %s refused this node's certificate (revoked, or of another CA?): %v", c.addr, err)
+	}
+	if isTLSError(err) {
+		return errdefs.New(errdefs.Unsupported, "dock %s: mutual TLS authentication failed (certificates of another CA?): %v", c.addr, err)
+	}
+	return errdefs.New(errdefs.Unsupported, "dock %s is unreachable: %v", c.addr, err)
+}
+
+// isTLSError reports whether err is a failure of TLS: a handshake, a
+// certificate, an alert from the peer.
+func isTLSError(err error) bool {
+	var verr *tls.CertificateVerificationError
+	msg := err.Error()
+	return errors.As(err, &verr) || strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ")
+}
+
+// isDialError reports whether err is a failure to open a TCP connection.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// probe connects to the dock and reads what it sends first, to explain a
+// connection lost before its first request: it returns the TLS error that
+// the dock's answer is, if it is one, and nil otherwise. In TLS 1.3 a
+// dock refuses a client's certificate after the client's side of the
+// handshake has ended, with an alert the client reads with the dock's
+// first bytes. When the HTTP/2 transport reads it before its first
+// request has claimed the connection, it reports only "client conn could
+// not be established"; and a dock that closes a connection with unread
+// data (the transport's preface) resets it, which may destroy the alert.
+// The probe writes nothing after its handshake and reads the alert
+// itself. (The dock logs the refusal of both connections.)
+func (c *Client) probe(ctx context.Context) error {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: c.tls}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		if isTLSError(err) {
+			return err
+		}
+		return nil
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	conn.SetReadDeadline(deadline)
+	if _, err := conn.Read(make([]byte, 1)); err != nil && isTLSError(err) {
+		return err
+	}
+	return nil
+}
+
+// certHosts says whom a dock's certificate is for, and what to do to
+// reach it as host.
+func certHosts(cert *x509.Certificate, host string) string {
+	var names []string
+	for _, ip := range cert.IPAddresses {
+		names = append(names, ip.String())
+	}
+	names = append(names, cert.DNSNames...)
+	fix := "issue it with --host " + host
+	if len(names) == 0 {
+		return fmt.Sprintf("node %s's certificate names no host: %s", cert.Subject.CommonName, fix)
+	}
+	return fmt.Sprintf("node %s's certificate is for %s: name the dock so, or %s", cert.Subject.CommonName, strings.Join(names, ", "), fix)
 }
 
 func unwrapURLError(err error) error {

@@ -3,12 +3,18 @@ package dock
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +26,33 @@ import (
 // podctl's (migrate.NativeReceiver, migrate.VesselReceiver): what is under
 // test is the wire, real TLS and HTTP/2 included.
 
-// startDock serves s on a loopback port with a fresh cluster's
-// certificates and returns a client of it.
-func startDock(t *testing.T, s *Server) *Client {
+// newCluster makes a CA in a fresh directory and issues a certificate
+// valid for 127.0.0.1 to each of names.
+func newCluster(t *testing.T, names ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := pki.Init(dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"dock", "source"} {
+	for _, name := range names {
 		if err := pki.Issue(dir, name, []string{"127.0.0.1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return dir
+}
+
+// serveDock serves s on a loopback port with dir's certificate name and
+// returns its address. A nil s.Log discards.
+func serveDock(t *testing.T, s *Server, dir, name string) string {
+	t.Helper()
 	var err error
-	if s.TLS, err = pki.ServerConfig(dir, "dock"); err != nil {
+	if s.TLS, err = pki.ServerConfig(dir, name); err != nil {
 		t.Fatal(err)
 	}
-	s.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if s.Log == nil {
+		s.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -51,13 +66,83 @@ func startDock(t *testing.T, s *Server) *Client {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	cfg, err := pki.ClientConfig(dir, "source")
+	return ln.Addr().String()
+}
+
+// dialDock returns a client of the dock at addr presenting dir's
+// certificate name.
+func dialDock(t *testing.T, dir, name, addr string) *Client {
+	t.Helper()
+	cfg, err := pki.ClientConfig(dir, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewClient(ln.Addr().String(), cfg)
+	c := NewClient(addr, cfg)
 	t.Cleanup(c.Close)
 	return c
+}
+
+// startDock serves s on a loopback port with a fresh cluster's
+// certificates and returns a client of it.
+func startDock(t *testing.T, s *Server) *Client {
+	t.Helper()
+	dir := newCluster(t, "dock", "source")
+	return dialDock(t, dir, "source", serveDock(t, s, dir, "dock"))
+}
+
+// logBuffer collects a dock's log lines; the dock writes them from its
+// handlers' goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// logger returns a logger writing to b.
+func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+
+// serialOf returns the serial number of dir's certificate name, as podctl
+// logs it.
+func serialOf(t *testing.T, dir, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, pki.CertFile(name)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		t.Fatalf("%s: no PEM", name)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki.Serial(c)
+}
+
+// wantRequestLogged fails unless the log has a request line for path
+// naming the peer by its certificate's name and serial.
+func wantRequestLogged(t *testing.T, log, path, peer, serial string) {
+	t.Helper()
+	for _, line := range strings.Split(log, "\n") {
+		line += " "
+		if strings.Contains(line, "msg=request ") && strings.Contains(line, " path="+path+" ") &&
+			strings.Contains(line, " peer="+peer+" ") && strings.Contains(line, " serial="+serial+" ") {
+			return
+		}
+	}
+	t.Errorf("no request line for %s by peer=%s serial=%s in the dock's log:\n%s", path, peer, serial, log)
 }
 
 // echoPods receives a native pod by reading its whole archive, and pages
@@ -101,9 +186,14 @@ func (e *echoPods) ReceivePod(ctx context.Context, t *PodTransfer) error {
 	return t.Restored("p-"+t.Name, "10.88.0.9", 42*time.Millisecond)
 }
 
+// TestSendPod sends a pod through a real dock, archive and page tunnel,
+// and checks that the dock logged every request with the identity of the
+// peer that made it.
 func TestSendPod(t *testing.T) {
 	pods := &echoPods{pages: make(chan []byte, 1)}
-	c := startDock(t, &Server{Pods: pods, Vessels: noVessels{}})
+	dir := newCluster(t, "dock", "source")
+	var logs logBuffer
+	c := dialDock(t, dir, "source", serveDock(t, &Server{Pods: pods, Vessels: noVessels{}, Log: logs.logger()}, dir, "dock"))
 	ctx := context.Background()
 	h, err := c.Hello(ctx)
 	if err != nil {
@@ -154,6 +244,10 @@ func TestSendPod(t *testing.T) {
 	}
 	if a, p := send.Sent(); a != int64(len("manifest;images")) || p != int64(len(page)) {
 		t.Fatalf("Sent() = %d, %d", a, p)
+	}
+	serial := serialOf(t, dir, "source")
+	for _, path := range []string{pathHello, pathPods, pathPages} {
+		wantRequestLogged(t, logs.String(), path, "source", serial)
 	}
 }
 
@@ -220,9 +314,13 @@ func (k *keepVessels) RemoveVessel(_ context.Context, name string) error {
 	return nil
 }
 
+// TestSendVessel sends a vessel's snapshot through a real dock and checks
+// that the dock logged each request with the identity of the peer.
 func TestSendVessel(t *testing.T) {
 	v := &keepVessels{module: [32]byte{1}}
-	c := startDock(t, &Server{Vessels: v})
+	dir := newCluster(t, "dock", "source")
+	var logs logBuffer
+	c := dialDock(t, dir, "source", serveDock(t, &Server{Vessels: v, Log: logs.logger()}, dir, "dock"))
 	ctx := context.Background()
 	if !c.HasModule(ctx, [32]byte{1}) || c.HasModule(ctx, [32]byte{2}) {
 		t.Fatal("HasModule does not answer what the receiver has")
@@ -237,6 +335,13 @@ func TestSendVessel(t *testing.T) {
 	}
 	if v.removed != "" {
 		t.Fatalf("the dock removed %s although the source heard of it", v.removed)
+	}
+	serial := serialOf(t, dir, "source")
+	for _, path := range []string{pathModules + hex.EncodeToString(v.module[:]), pathVessels} {
+		wantRequestLogged(t, logs.String(), path, "source", serial)
+	}
+	if !strings.Contains(logs.String(), "msg=\"vessel restored\" peer=source serial="+serial+" ") {
+		t.Errorf("the vessel's restore is not logged with its peer:\n%s", logs.String())
 	}
 }
 
@@ -332,5 +437,123 @@ func TestSilentPeers(t *testing.T) {
 		if _, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("silent peer %d: %v, want the dock to have closed the connection", i, err)
 		}
+	}
+}
+
+// TestServeRequiresClientCerts checks that a dock refuses to serve with a
+// TLS configuration that would let a peer in without a certificate: its
+// log could not say who did what.
+func TestServeRequiresClientCerts(t *testing.T) {
+	dir := newCluster(t, "dock")
+	cfg, err := pki.ServerConfig(dir, "dock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s := &Server{Vessels: noVessels{}, TLS: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := s.Serve(context.Background(), ln); err == nil || !strings.Contains(err.Error(), "client certificates") {
+		t.Fatalf("Serve with optional client certificates = %v", err)
+	}
+}
+
+// TestRevokedClient checks that a running dock refuses, from its next
+// handshake on, a client whose certificate has been revoked since it
+// started, logs who it refused, and takes the node again once its
+// certificate is issued anew.
+func TestRevokedClient(t *testing.T) {
+	dir := newCluster(t, "dock", "source")
+	var logs logBuffer
+	addr := serveDock(t, &Server{Vessels: noVessels{}, Log: logs.logger()}, dir, "dock")
+	cfg, err := pki.ClientConfig(dir, "source")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	before := NewClient(addr, cfg)
+	defer before.Close()
+	if _, err := before.Hello(ctx); err != nil {
+		t.Fatalf("before revocation: %v", err)
+	}
+	serial := serialOf(t, dir, "source")
+	if err := pki.Revoke(dir, "source"); err != nil {
+		t.Fatal(err)
+	}
+	// A new connection, with the configuration made before.
+	after := NewClient(addr, cfg)
+	defer after.Close()
+	_, err = after.Hello(ctx)
+	if !errdefs.Is(err, errdefs.Unsupported) || !strings.Contains(err.Error(), "refused this node's certificate") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("a revoked client got %v (kind %d), want one Unsupported line saying the dock refused its certificate", err, errdefs.KindOf(err))
+	}
+	t.Logf("refused: %v", err)
+	want := `msg="handshake refused" peer=source serial=` + serial + ` remote=127.0.0.1:`
+	if log := logs.String(); !strings.Contains(log, want) || !strings.Contains(log, `err="certificate of node source (serial `+serial+`) is revoked"`) {
+		t.Errorf("the dock's log does not say it refused the revoked certificate (%s):\n%s", want, log)
+	}
+	// The client's own configuration refuses it too, from now on.
+	if _, err := pki.ClientConfig(dir, "source"); !errdefs.Is(err, errdefs.Unsupported) || !strings.Contains(err.Error(), "is revoked") {
+		t.Errorf("ClientConfig of a revoked certificate = %v", err)
+	}
+	// Issued anew, the node has a certificate of another serial.
+	if err := pki.Issue(dir, "source", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dialDock(t, dir, "source", addr).Hello(ctx); err != nil {
+		t.Fatalf("a node issued anew after its revocation: %v", err)
+	}
+}
+
+// TestRevokedDock checks that a client refuses a dock whose certificate
+// is revoked, at the handshake, with one line that says so.
+func TestRevokedDock(t *testing.T) {
+	dir := newCluster(t, "dock", "source")
+	addr := serveDock(t, &Server{Vessels: noVessels{}}, dir, "dock")
+	cfg, err := pki.ClientConfig(dir, "source")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.Revoke(dir, "dock"); err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(addr, cfg)
+	defer c.Close()
+	_, err = c.Hello(context.Background())
+	want := "dock " + addr + ": certificate of node dock (serial " + serialOf(t, dir, "dock") + ") is revoked"
+	if !errdefs.Is(err, errdefs.Unsupported) || err == nil || err.Error() != want {
+		t.Fatalf("a client of a revoked dock got %v (kind %d), want Unsupported %q", err, errdefs.KindOf(err), want)
+	}
+	t.Logf("refused: %v", err)
+	// The dock cannot start again with it.
+	if _, err := pki.ServerConfig(dir, "dock"); !errdefs.Is(err, errdefs.Unsupported) || !strings.Contains(err.Error(), "is revoked") {
+		t.Errorf("ServerConfig of a revoked certificate = %v", err)
+	}
+}
+
+// TestDockHost checks that a client takes a dock only if its certificate
+// is valid for the host the client was told: one node cannot pose as
+// another's dock with its own CA-signed certificate. A certificate for
+// every host of a cluster, as the end-to-end tests issue, is valid.
+func TestDockHost(t *testing.T) {
+	dir := newCluster(t, "source")
+	if err := pki.Issue(dir, "impostor", []string{"192.0.2.11", "elsewhere.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.Issue(dir, "cluster", []string{"192.0.2.10", "127.0.0.1", "192.0.2.12"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	addr := serveDock(t, &Server{Vessels: noVessels{}}, dir, "impostor")
+	_, err := dialDock(t, dir, "source", addr).Hello(ctx)
+	want := "dock " + addr + ": dock certificate is not valid for 127.0.0.1: node impostor's certificate is for 192.0.2.11, elsewhere.example: name the dock so, or issue it with --host 127.0.0.1"
+	if !errdefs.Is(err, errdefs.Unsupported) || err == nil || err.Error() != want {
+		t.Fatalf("a dock with a certificate for another host: %v (kind %d), want Unsupported %q", err, errdefs.KindOf(err), want)
+	}
+	if _, err := dialDock(t, dir, "source", serveDock(t, &Server{Vessels: noVessels{}}, dir, "cluster")).Hello(ctx); err != nil {
+		t.Fatalf("a dock with a certificate for the cluster's hosts: %v", err)
 	}
 }

@@ -173,7 +173,7 @@ func (s *Server) receivePod(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush()
 	}
-	log := s.Log.With("session", id)
+	log := s.requestLog(r).With("session", id)
 	fail := func(err error) {
 		log.Warn("receive failed", "err", err)
 		send(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})

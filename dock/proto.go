@@ -2,8 +2,8 @@
 // receives pods (Server) and the client side of `podctl migrate` (Migrate).
 //
 // Docks speak HTTP/2 over mutual TLS (see internal/pki): a peer without a
-// certificate signed by the cluster's CA is refused during the TLS
-// handshake, before a byte of any archive is read. One migration uses
+// certificate signed by the cluster's CA, or with a revoked one, is
+// refused during the TLS handshake, before a byte of any archive is read. One migration uses
 // three requests on one connection:
 //
 //	GET  /v1/hello                   what the dock is (ISA, CRIU, CPU features)

@@ -29,7 +29,9 @@ type Server struct {
 	Vessels VesselReceiver
 	// TLS must require and verify client certificates (pki.ServerConfig).
 	TLS *tls.Config
-	// Log receives one line per migration.
+	// Log receives one line per request, naming the peer that made it
+	// (its certificate's node name and serial number), and the
+	// migrations' own lines.
 	Log *slog.Logger
 	// HandshakeTimeout bounds the TLS handshake and the reading of a
 	// request's headers (0: DefaultHandshakeTimeout): a peer that does
@@ -55,10 +57,15 @@ const (
 	idleTimeout = 2 * time.Minute
 )
 
-// Serve accepts connections on ln until ctx ends.
+// Serve accepts connections on ln until ctx ends. It refuses a TLS
+// configuration that does not require and verify client certificates.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.Log == nil {
 		s.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if s.TLS == nil || s.TLS.ClientAuth != tls.RequireAndVerifyClientCert {
+		ln.Close()
+		return errors.New("dock: the TLS configuration must require and verify client certificates (pki.ServerConfig)")
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+pathHello, s.hello)
@@ -70,10 +77,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	cfg := s.TLS.Clone()
 	cfg.NextProtos = []string{"h2"}
+	cfg = s.logRefusals(cfg)
 	h2 := http2Config()
 	h2.MaxConcurrentStreams = maxStreams
 	srv := &http.Server{
-		Handler:   mux,
+		Handler:   s.logRequests(mux),
 		TLSConfig: cfg,
 		// net/http bounds the TLS handshake by this too.
 		ReadHeaderTimeout: cmp.Or(s.HandshakeTimeout, DefaultHandshakeTimeout),

@@ -61,21 +61,22 @@ func (s *Server) hasModule(w http.ResponseWriter, r *http.Request) {
 func (s *Server) receiveVessel(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	name := r.URL.Query().Get("name")
+	log := s.requestLog(r)
 	counted := &byteCounter{r: r.Body}
 	pod, restore, err := s.Vessels.ReceiveVessel(r.Context(), counted, r.ContentLength, name)
 	if err != nil {
-		s.Log.Warn("vessel receive failed", "pod", name, "err", err)
+		log.Warn("vessel receive failed", "pod", name, "err", err)
 		json.NewEncoder(w).Encode(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})
 		return
 	}
 	if err := json.NewEncoder(w).Encode(Event{Type: EventRestored, Pod: pod, Restore: restore, Bytes: counted.n}); err != nil {
 		// The source cannot know the vessel runs here and will resume
 		// its own: this one must go.
-		s.Log.Warn("source went away before learning of the restore; removing the vessel", "pod", pod, "err", err)
+		log.Warn("source went away before learning of the restore; removing the vessel", "pod", pod, "err", err)
 		s.Vessels.RemoveVessel(context.WithoutCancel(r.Context()), pod)
 		return
 	}
-	s.Log.Info("vessel restored", "pod", pod, "restore", restore, "bytes", counted.n)
+	log.Info("vessel restored", "pod", pod, "restore", restore, "bytes", counted.n)
 }
 
 // byteCounter counts the bytes read through it.

@@ -14,16 +14,6 @@ import (
 	"github.com/podctl/podctl/test/harness"
 )
 
-// newPKI makes a CA and the "node" certificate every dock and client of a
-// test uses.
-func newPKI(t testing.TB, h *harness.Host) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "pki")
-	h.MustPodctl("pki", "init", dir)
-	h.MustPodctl("pki", "issue", dir, "node")
-	return dir
-}
-
 // tcpClient is the client namespace's long-lived connection to a pod.
 type tcpClient struct {
 	cmd            *exec.Cmd
@@ -86,7 +76,7 @@ func (c *tcpClient) finish(t testing.TB) {
 // at the end.
 func migrateAround(t *testing.T, live bool) {
 	lan := harness.NewLAN(t, podctlBin, 3)
-	pki := newPKI(t, lan.Hosts[0])
+	pki := lan.PKI(t) // a dock's certificate must name the address migrate --to names
 	for i := range lan.Hosts {
 		lan.StartDock(t, i, pki)
 	}

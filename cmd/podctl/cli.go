@@ -111,14 +111,14 @@ const pkiEnv = "PODCTL_PKI"
 type pkiFlags struct{ dir, name string }
 
 func (p *pkiFlags) register(c *cobra.Command) {
-	c.Flags().StringVar(&p.dir, "pki", defaultPKIDir(), "directory with ca.pem and this node's certificate (env PODCTL_PKI; see podctl pki)")
+	c.Flags().StringVar(&p.dir, "pki", defaultPKIDir(), "directory with ca.pem, revoked.txt and this node's certificate (env PODCTL_PKI; see podctl pki)")
 	c.Flags().StringVar(&p.name, "cert", "node", "name of this node's certificate in the --pki directory (NAME.pem, NAME-key.pem)")
 }
 
 func pkiCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "pki",
-		Short: "Create the certificates docks and migrate authenticate each other with",
+		Short: "Create and revoke the certificates docks and migrate authenticate each other with",
 	}
 	initCmd := &cobra.Command{
 		Use:   "init DIR",
@@ -133,8 +133,20 @@ func pkiCommand() *cobra.Command {
 		Args:  exactArgs(2, "a directory and a certificate name"),
 		RunE:  func(c *cobra.Command, args []string) error { return pki.Issue(args[0], args[1], hosts) },
 	}
-	issue.Flags().StringSliceVar(&hosts, "host", nil, "DNS name or IP address the node is reached at (repeatable)")
-	c.AddCommand(initCmd, issue)
+	issue.Flags().StringSliceVar(&hosts, "host", nil, "DNS name or IP address the node is reached at (repeatable): migrate --to HOST:PORT takes its dock only if HOST is one of them")
+	revoke := &cobra.Command{
+		Use:   "revoke DIR NAME",
+		Short: "Revoke the certificate NAME.pem in DIR: docks and migrate refuse it",
+		Long: `Revoke adds the serial number of the certificate in DIR/NAME.pem to
+DIR/revoked.txt. Docks and migrate refuse a certificate listed in the
+revoked.txt of their --pki directory, at the handshake; a running dock
+reads the list again when it changes. Copy revoked.txt to every node's
+PKI directory, like ca.pem. Revoke before issuing NAME anew, which
+replaces NAME.pem.`,
+		Args: exactArgs(2, "a directory and a certificate name"),
+		RunE: func(c *cobra.Command, args []string) error { return pki.Revoke(args[0], args[1]) },
+	}
+	c.AddCommand(initCmd, issue, revoke)
 	return c
 }
 

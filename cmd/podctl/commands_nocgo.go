@@ -173,7 +173,7 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 			return printMigration(c, res, err, asJSON)
 		},
 	}
-	c.Flags().StringVar(&to, "to", "", "address (HOST:PORT) of the destination dock")
+	c.Flags().StringVar(&to, "to", "", "address (HOST:PORT) of the destination dock, whose certificate must be issued for HOST (pki issue --host)")
 	c.Flags().StringVar(&via, "via", "auto", "migration path: wasm or auto")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	tls.register(c)

@@ -52,7 +52,7 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 			return printMigration(c, res, err, asJSON)
 		},
 	}
-	c.Flags().StringVar(&to, "to", "", "address (HOST:PORT) of the destination dock")
+	c.Flags().StringVar(&to, "to", "", "address (HOST:PORT) of the destination dock, whose certificate must be issued for HOST (pki issue --host)")
 	c.Flags().StringVar(&via, "via", "auto", "migration path: criu, wasm or auto (criu on a dock of this host's ISA, the portable snapshot of a Wasm vessel on any other)")
 	c.Flags().BoolVar(&live, "live", false, "post-copy: resume the pod at the destination before its memory has arrived")
 	c.Flags().StringVar(&name, "name", "", "name of the pod at the destination (default: unchanged)")

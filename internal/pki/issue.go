@@ -21,7 +21,8 @@ import (
 // and writes them to dir as NAME-key.pem (mode 0600) and NAME.pem. The
 // certificate is valid for one year, for both TLS server and client
 // authentication, with hosts as its subject alternative names: each host
-// is an IP address or a DNS name. An existing certificate for name is
+// is an IP address or a DNS name. A client takes the node's dock only at
+// one of them (see ClientConfig). An existing certificate for name is
 // replaced (this is how one renews it).
 //
 // The CA key must be in dir: Issue runs on the host that ran Init.

@@ -5,10 +5,14 @@
 // NAME-key.pem in the same directory), usable both as a TLS server (a dock
 // receiving a migration) and as a TLS client (a host sending one). A dock
 // accepts a connection only from a peer presenting a certificate signed by
-// the cluster's CA, and a sender talks only to a dock holding one.
+// the cluster's CA, and a sender talks only to a dock holding one. A
+// certificate listed in the directory's revoked.txt (Revoke) is refused
+// by both.
 package pki
 
 import (
+	"crypto/x509"
+
 	"github.com/podctl/podctl/internal/errdefs"
 )
 
@@ -18,6 +22,9 @@ const (
 	CACert = "ca.pem"
 	// CAKey is the CA private key's file name.
 	CAKey = "ca-key.pem"
+	// RevokedFile is the file name of the list of revoked certificates
+	// (see Revoke).
+	RevokedFile = "revoked.txt"
 )
 
 // CertFile returns the file name of NAME's certificate.
@@ -25,6 +32,10 @@ func CertFile(name string) string { return name + ".pem" }
 
 // KeyFile returns the file name of NAME's private key.
 func KeyFile(name string) string { return name + "-key.pem" }
+
+// Serial formats cert's serial number the way podctl writes it in logs
+// and revoked.txt: lowercase hexadecimal, without leading zeros.
+func Serial(cert *x509.Certificate) string { return cert.SerialNumber.Text(16) }
 
 // ValidateName reports whether name may name an issued certificate:
 // 1 to 63 ASCII letters, digits, '-', '_' or '.', and not "." or "..". It

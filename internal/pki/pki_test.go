@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -51,9 +52,15 @@ func mustClient(t *testing.T, dir, name string) *tls.Config {
 // completes its handshake and writes "ok"; the client completes its
 // handshake and reads it. (In TLS 1.3 the client's handshake ends before
 // the server has checked the client's certificate, so a client learns of
-// its rejection only on its first read.)
+// its rejection only on its first read.) The client expects the server's
+// certificate to be valid for 127.0.0.1 unless its ServerName says
+// otherwise.
 func handshake(t *testing.T, server, client *tls.Config) (serverErr, clientErr error) {
 	t.Helper()
+	if client.ServerName == "" {
+		client = client.Clone()
+		client.ServerName = "127.0.0.1"
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -122,8 +129,7 @@ func TestHandshakeClientFromOtherCA(t *testing.T) {
 	// The intruder trusts the dock's CA (so only the server's check can
 	// stop the handshake) but its own certificate is from another CA.
 	client := mustClient(t, other, "intruder")
-	pool := mustClient(t, dir, "sender").RootCAs
-	client.VerifyConnection = func(cs tls.ConnectionState) error { return verifyServer(pool, cs) }
+	client.RootCAs = mustClient(t, dir, "sender").RootCAs
 	serr, cerr := handshake(t, mustServer(t, dir, "dock"), client)
 	if serr == nil {
 		t.Fatal("server accepted a client certificate from another CA")
@@ -152,29 +158,73 @@ func TestHandshakeServerFromOtherCA(t *testing.T) {
 	if cerr == nil {
 		t.Fatal("client accepted a dock whose certificate is from another CA")
 	}
-	if !strings.Contains(cerr.Error(), "dock certificate") {
-		t.Errorf("client error %q: want it to reject the dock's certificate", cerr)
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(cerr, &unknown) {
+		t.Errorf("client error %q: want it to reject the dock's certificate as of an unknown authority", cerr)
 	}
 	if serr == nil {
 		t.Error("server handshake succeeded although the client aborted")
 	}
 }
 
-func TestClientAcceptsAnyAddress(t *testing.T) {
+// TestClientChecksHost checks that a client accepts a dock only with a
+// certificate valid for the host it connects to, IP address or DNS name,
+// and that a certificate for several hosts (one for the whole cluster, as
+// the end-to-end tests issue) is valid for each.
+func TestClientChecksHost(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
 	if err := Init(dir); err != nil {
 		t.Fatal(err)
 	}
-	// A dock certificate with no SAN matching 127.0.0.1.
-	if err := Issue(dir, "dock", []string{"192.0.2.7", "elsewhere.example"}); err != nil {
+	for name, hosts := range map[string][]string{
+		"elsewhere": {"192.0.2.7", "elsewhere.example"},
+		"nohost":    nil,
+		"cluster":   {"192.0.2.10", "127.0.0.1", "192.0.2.12", "dock.example"},
+		"sender":    nil,
+	} {
+		if err := Issue(dir, name, hosts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sender := mustClient(t, dir, "sender")
+	for _, tc := range []struct {
+		dock, host string
+		ok         bool
+	}{
+		{"elsewhere", "127.0.0.1", false},
+		{"nohost", "127.0.0.1", false},
+		{"cluster", "127.0.0.1", true},
+		{"cluster", "dock.example", true},
+		{"cluster", "other.example", false},
+		{"elsewhere", "elsewhere.example", true},
+	} {
+		client := sender.Clone()
+		client.ServerName = tc.host
+		serr, cerr := handshake(t, mustServer(t, dir, tc.dock), client)
+		var hostErr x509.HostnameError
+		switch {
+		case tc.ok && (serr != nil || cerr != nil):
+			t.Errorf("dock %s reached as %s: server %v, client %v", tc.dock, tc.host, serr, cerr)
+		case !tc.ok && !errors.As(cerr, &hostErr):
+			t.Errorf("dock %s reached as %s: client %v, want the certificate refused for the host", tc.dock, tc.host, cerr)
+		}
+	}
+	// Without a host to check, a connection fails rather than trust any.
+	client := sender.Clone()
+	client.ServerName = ""
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Issue(dir, "sender", nil); err != nil {
+	defer ln.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
 		t.Fatal(err)
 	}
-	serr, cerr := handshake(t, mustServer(t, dir, "dock"), mustClient(t, dir, "sender"))
-	if serr != nil || cerr != nil {
-		t.Fatalf("handshake: server %v, client %v", serr, cerr)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tls.Client(conn, client).Handshake(); err == nil || !strings.Contains(err.Error(), "ServerName") {
+		t.Errorf("a handshake without ServerName = %v, want it refused", err)
 	}
 }
 
@@ -185,7 +235,7 @@ func TestConfigSettings(t *testing.T) {
 		t.Errorf("ServerConfig: MinVersion %x, ClientAuth %v", c.MinVersion, c.ClientAuth)
 	}
 	cc := mustClient(t, dir, "dock")
-	if cc.MinVersion != tls.VersionTLS13 || !cc.InsecureSkipVerify || cc.VerifyConnection == nil {
+	if cc.MinVersion != tls.VersionTLS13 || cc.InsecureSkipVerify || cc.VerifyConnection == nil {
 		t.Errorf("ClientConfig: MinVersion %x, InsecureSkipVerify %v, VerifyConnection set %v",
 			cc.MinVersion, cc.InsecureSkipVerify, cc.VerifyConnection != nil)
 	}
@@ -329,5 +379,133 @@ func TestInvalidHost(t *testing.T) {
 		if err := Issue(dir, "n", []string{h}); !errdefs.Is(err, errdefs.InvalidArgument) {
 			t.Errorf("Issue(host %q) = %v, want InvalidArgument", h, err)
 		}
+	}
+}
+
+func TestRevoke(t *testing.T) {
+	dir := newPKI(t, "a", "b")
+	leafA, err := readCert(filepath.Join(dir, CertFile("a")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second changes nothing
+		if err := Revoke(dir, "a"); err != nil {
+			t.Fatalf("Revoke: %v", err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, RevokedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			entries = append(entries, line)
+		}
+	}
+	if len(entries) != 1 || !strings.HasPrefix(entries[0], Serial(leafA)+" a 20") {
+		t.Fatalf("revoked.txt:\n%s\nwant one line: a's serial, its name, the time", data)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, RevokedFile)); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("revoked.txt: %v, %v; want mode 0644 (it is copied to every node)", fi.Mode(), err)
+	}
+	if err := Revoke(dir, "c"); !errdefs.Is(err, errdefs.NotFound) {
+		t.Errorf("Revoke of a name never issued = %v, want NotFound", err)
+	}
+	if err := Revoke(dir, "../a"); !errdefs.Is(err, errdefs.InvalidName) {
+		t.Errorf("Revoke(../a) = %v, want InvalidName", err)
+	}
+	// The revoked node's own configurations refuse it; b's are fine.
+	for _, f := range []func(string, string) (*tls.Config, error){ServerConfig, ClientConfig} {
+		if _, err := f(dir, "a"); !errdefs.Is(err, errdefs.Unsupported) || !strings.Contains(err.Error(), "certificate of node a (serial "+Serial(leafA)+") is revoked") {
+			t.Errorf("config of a revoked certificate = %v", err)
+		}
+		if _, err := f(dir, "b"); err != nil {
+			t.Errorf("config of b: %v", err)
+		}
+	}
+	// Issued anew, a has another serial and is not revoked.
+	if err := Issue(dir, "a", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ServerConfig(dir, "a"); err != nil {
+		t.Errorf("config of a, issued anew: %v", err)
+	}
+}
+
+// TestRevokedHandshake checks both sides: a dock refuses a revoked client
+// and a client a revoked dock, each noticing a revocation made after its
+// configuration was built.
+func TestRevokedHandshake(t *testing.T) {
+	dir := newPKI(t, "dock", "sender")
+	server, client := mustServer(t, dir, "dock"), mustClient(t, dir, "sender")
+	if serr, cerr := handshake(t, server, client); serr != nil || cerr != nil {
+		t.Fatalf("before revocation: server %v, client %v", serr, cerr)
+	}
+	if err := Revoke(dir, "sender"); err != nil {
+		t.Fatal(err)
+	}
+	var revoked *RevokedError
+	serr, cerr := handshake(t, server, client)
+	if !errors.As(serr, &revoked) || revoked.Name != "sender" || cerr == nil {
+		t.Fatalf("revoked client: server %v, client %v; want the server to refuse it as revoked", serr, cerr)
+	}
+
+	dir = newPKI(t, "dock", "sender")
+	server, client = mustServer(t, dir, "dock"), mustClient(t, dir, "sender")
+	if err := Revoke(dir, "dock"); err != nil {
+		t.Fatal(err)
+	}
+	serr, cerr = handshake(t, server, client)
+	if !errors.As(cerr, &revoked) || revoked.Name != "dock" || serr == nil {
+		t.Fatalf("revoked dock: server %v, client %v; want the client to refuse it as revoked", serr, cerr)
+	}
+	if want := "certificate of node dock (serial " + revoked.Serial + ") is revoked"; cerr.Error() != want {
+		t.Errorf("client error %q, want %q", cerr, want)
+	}
+}
+
+// TestRevokedList checks how revoked.txt is read: comments and blank
+// lines ignored, serials in either case, changes noticed without a new
+// configuration, and a list that cannot be read refusing every peer.
+func TestRevokedList(t *testing.T) {
+	dir := newPKI(t, "dock", "sender")
+	leaf, err := readCert(filepath.Join(dir, CertFile("sender")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, client := mustServer(t, dir, "dock"), mustClient(t, dir, "sender")
+	path := filepath.Join(dir, RevokedFile)
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("# nothing yet\n\n")
+	if serr, cerr := handshake(t, server, client); serr != nil || cerr != nil {
+		t.Fatalf("empty list: server %v, client %v", serr, cerr)
+	}
+	// An operator's edit, the serial in capitals as openssl prints it.
+	write("# revoked by hand\n  " + strings.ToUpper(Serial(leaf)) + "   sender\n")
+	var revoked *RevokedError
+	if serr, _ := handshake(t, server, client); !errors.As(serr, &revoked) {
+		t.Fatalf("after an edit of the list: server %v, want the sender refused", serr)
+	}
+	write("")
+	if serr, cerr := handshake(t, server, client); serr != nil || cerr != nil {
+		t.Fatalf("after the list was emptied: server %v, client %v", serr, cerr)
+	}
+	write("not-hex sender\n")
+	// The client reads the same list, and checks first.
+	serr, cerr := handshake(t, server, client)
+	if serr == nil || cerr == nil || !strings.Contains(cerr.Error(), RevokedFile+":1:") {
+		t.Fatalf("malformed list: server %v, client %v; want a refusal naming the line", serr, cerr)
+	}
+	if _, err := ServerConfig(dir, "dock"); !errdefs.Is(err, errdefs.InvalidArgument) {
+		t.Errorf("ServerConfig with a malformed list = %v, want InvalidArgument", err)
+	}
+	if err := Revoke(dir, "dock"); !errdefs.Is(err, errdefs.InvalidArgument) {
+		t.Errorf("Revoke into a malformed list = %v, want InvalidArgument", err)
 	}
 }
