@@ -11,7 +11,8 @@ import (
 
 // escapeAttempts are things a pod's root must not do to its host, each a
 // shell command that must fail (or print nothing) inside the pod. PKI is
-// replaced by the host's PKI directory, DOCK by the host's dock address.
+// replaced by the host's PKI directory, ROOT by its podctl state root,
+// DOCK by its dock address.
 var escapeAttempts = []struct{ what, cmd string }{
 	{"read the CA key", "cat PKI/ca-key.pem"},
 	{"read the node key", "cat PKI/node-key.pem"},
@@ -28,6 +29,8 @@ var escapeAttempts = []struct{ what, cmd string }{
 	{"run without a seccomp filter", `grep -q '^Seccomp:[[:space:]]*0' /proc/self/status`},
 	{"create a user namespace", "unshare --user true"},
 	{"run without no_new_privs (setuid binaries would gain privileges)", `python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0) == 1)'`},
+	{"see the host's network interfaces", `ip -o link show | grep -v -E '^[0-9]+: (lo|eth0)[:@]'`},
+	{"list podctl's pods", "ls -A ROOT/pods | grep ."},
 	{"reach its host's dock", `python3 -c 'import socket; socket.create_connection(("DOCK", 7070), timeout=2)'`},
 	{"reach its host's dock through its gateway", `python3 -c 'import socket; socket.create_connection(("10.88.0.1", 7070), timeout=2)'`},
 }
@@ -67,7 +70,7 @@ func TestPodCannotEscape(t *testing.T) {
 			// python.
 			h.MustPodctl("exec", "intruder", "--", "sh", "-c", "cat /etc/hostname && python3 -c 'pass'")
 			for _, at := range escapeAttempts {
-				cmd := strings.NewReplacer("PKI", pki, "DOCK", dock).Replace(at.cmd)
+				cmd := strings.NewReplacer("PKI", pki, "ROOT", h.Root, "DOCK", dock).Replace(at.cmd)
 				if r := h.Podctl("exec", "intruder", "--", "sh", "-c", cmd); r.Code == 0 {
 					t.Errorf("a pod could %s (%s): %s", at.what, cmd, r.Stdout)
 				}
