@@ -115,6 +115,26 @@ func (p *sumsParser) next() (byte, error) {
 	}
 }
 
+// afterMember reads what follows an object's member: a comma and the
+// first character of the next key, or the closing brace. It returns
+// errEnd at the end of the content, and a malformed error for anything
+// else.
+func (p *sumsParser) afterMember() (byte, error) {
+	c, err := p.next()
+	switch {
+	case err != nil:
+		return 0, err
+	case c == ',':
+		if c, err = p.next(); err == nil && c == '}' {
+			return 0, malformed("invalid character '}' looking for beginning of object key string")
+		}
+		return c, err
+	case c != '}':
+		return 0, malformed("invalid character %q after object key:value pair", c)
+	}
+	return c, nil
+}
+
 // expect reads the next byte that is not whitespace, which must be want.
 func (p *sumsParser) expect(want byte, where string) error {
 	c, err := p.next()
@@ -169,13 +189,8 @@ func (p *sumsParser) document() error {
 		default:
 			return malformed("json: unknown field %q", field)
 		}
-		if c, err = p.next(); err == nil && c == ',' {
-			c, err = p.next()
-			if err == nil && c == '}' {
-				return malformed("invalid character '}' looking for beginning of object key string")
-			}
-		} else if err == nil && c != '}' {
-			return malformed("invalid character %q after object key:value pair", c)
+		if c, err = p.afterMember(); err != nil && err != errEnd {
+			return err
 		}
 	}
 	if err != nil {
@@ -229,13 +244,8 @@ func (p *sumsParser) entries() error {
 			e.listed = true
 			e.matches = string(p.str) == string(want[:])
 		}
-		if c, err = p.next(); err == nil && c == ',' {
-			c, err = p.next()
-			if err == nil && c == '}' {
-				return malformed("invalid character '}' looking for beginning of object key string")
-			}
-		} else if err == nil && c != '}' {
-			return malformed("invalid character %q after object key:value pair", c)
+		if c, err = p.afterMember(); err != nil && err != errEnd {
+			return err
 		}
 	}
 	if err != nil {

@@ -3,8 +3,6 @@ package snapshot
 import (
 	"bytes"
 	"testing"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // stringBomb returns a snapshot whose body declares count arguments of
@@ -17,11 +15,7 @@ import (
 func stringBomb(t testing.TB, count uint32, n int) []byte {
 	t.Helper()
 	var comp bytes.Buffer
-	zw, err := zstd.NewWriter(&comp,
-		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithWindowSize(writeWindow),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(false))
+	zw, err := newBodyWriter(&comp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,28 +127,13 @@ func TestBudgetsExact(t *testing.T) {
 			total += int64(len(f.Data))
 		}
 	}
-	for _, tc := range []struct {
-		name string
-		lim  Limits
-		want string // "" for success
-	}{
+	checkLimits(t, data, []limitCase{
 		{"records fit", Limits{MaxRecordBytes: records}, ""},
 		{"records", Limits{MaxRecordBytes: records - 1}, "(MaxRecordBytes)"},
 		{"total fits", Limits{MaxTotalBytes: total}, ""},
 		{"total", Limits{MaxTotalBytes: total - 1}, "snapshot: memory: "},
 		{"total before the memory", Limits{MaxTotalBytes: total - int64(len(s.Memory))}, "(MaxTotalBytes)"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Decode(bytes.NewReader(data), tc.lim)
-			if tc.want == "" {
-				if err != nil {
-					t.Errorf("Decode: %v", err)
-				}
-				return
-			}
-			checkDecodeError(t, err, tc.want)
-		})
-	}
+	})
 }
 
 func TestDefaultLimits(t *testing.T) {

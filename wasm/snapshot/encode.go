@@ -13,6 +13,16 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// newBodyWriter compresses a snapshot's body into w as Encode does.
+func newBodyWriter(w io.Writer) (*zstd.Encoder, error) {
+	return zstd.NewWriter(w,
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithWindowSize(writeWindow),
+		zstd.WithEncoderConcurrency(1),
+		// The SHA-256 checksum covers the compressed body.
+		zstd.WithEncoderCRC(false))
+}
+
 // Encode writes s to w in the portable snapshot format, version Version
 // (docs/snapshot-format.md). It refuses a snapshot that is not valid
 // (Validate). The body is compressed in memory before anything is written,
@@ -23,12 +33,7 @@ func Encode(w io.Writer, s *Snapshot) error {
 		return err
 	}
 	var comp chunks
-	zw, err := zstd.NewWriter(&comp,
-		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithWindowSize(writeWindow),
-		zstd.WithEncoderConcurrency(1),
-		// The SHA-256 checksum covers the compressed body.
-		zstd.WithEncoderCRC(false))
+	zw, err := newBodyWriter(&comp)
 	if err != nil {
 		return fmt.Errorf("snapshot: zstd: %w", err)
 	}

@@ -282,11 +282,7 @@ func TestLimits(t *testing.T) {
 		longest = max(longest, len(k), len(v))
 	}
 
-	for _, tc := range []struct {
-		name string
-		lim  Limits
-		want string // "" for success
-	}{
+	checkLimits(t, data, []limitCase{
 		{"memory fits", Limits{MaxMemoryBytes: int64(len(s.Memory))}, ""},
 		{"memory", Limits{MaxMemoryBytes: int64(len(s.Memory)) - 1}, "(MaxMemoryBytes)"},
 		{"module fits", Limits{MaxModuleBytes: int64(len(s.Module))}, ""},
@@ -297,18 +293,7 @@ func TestLimits(t *testing.T) {
 		{"entries", Limits{MaxEntries: entries - 1}, "(MaxEntries)"},
 		{"strings fit", Limits{MaxStringBytes: longest}, ""},
 		{"strings", Limits{MaxStringBytes: longest - 1}, "(MaxStringBytes)"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Decode(bytes.NewReader(data), tc.lim)
-			if tc.want == "" {
-				if err != nil {
-					t.Errorf("Decode: %v", err)
-				}
-				return
-			}
-			checkDecodeError(t, err, tc.want)
-		})
-	}
+	})
 }
 
 // allocated returns the bytes f allocates.
@@ -525,3 +510,28 @@ func TestCheckModule(t *testing.T) {
 
 func hexFull(h [32]byte) string   { return hex.EncodeToString(h[:]) }
 func hexPrefix(h [32]byte) string { return hexFull(h)[:12] }
+
+// limitCase is a decode of a snapshot under lim, which fails with an
+// error containing want ("": succeeds).
+type limitCase struct {
+	name string
+	lim  Limits
+	want string
+}
+
+// checkLimits decodes data under each case's limits.
+func checkLimits(t *testing.T, data []byte, cases []limitCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode(bytes.NewReader(data), tc.lim)
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("Decode: %v", err)
+				}
+				return
+			}
+			checkDecodeError(t, err, tc.want)
+		})
+	}
+}
