@@ -36,13 +36,13 @@ vet:
 # namespaces, overlayfs, cgroups, veth and nftables.
 test: deps build vet
 	./bin/podctl doctor
-	go test -count=1 -timeout 40m ./...
+	go test -tags seccomp -count=1 -timeout 40m ./...
 
 # The package tests alone: no build of podctl and no end-to-end suite
 # (./test). One package takes seconds; wasm/prepare and wasm/vessel take
 # minutes (Asyncify of a Go guest takes half a minute).
 unit:
-	go test -count=1 $$(go list ./... | grep -v '/test')
+	go test -tags seccomp -count=1 $$(go list ./... | grep -v '/test')
 
 # The end-to-end suite alone: real pods, CRIU, namespaces and docks (root).
 e2e: deps build

@@ -54,7 +54,7 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 	if err != nil {
 		return err
 	}
-	in, err := r.Manager.Receive(ctx, am, pod.RestoreOptions{Name: t.Name, Force: t.Force, Images: &r.Images})
+	in, err := r.Manager.Receive(ctx, am, pod.RestoreOptions{Name: t.Name, Force: t.Force, Images: &r.Images, RefusePrivileged: true})
 	if err != nil {
 		return err
 	}

@@ -622,7 +622,7 @@ func (m *Manager) podConfig(man *Manifest) (virtns.PodConfig, error) {
 		ID: man.ID, Hostname: man.hostname(), InitBinary: initBin,
 		Rootfs:     filepath.Join(m.store.podDir(man.Spec.Name), virtns.RootfsDir),
 		CgroupPath: man.CgroupPath, MemoryLimit: man.Spec.MemoryLimit, PidsLimit: man.Spec.PidsLimit,
-		NetNSPath: m.netnsPath(man),
+		NetNSPath: m.netnsPath(man), Privileged: man.Spec.Privileged,
 	}
 	if man.Spec.Vessel != nil {
 		podctl, err := m.podctlBinary(man)

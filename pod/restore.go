@@ -27,6 +27,9 @@ type RestoreOptions struct {
 	// Force restores even when this host's CPU lacks features the
 	// checkpointed processes may use.
 	Force bool
+	// RefusePrivileged refuses a privileged pod (Spec.Privileged): a dock
+	// must not give a peer's pod the host's root.
+	RefusePrivileged bool
 	// Images, if set, are the only images the pod may have here: a dock
 	// restores what a peer's manifest describes and must not let it name
 	// any directory of this host. Nil allows any image, as for an archive
@@ -175,6 +178,9 @@ func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o Restor
 	ip, err := netip.ParseAddr(am.Network.IP)
 	if err != nil || ip != src.Endpoint.IP || am.Network.MAC != virtns.NewEndpoint(ip).MAC {
 		return nil, errdefs.New(errdefs.InvalidImage, "archive: inconsistent network identity (%s, %s)", am.Network.IP, am.Network.MAC)
+	}
+	if o.RefusePrivileged && spec.Privileged {
+		return nil, errdefs.New(errdefs.Unsupported, "pod %s is privileged: a dock does not receive privileged pods", spec.Name)
 	}
 	if o.Images != nil {
 		if err := o.Images.Check(spec.Image); err != nil {

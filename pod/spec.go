@@ -44,6 +44,10 @@ type Spec struct {
 	// package housed): its payload is the vessel's supervisor, run by
 	// the podctl binary bind-mounted at virtns.PodctlPath.
 	Vessel *VesselRef `json:"vessel,omitempty"`
+	// Privileged lifts the pod's confinement: every capability, no
+	// seccomp filter, no masked or read-only paths, no no_new_privs (see
+	// virtns.PodConfig.Privileged). A dock never receives such a pod.
+	Privileged bool `json:"privileged,omitempty"`
 }
 
 // VesselRef names the vessel a pod houses.

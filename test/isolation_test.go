@@ -3,6 +3,7 @@ package test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -83,4 +84,25 @@ func TestPodCannotEscape(t *testing.T) {
 	t.Run("restored", attempt(a, lan.HostAddr(0)))
 	a.MustPodctl("migrate", "intruder", "--to", lan.DockAddr(1), "--pki", pki)
 	t.Run("migrated", attempt(b, lan.HostAddr(1)))
+
+	// --privileged lifts the confinement, and no dock takes such a pod.
+	a.MustPodctl("create", "--name", "root", "--privileged", "--", "sleep", "100000")
+	status := a.MustPodctl("exec", "root", "--", "grep", "-E", "^(Seccomp|NoNewPrivs|CapEff):", "/proc/self/status")
+	var capEff uint64
+	for _, l := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			capEff, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	const capSysAdmin = 21
+	if !strings.Contains(status, "Seccomp:\t0") || !strings.Contains(status, "NoNewPrivs:\t0") || capEff&(1<<capSysAdmin) == 0 {
+		t.Errorf("a privileged pod is confined: %s", status)
+	}
+	r := a.Podctl("migrate", "root", "--to", lan.DockAddr(1), "--pki", pki)
+	if r.Code == 0 || lines(r.Stderr) != 1 || !strings.Contains(r.Stderr, "privileged") {
+		t.Errorf("migrate a privileged pod: exit %d, stderr %q; want a refusal saying why", r.Code, r.Stderr)
+	}
+	if p := a.Inspect("root"); p.Status != "running" {
+		t.Errorf("the privileged pod is %s after the refusal", p.Status)
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/containerd/console"
 	mobyseccomp "github.com/moby/profiles/seccomp"
+	"github.com/moby/sys/capability"
 	"github.com/opencontainers/cgroups"
 	_ "github.com/opencontainers/cgroups/devices" // device rules for the cgroup manager
 	cgmanager "github.com/opencontainers/cgroups/manager"
@@ -67,6 +68,11 @@ type PodConfig struct {
 	Args []string
 	Env  []string
 	Cwd  string
+	// Privileged gives the pod's processes every capability the kernel
+	// has, and neither seccomp filter, masked and read-only paths nor
+	// no_new_privs: its root is the host's root, kept apart by
+	// namespaces alone.
+	Privileged bool
 }
 
 // Bind is a read-only bind mount of the host file Source at the in-pod
@@ -132,7 +138,15 @@ func (c PodConfig) libcontainerConfig(criuConfig string) (*configs.Config, error
 	for _, d := range specconv.AllowedDevices {
 		res.Devices = append(res.Devices, &d.Rule)
 	}
-	caps := &configs.Capabilities{Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps}
+	podCaps := defaultCaps
+	if c.Privileged {
+		all, err := allCaps()
+		if err != nil {
+			return nil, err
+		}
+		podCaps = all
+	}
+	caps := &configs.Capabilities{Bounding: podCaps, Effective: podCaps, Permitted: podCaps}
 	cfg := &configs.Config{
 		Rootfs:          c.Rootfs,
 		RootPropagation: unix.MS_PRIVATE | unix.MS_REC,
@@ -166,6 +180,10 @@ func (c PodConfig) libcontainerConfig(criuConfig string) (*configs.Config, error
 	if c.NetNSPath != "" {
 		cfg.Networks = nil // plumbed by podctl, loopback included
 	}
+	if c.Privileged {
+		cfg.MaskPaths, cfg.ReadonlyPaths, cfg.NoNewPrivileges = nil, nil, false
+		return cfg, nil
+	}
 	if SeccompEnforced {
 		sc, err := defaultSeccomp(defaultCaps)
 		if err != nil {
@@ -174,6 +192,29 @@ func (c PodConfig) libcontainerConfig(criuConfig string) (*configs.Config, error
 		cfg.Seccomp = sc
 	}
 	return cfg, nil
+}
+
+// allCaps is every capability podctl itself may have (its bounding set:
+// a pod cannot be given more), for a privileged pod.
+func allCaps() ([]string, error) {
+	supported, err := capability.ListSupported()
+	if err != nil {
+		return nil, fmt.Errorf("list capabilities: %w", err)
+	}
+	self, err := capability.NewPid2(0)
+	if err == nil {
+		err = self.Load()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read podctl's capabilities: %w", err)
+	}
+	var names []string
+	for _, c := range supported {
+		if self.Get(capability.BOUNDING, c) {
+			names = append(names, "CAP_"+strings.ToUpper(c.String()))
+		}
+	}
+	return names, nil
 }
 
 // initReport is what the pod init tells podctl once it has started (or

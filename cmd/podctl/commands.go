@@ -69,8 +69,8 @@ func createCommand(g *globalOptions) *cobra.Command {
 				spec.Name = generatedName()
 			}
 			if vf.wasm != "" {
-				if len(ports) > 0 || pids != 0 || image != pod.ImageHost || spec.Workdir != "" || spec.Network != "" {
-					return errdefs.New(errdefs.Usage, "podctl create --wasm: -p, --pids, --image, --workdir and --network are for native pods")
+				if len(ports) > 0 || pids != 0 || image != pod.ImageHost || spec.Workdir != "" || spec.Network != "" || spec.Privileged {
+					return errdefs.New(errdefs.Usage, "podctl create --wasm: -p, --pids, --image, --workdir, --network and --privileged are for native pods")
 				}
 				return createVessel(c, g, spec.Name, vf, spec.Env, args, memory, printManifest)
 			}
@@ -133,6 +133,7 @@ func createCommand(g *globalOptions) *cobra.Command {
 	f.StringVarP(&spec.Workdir, "workdir", "w", "", "working directory of the command inside the pod")
 	f.StringVar(&spec.Network, "network", "", "join the named network (pods on one network can reach each other; default: isolated)")
 	f.BoolVar(&printManifest, "json", false, "print the pod's manifest as JSON instead of its name")
+	f.BoolVar(&spec.Privileged, "privileged", false, "DANGEROUS: the pod's root is the host's root: every capability, no seccomp filter, no masked or read-only /proc paths, no no_new_privs (namespaces only; such a pod cannot migrate)")
 	vf.register(c)
 	return c
 }
