@@ -89,14 +89,15 @@ func (s Store) Install(o CreateOptions, prepared *prepare.Prepared) (_ *Manifest
 	if _, err := s.cache().Store(prepared.Bytes); err != nil {
 		return nil, nil, err
 	}
-	dir, unlock, err := s.makePodDir(o.Name)
+	dir, unlockDir, err := s.makePodDir(o.Name)
 	if err != nil {
 		return nil, nil, err
 	}
+	// (A failure returns a nil unlock: the pod's lock is released here.)
 	defer func() {
 		if err != nil {
 			os.RemoveAll(dir)
-			unlock()
+			unlockDir()
 		}
 	}()
 	m := &Manifest{
@@ -112,7 +113,7 @@ func (s Store) Install(o CreateOptions, prepared *prepare.Prepared) (_ *Manifest
 	if err := s.save(m); err != nil {
 		return nil, nil, err
 	}
-	return m, unlock, nil
+	return m, unlockDir, nil
 }
 
 // launch starts a pod's supervisor (resuming from the snapshot file
@@ -490,14 +491,15 @@ func (s Store) Unpack(snap *snapshot.Snapshot, o RestoreOptions, prepared *prepa
 	if _, err := s.cache().Store(prepared.Bytes); err != nil {
 		return nil, "", nil, err
 	}
-	dir, unlock, err := s.makePodDir(name)
+	dir, unlockDir, err := s.makePodDir(name)
 	if err != nil {
 		return nil, "", nil, err
 	}
+	// (A failure returns a nil unlock: the pod's lock is released here.)
 	defer func() {
 		if err != nil {
 			os.RemoveAll(dir)
-			unlock()
+			unlockDir()
 		}
 	}()
 	m := &Manifest{
@@ -527,7 +529,7 @@ func (s Store) Unpack(snap *snapshot.Snapshot, o RestoreOptions, prepared *prepa
 	if err != nil {
 		return nil, "", nil, err
 	}
-	return m, resume, unlock, nil
+	return m, resume, unlockDir, nil
 }
 
 // Check refuses a snapshot that o's memory limit or its pod name rule out.
