@@ -278,7 +278,23 @@ type RestoreOptions struct {
 	// it, which spares encoding the snapshot again: for a large memory,
 	// most of a restore's time.
 	Encoded []byte
+
+	// MemoryBudget, if set, is where decoding the snapshot and encoding
+	// it again (when Encoded is nil) reserve the memory they allocate,
+	// before they allocate it: a dock's, shared by all its receives.
+	MemoryBudget Reserver
+	// MaxDecodeBytes bounds what decoding the snapshot may allocate for
+	// it (snapshot.Limits.MaxTotalBytes; 0: the limits' own total).
+	MaxDecodeBytes int64
+	// DiskBudget, if set, is where Unpack reserves the space of the
+	// snapshot file it writes for the supervisor, before writing it.
+	DiskBudget Reserver
 }
+
+// Reserver reserves a resource (bytes of memory or disk) from a budget
+// shared with other work, or fails if it cannot: internal/budget's
+// Lease, in a dock.
+type Reserver = snapshot.Reserver
 
 // maxKeptEncoding is the largest snapshot encoding DecodeSnapshot keeps.
 // Keeping it costs memory besides the decoded snapshot; above this size,
@@ -290,6 +306,9 @@ func (o RestoreOptions) limits() snapshot.Limits {
 	l := snapshot.DefaultLimits()
 	if o.MemoryLimit > 0 {
 		l.MaxMemoryBytes = o.MemoryLimit
+	}
+	if o.MaxDecodeBytes > 0 {
+		l.MaxTotalBytes = min(l.MaxTotalBytes, o.MaxDecodeBytes)
 	}
 	return l
 }
@@ -329,7 +348,7 @@ func ReadSnapshot(file string, o RestoreOptions) (*snapshot.Snapshot, []byte, er
 	if st, err := f.Stat(); err == nil {
 		size = st.Size()
 	}
-	snap, encoded, err := decodeSnapshot(f, newKeptBytes(maxKeptEncoding, size, size), o)
+	snap, encoded, err := decodeSnapshot(f, newKeptBytes(maxKeptEncoding, size, size, o.MemoryBudget), o)
 	if err != nil {
 		return nil, nil, fmt.Errorf("restore %s: %w", file, err)
 	}
@@ -345,14 +364,27 @@ func ReadSnapshot(file string, o RestoreOptions) (*snapshot.Snapshot, []byte, er
 // growth is to exactly size, so that a snapshot of the size announced
 // ends in one allocation of its size (after copies of half as much in
 // all, which cost a few milliseconds for a snapshot of tens of MiB).
+//
+// With o.MemoryBudget, everything it allocates is reserved there first:
+// its read buffer, the decoder's buffers and what it charges against
+// MaxTotalBytes (snapshot.DecodeReserving), and each growth of the kept
+// bytes.
 func DecodeSnapshot(r io.Reader, size int64, o RestoreOptions) (*snapshot.Snapshot, []byte, error) {
-	return decodeSnapshot(r, newKeptBytes(maxKeptEncoding, size, keptPresize), o)
+	return decodeSnapshot(r, newKeptBytes(maxKeptEncoding, size, keptPresize, o.MemoryBudget), o)
 }
+
+// readBuffer is the size of decodeSnapshot's read buffer.
+const readBuffer = 1 << 20
 
 // decodeSnapshot decodes a snapshot from r within o's limits, keeping
 // the bytes it decodes it from in kept.
 func decodeSnapshot(r io.Reader, kept *keptBytes, o RestoreOptions) (*snapshot.Snapshot, []byte, error) {
-	snap, err := snapshot.Decode(bufio.NewReaderSize(io.TeeReader(r, kept), 1<<20), o.limits())
+	if o.MemoryBudget != nil {
+		if err := o.MemoryBudget.Reserve(readBuffer); err != nil {
+			return nil, nil, fmt.Errorf("snapshot: %w", err)
+		}
+	}
+	snap, err := snapshot.DecodeReserving(bufio.NewReaderSize(io.TeeReader(r, kept), readBuffer), o.limits(), o.MemoryBudget)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -369,24 +401,30 @@ const keptGrowMin = 64 << 10
 // keptBytes keeps what is written to it, up to max bytes; past that, it
 // drops what it kept and keeps nothing more. It grows as bytes arrive, to
 // at most twice what it holds: the size it expects only says where to
-// stop growing.
+// stop growing. With a Reserver, it reserves each growth there first
+// (the growth of its capacity: the buffer it replaces is garbage), and
+// fails the write that needs it if the reservation is refused.
 type keptBytes struct {
-	buf  []byte
-	max  int
-	size int64 // the bytes expected, 0 if unknown
-	over bool
+	buf     []byte
+	max     int
+	size    int64 // the bytes expected, 0 if unknown
+	presize int64 // the least it allocates for bytes expected
+	over    bool
+	res     Reserver
+	charged int64 // capacity reserved from res
 }
 
 // newKeptBytes returns a keptBytes for size bytes (unknown if not
 // positive), which keeps none if size exceeds limit. It allocates up to
-// presize bytes at once.
-func newKeptBytes(limit int, size, presize int64) *keptBytes {
-	k := &keptBytes{max: limit, size: size}
+// presize bytes at once, when the first bytes arrive. res, if not nil,
+// is where it reserves what it allocates.
+func newKeptBytes(limit int, size, presize int64, res Reserver) *keptBytes {
+	k := &keptBytes{max: limit, size: size, res: res}
 	switch {
 	case size > int64(limit):
 		k.over = true
 	case size > 0 && presize > 0:
-		k.buf = make([]byte, 0, min(size, presize))
+		k.presize = min(size, presize)
 	}
 	return k
 }
@@ -399,7 +437,9 @@ func (k *keptBytes) Write(p []byte) (int, error) {
 		k.buf = nil
 	default:
 		if need > cap(k.buf) {
-			k.grow(need)
+			if err := k.grow(need); err != nil {
+				return 0, err
+			}
 		}
 		k.buf = append(k.buf, p...)
 	}
@@ -408,15 +448,22 @@ func (k *keptBytes) Write(p []byte) (int, error) {
 
 // grow makes room for need bytes: it doubles the buffer (at least), or
 // grows it to exactly the size expected if that is less.
-func (k *keptBytes) grow(need int) {
-	c := max(need, 2*cap(k.buf), keptGrowMin)
+func (k *keptBytes) grow(need int) error {
+	c := max(need, 2*cap(k.buf), keptGrowMin, int(k.presize))
 	if k.size >= int64(need) && k.size < int64(c) {
 		c = int(k.size)
 	}
 	c = min(c, k.max)
+	if k.res != nil && int64(c) > k.charged {
+		if err := k.res.Reserve(int64(c) - k.charged); err != nil {
+			return fmt.Errorf("keep the snapshot's encoding: %w", err)
+		}
+		k.charged = int64(c)
+	}
 	grown := make([]byte, len(k.buf), c)
 	copy(grown, k.buf)
 	k.buf = grown
+	return nil
 }
 
 // bytes returns what was kept, nil if too much was written.
@@ -520,16 +567,74 @@ func (s Store) Unpack(snap *snapshot.Snapshot, o RestoreOptions, prepared *prepa
 	// and which is then removed, so it is not synced to disk: the
 	// snapshot's encoding as the caller has it, or else the snapshot
 	// encoded again, without the module (which is in the cache now).
+	// Either is reserved first (encoding holds the compressed snapshot
+	// in memory before it writes it).
 	resume = s.ResumePath(name)
 	if o.Encoded != nil {
+		if err := reserve(o.DiskBudget, int64(len(o.Encoded)), "write the snapshot for its supervisor"); err != nil {
+			return nil, "", nil, err
+		}
 		err = os.WriteFile(resume, o.Encoded, 0o600)
 	} else {
+		n := encodedBound(snap)
+		if err := reserve(o.MemoryBudget, n+encodeBuffers, "encode the snapshot for its supervisor"); err != nil {
+			return nil, "", nil, err
+		}
+		if err := reserve(o.DiskBudget, n, "write the snapshot for its supervisor"); err != nil {
+			return nil, "", nil, err
+		}
 		err = writeSnapshot(resume, snap, false, false)
 	}
 	if err != nil {
 		return nil, "", nil, err
 	}
 	return m, resume, unlockDir, nil
+}
+
+// reserve reserves n bytes from res, if not nil, for what.
+func reserve(res Reserver, n int64, what string) error {
+	if res == nil {
+		return nil
+	}
+	if err := res.Reserve(n); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// encodeBuffers bounds what snapshot.Encode allocates besides the
+// compressed snapshot: the zstd encoder's window (4 MiB) and tables, a
+// chunk, the writer's buffer.
+const encodeBuffers = 16 << 20
+
+// encodedBound bounds the size of snap encoded without its module: its
+// body is at most its memory, file data, logs and strings, plus a few
+// bytes per entry (bounded here by 64 per string), and zstd adds at most
+// a few bytes per 128 KiB block to data it cannot compress.
+func encodedBound(snap *snapshot.Snapshot) int64 {
+	n := int64(len(snap.Memory)) + int64(len(snap.WASI.Stdout)) + int64(len(snap.WASI.Stderr)) + 1<<20
+	strs := func(list ...string) {
+		for _, s := range list {
+			n += int64(len(s)) + 64
+		}
+	}
+	for k, v := range snap.Meta {
+		strs(k, v)
+	}
+	strs(snap.WASI.Args...)
+	strs(snap.WASI.Env...)
+	for _, p := range snap.WASI.Preopens {
+		strs(p.GuestPath)
+		for _, f := range p.Files {
+			strs(f.Path)
+			n += int64(len(f.Data))
+		}
+	}
+	for _, fd := range snap.WASI.FDs {
+		strs(fd.Path)
+	}
+	n += 16 * int64(len(snap.Globals))
+	return n + n/1024
 }
 
 // Check refuses a snapshot that o's memory limit or its pod name rule out.
@@ -568,11 +673,9 @@ func (s Store) ModuleFor(snap *snapshot.Snapshot) (*prepare.Prepared, error) {
 	return p, nil
 }
 
-// HasModule reports whether this host's cache holds the prepared module.
-func (s Store) HasModule(hash [32]byte) bool {
-	_, err := s.cache().Load(hash)
-	return err == nil
-}
+// HasModule reports whether this host's cache holds the prepared module
+// (and records it as used now: the peer that asks relies on it).
+func (s Store) HasModule(hash [32]byte) bool { return s.cache().Has(hash) }
 
 // resetForResume empties a pod's preopened directories and writes the
 // snapshot's logs, ready for a supervisor to resume it (the WASI layer

@@ -186,6 +186,17 @@ func (c Cache) Store(prepared []byte) (*Prepared, error) {
 	return &Prepared{Hash: hash, Bytes: prepared}, nil
 }
 
+// Has reports whether the cache holds the prepared module hash, whole,
+// and records it as used now: what a peer that asks is about to rely on.
+// Unlike Load, it does not read the module into memory.
+func (c Cache) Has(hash [32]byte) bool {
+	if c.verify(hash) != nil {
+		return false
+	}
+	touch(c.modulePath(hash))
+	return true
+}
+
 // verify checks that the cache holds the prepared module hash, whole,
 // reading it through a hash rather than into memory. Its error is Load's.
 func (c Cache) verify(hash [32]byte) error {
