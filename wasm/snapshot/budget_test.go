@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -234,6 +235,9 @@ func TestDecodeReserving(t *testing.T) {
 		_, err := Decode(bytes.NewReader(data), tc.lim)
 		if (err == nil) != (tc.lim.MaxTotalBytes == charged) {
 			t.Errorf("%s: Decode = %v; DecodeReserving reserved %d besides its buffers, which should be exactly what MaxTotalBytes charges", tc.name, err, charged)
+		}
+		if err != nil && !errors.Is(err, ErrOverBudget) {
+			t.Errorf("%s: %v does not wrap ErrOverBudget", tc.name, err)
 		}
 	}
 

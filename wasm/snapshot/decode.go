@@ -37,6 +37,11 @@ func Decode(r io.Reader, lim Limits) (*Snapshot, error) {
 	return DecodeReserving(r, lim, nil)
 }
 
+// ErrOverBudget is wrapped by the error of a snapshot that needs more
+// than Limits.MaxTotalBytes: one that may be fine, but too large for
+// the decoder's budget.
+var ErrOverBudget = errors.New("MaxTotalBytes")
+
 // A Reserver reserves memory from a budget that a decode shares with
 // other work, such as the other receives of a dock (see internal/budget).
 // Reserve reserves n more bytes, or fails if they cannot be had.
@@ -359,7 +364,7 @@ func (d *bodyReader) charge(n uint64) bool {
 		return false
 	}
 	if n > uint64(d.lim.MaxTotalBytes-d.totalBytes) {
-		d.fail("%d more bytes exceed the budget of %d (MaxTotalBytes)", n, d.lim.MaxTotalBytes)
+		d.fail("%d more bytes exceed the budget of %d (%w)", n, d.lim.MaxTotalBytes, ErrOverBudget)
 		return false
 	}
 	if d.res != nil {
