@@ -143,7 +143,7 @@ func (l *Lease) Reserve(n int64) error {
 	b := l.b
 	need := l.reserved + n - l.held
 	if l.reserved+n > b.size {
-		l.err = errdefs.New(errdefs.Unsupported, "needs more than the dock's whole %s%s", b, b.flagHint())
+		l.err = errdefs.New(errdefs.Unsupported, "the receive needs more than the dock's whole %s%s", b, b.flagHint())
 		return l.err
 	}
 	take := need

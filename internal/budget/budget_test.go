@@ -77,7 +77,7 @@ func TestReserveMoreThanTheBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := l.Reserve(5 << 20)
-	if !errdefs.Is(err, errdefs.Unsupported) || err.Error() != "needs more than the dock's whole disk budget of 10 MiB (--disk-budget)" {
+	if !errdefs.Is(err, errdefs.Unsupported) || err.Error() != "the receive needs more than the dock's whole disk budget of 10 MiB (--disk-budget)" {
 		t.Fatalf("got %v (kind %d)", err, errdefs.KindOf(err))
 	}
 	if !errors.Is(l.Err(), err) {

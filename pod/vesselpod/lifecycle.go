@@ -376,6 +376,11 @@ func DecodeSnapshot(r io.Reader, size int64, o RestoreOptions) (*snapshot.Snapsh
 // readBuffer is the size of decodeSnapshot's read buffer.
 const readBuffer = 1 << 20
 
+// DecodeBuffers is what DecodeSnapshot reserves from a memory budget
+// besides what it charges against MaxDecodeBytes and the bytes it keeps:
+// its read buffer and the decoder's own (snapshot.DecodeBuffers).
+const DecodeBuffers = readBuffer + snapshot.DecodeBuffers
+
 // decodeSnapshot decodes a snapshot from r within o's limits, keeping
 // the bytes it decodes it from in kept.
 func decodeSnapshot(r io.Reader, kept *keptBytes, o RestoreOptions) (*snapshot.Snapshot, []byte, error) {

@@ -48,8 +48,13 @@ func NewModuleCache(s Store, max int64) *ModuleCache {
 	return &ModuleCache{store: s, max: max, holds: map[[32]byte]int{}}
 }
 
-// Max is the most bytes the cache keeps (0: no limit).
-func (c *ModuleCache) Max() int64 { return c.max }
+// Max is the most bytes the cache keeps (0: no limit, or no keeper).
+func (c *ModuleCache) Max() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.max
+}
 
 // ModuleHold is a receive's hold on the module of the snapshot it
 // receives, from before the module is stored to the end of the receive.
