@@ -23,7 +23,8 @@ const (
 )
 
 // DefaultMemory is the memory budget of a dock not told otherwise: a
-// quarter of the machine's memory (MemTotal), at least MinMemory. A
+// quarter of the machine's memory (MemTotal, or the dock's cgroup's
+// memory limit if that is lower), at least MinMemory. A
 // quarter, because a dock shares its machine with the pods it receives,
 // whose memory is not the dock's to spend, and with the page cache their
 // files need; and because what a receive allocates is garbage once it
