@@ -266,7 +266,7 @@ func newDockCommand(short string, destination func(dockOptions) (*migrate.Destin
 	}
 	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")
 	c.Flags().StringArrayVar(&images, "images", nil, "directory whose subdirectories are images received pods may have (repeatable; the host image is always served)")
-	c.Flags().StringVar(&memory, "memory-budget", "", "memory all receives in progress may use together, e.g. 2GiB; a receive that cannot get its share within 2s is refused as busy (default: a quarter of this machine's memory, at least 256MiB)")
+	c.Flags().StringVar(&memory, "memory-budget", "", "memory all receives in progress may use together, e.g. 2GiB; a receive that cannot get its share within 2s is refused as busy (default: a quarter of this machine's memory or of the dock's cgroup limit, at least 256MiB)")
 	c.Flags().StringVar(&disk, "disk-budget", "", "disk space the dock fills for its peers: three quarters for receives in progress, a quarter for the cache of received Wasm modules, least recently used evicted first (default: half the free space under --root, at least 1GiB)")
 	tls.register(c)
 	return c
