@@ -82,7 +82,7 @@ func TestFailedReceiveLeavesNoModule(t *testing.T) {
 		t.Fatal("the receive succeeded")
 	}
 	kept := goldenSnapshot(t)
-	if _, err := store.ModuleFor(kept); err != nil { // caches it
+	if _, err := store.ModuleFor(kept, vesselpod.RestoreOptions{}); err != nil { // caches it
 		t.Fatal(err)
 	}
 	if _, _, err := r.ReceiveVessel(ctx, transfer(ctx, encode(t, kept), "", nil)); err == nil {

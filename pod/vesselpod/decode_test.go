@@ -172,9 +172,11 @@ func TestDecodeSnapshotReserves(t *testing.T) {
 	}
 }
 
-// TestUnpackReservesDisk checks that Unpack reserves the snapshot file it
-// writes, and leaves nothing of the pod when refused.
-func TestUnpackReservesDisk(t *testing.T) {
+// TestUnpackReserves checks that ModuleFor reserves the memory of a
+// module it reads from the cache, and that Unpack reserves the snapshot
+// file it writes (and, encoding again, the memory that takes), leaving
+// nothing of the pod when refused.
+func TestUnpackReserves(t *testing.T) {
 	data, err := os.ReadFile("../../wasm/snapshot/testdata/golden-v1.snap")
 	if err != nil {
 		t.Fatal(err)
@@ -184,9 +186,20 @@ func TestUnpackReservesDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := Store{Root: t.TempDir()}
-	prepared, err := s.ModuleFor(snap)
+	prepared, err := s.ModuleFor(snap, RestoreOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A snapshot without its module: the cache's copy is read into
+	// memory, reserved first.
+	bare := *snap
+	bare.Module = nil
+	mem := &recorder{max: 1 << 40}
+	if _, err := s.ModuleFor(&bare, RestoreOptions{MemoryBudget: mem}); err != nil || mem.reserved < int64(len(snap.Module)) {
+		t.Fatalf("ModuleFor from the cache reserved %d bytes for a module of %d (%v)", mem.reserved, len(snap.Module), err)
+	}
+	if _, err := s.ModuleFor(&bare, RestoreOptions{MemoryBudget: &recorder{max: int64(len(snap.Module)) - 1}}); !errdefs.Is(err, errdefs.Busy) {
+		t.Fatalf("ModuleFor from the cache beyond the budget: %v", err)
 	}
 	disk := &recorder{max: int64(len(encoded)) - 1}
 	_, _, _, err = s.Unpack(snap, RestoreOptions{Name: "v", Encoded: encoded, DiskBudget: disk}, prepared)
@@ -197,7 +210,7 @@ func TestUnpackReservesDisk(t *testing.T) {
 		t.Fatalf("a refused Unpack left the pod: %v", err)
 	}
 	// Encoding again reserves memory and disk for a bound of the encoding.
-	mem, disk := &recorder{max: 1 << 40}, &recorder{max: 1 << 40}
+	mem, disk = &recorder{max: 1 << 40}, &recorder{max: 1 << 40}
 	_, file, unlock, err := s.Unpack(snap, RestoreOptions{Name: "v", MemoryBudget: mem, DiskBudget: disk}, prepared)
 	if err != nil {
 		t.Fatal(err)

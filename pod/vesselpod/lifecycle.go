@@ -511,7 +511,7 @@ func (s Store) Receive(ctx context.Context, snap *snapshot.Snapshot, o RestoreOp
 	if err := o.Check(snap); err != nil {
 		return nil, err
 	}
-	prepared, err := s.ModuleFor(snap)
+	prepared, err := s.ModuleFor(snap, o)
 	if err != nil {
 		return nil, err
 	}
@@ -659,8 +659,9 @@ func (o RestoreOptions) name(snap *snapshot.Snapshot) string {
 }
 
 // ModuleFor finds a snapshot's prepared module: in the snapshot (then
-// cached) or in this host's cache.
-func (s Store) ModuleFor(snap *snapshot.Snapshot) (*prepare.Prepared, error) {
+// cached) or in this host's cache, whose copy it reads into memory after
+// reserving the room from o.MemoryBudget.
+func (s Store) ModuleFor(snap *snapshot.Snapshot, o RestoreOptions) (*prepare.Prepared, error) {
 	if snap.Module != nil {
 		p, err := s.cache().Store(snap.Module)
 		if err != nil {
@@ -670,6 +671,9 @@ func (s Store) ModuleFor(snap *snapshot.Snapshot) (*prepare.Prepared, error) {
 			return nil, errdefs.New(errdefs.InvalidArgument, "snapshot: its module does not match its module hash")
 		}
 		return p, nil
+	}
+	if err := reserve(o.MemoryBudget, s.cache().Bytes(snap.ModuleHash), "read its module from the cache"); err != nil {
+		return nil, err
 	}
 	p, err := s.cache().Load(snap.ModuleHash)
 	if err != nil {

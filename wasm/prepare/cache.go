@@ -234,6 +234,23 @@ type Entry struct {
 	Used time.Time
 }
 
+// Bytes is the space the prepared module hash takes in the cache, its
+// start module's included: what Load allocates for it. It is 0 if the
+// cache does not have it.
+func (c Cache) Bytes(hash [32]byte) int64 {
+	st, err := os.Stat(c.modulePath(hash))
+	if err != nil {
+		return 0
+	}
+	n := st.Size()
+	if sh, ok := readIndex(c.startPath(hash)); ok {
+		if st, err := os.Stat(c.modulePath(sh)); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
+}
+
 // Entries lists the prepared modules in the cache. A start module is
 // counted with the prepared module it is the start module of, unless
 // that one is gone.

@@ -166,6 +166,9 @@ func TestCacheEntriesAndRemove(t *testing.T) {
 	if len(got) != 2 || got[a.Hash].Bytes != int64(len(a.Bytes)+len(start.Bytes)) || got[b.Hash].Bytes != int64(len(b.Bytes)) {
 		t.Fatalf("Entries = %+v", ents)
 	}
+	if c.Bytes(a.Hash) != got[a.Hash].Bytes || c.Bytes([32]byte{9}) != 0 {
+		t.Errorf("Bytes = %d, %d; want %d, 0", c.Bytes(a.Hash), c.Bytes([32]byte{9}), got[a.Hash].Bytes)
+	}
 	if time.Since(got[a.Hash].Used) > time.Minute {
 		t.Errorf("Load did not record the module as used: %v", got[a.Hash].Used)
 	}
