@@ -288,7 +288,7 @@ func TestNoPodReceiver(t *testing.T) {
 type noVessels struct{}
 
 func (noVessels) HasModule([32]byte) bool { return false }
-func (noVessels) ReceiveVessel(context.Context, io.Reader, int64, string) (string, time.Duration, error) {
+func (noVessels) ReceiveVessel(context.Context, *VesselTransfer) (string, time.Duration, error) {
 	return "", 0, errdefs.New(errdefs.Unsupported, "no vessels here")
 }
 func (noVessels) RemoveVessel(context.Context, string) error { return nil }
@@ -301,13 +301,13 @@ type keepVessels struct {
 }
 
 func (k *keepVessels) HasModule(h [32]byte) bool { return h == k.module }
-func (k *keepVessels) ReceiveVessel(_ context.Context, body io.Reader, size int64, name string) (string, time.Duration, error) {
+func (k *keepVessels) ReceiveVessel(_ context.Context, t *VesselTransfer) (string, time.Duration, error) {
 	var err error
-	k.got, err = io.ReadAll(body)
-	if int64(len(k.got)) != size {
+	k.got, err = io.ReadAll(t.Body)
+	if int64(len(k.got)) != t.Size {
 		return "", 0, errors.New("size mismatch")
 	}
-	return name, 7 * time.Millisecond, err
+	return t.Name, 7 * time.Millisecond, err
 }
 func (k *keepVessels) RemoveVessel(_ context.Context, name string) error {
 	k.removed = name

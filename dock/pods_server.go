@@ -3,6 +3,8 @@ package dock
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/podctl/podctl/internal/budget"
 	"github.com/podctl/podctl/internal/errdefs"
 )
 
@@ -39,6 +42,13 @@ type PodTransfer struct {
 	Lazy  bool
 	// Log is the dock's logger, tagged with the migration's session.
 	Log *slog.Logger
+	// Disk is the migration's lease of the dock's disk budget: the
+	// receiver reserves there the space of the archive it extracts
+	// before writing it; the dock reserves the pages a stop-and-copy
+	// tunnel carries as they arrive. The dock releases it when the
+	// request ends. When a receive fails after a reservation was
+	// refused, the source is told of the refusal.
+	Disk *budget.Lease
 
 	archive *byteCounter
 	send    func(Event) error
@@ -69,8 +79,17 @@ func (t *PodTransfer) Complete(pod string) error {
 // serving on the socket it is given, and joins that socket to the
 // migration's page tunnel once the source opens it. It returns when the
 // helper does.
+//
+// The pages of a stop-and-copy migration go to disk (a page server
+// writes them into the images): each is reserved from t.Disk as it
+// arrives, and the tunnel fails when the budget refuses. Post-copy's go
+// into the pod's memory.
 func (t *PodTransfer) TunnelPages(ctx context.Context, helper func(context.Context, *os.File) error) error {
-	return tunnelTo(ctx, t.session, helper)
+	var disk *budget.Lease
+	if !t.Lazy {
+		disk = t.Disk
+	}
+	return tunnelTo(ctx, t.session, helper, disk)
 }
 
 // sessions joins each migration's archive request with its page tunnel.
@@ -191,9 +210,15 @@ func (s *Server) receivePod(w http.ResponseWriter, r *http.Request) {
 	counted := &byteCounter{r: r.Body}
 	t := &PodTransfer{
 		Archive: counted, Name: q.Get("name"), Force: q.Get("force") == "1", Lazy: q.Get("lazy") == "1",
-		Log: log, archive: counted, send: send, session: ss,
+		Log: log, Disk: s.Disk.Lease(r.Context()), archive: counted, send: send, session: ss,
 	}
+	defer t.Disk.Release()
 	if err := s.Pods.ReceivePod(r.Context(), t); err != nil {
+		// A refused reservation is the cause, whatever the receiver or
+		// CRIU made of it (a page server whose tunnel ended early).
+		if refused := t.Disk.Err(); refused != nil && !errors.Is(err, refused) {
+			err = fmt.Errorf("%w (then: %v)", refused, err)
+		}
 		fail(err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/net/netutil"
 
+	"github.com/podctl/podctl/internal/budget"
 	"github.com/podctl/podctl/internal/cpufeat"
 	"github.com/podctl/podctl/internal/version"
 )
@@ -40,6 +41,19 @@ type Server struct {
 	// MaxConns bounds the connections open at once, authenticated or not
 	// (0: DefaultMaxConns); more wait to be accepted.
 	MaxConns int
+	// Memory is the memory all the receives in progress may allocate
+	// together (nil: no bound): each vessel's receiver reserves from its
+	// request's lease (VesselTransfer.Memory) what it is about to
+	// allocate, and a receive that cannot have it within the budget's
+	// wait is refused as busy.
+	Memory *budget.Budget
+	// Disk is the disk space all the receives in progress may fill
+	// together while they stage what they receive (nil: no bound): the
+	// pages of a stop-and-copy migration (reserved by the dock as they
+	// arrive), the extracted archive (PodTransfer.Disk), a vessel's
+	// snapshot file (VesselTransfer.Disk). What a pod keeps once it runs
+	// is its own.
+	Disk *budget.Budget
 
 	sessions sessions
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/podctl/podctl/internal/budget"
 )
 
 // A page tunnel carries the bytes between the source's CRIU and the
@@ -99,11 +101,29 @@ func (c countWriteCloser) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// reservingReader reserves from a lease every byte read through it,
+// before handing it on, and fails once the lease refuses.
+type reservingReader struct {
+	r     io.Reader
+	lease *budget.Lease
+}
+
+func (r reservingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		if rerr := r.lease.Reserve(int64(n)); rerr != nil {
+			return 0, fmt.Errorf("page tunnel: %w", rerr)
+		}
+	}
+	return n, err
+}
+
 // tunnelTo runs a page helper on one end of a socket pair and connects
 // the other end to the session's page tunnel once that arrives. The
 // helper starts at once, so its start-up is not on the migration's
-// critical path.
-func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os.File) error) error {
+// critical path. If disk is not nil, the bytes from the source are
+// reserved there before they reach the helper.
+func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os.File) error, disk *budget.Lease) error {
 	ours, theirs, err := socketPair()
 	if err != nil {
 		return err
@@ -133,8 +153,12 @@ func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os
 		ours.Close()
 		return errors.New("the source never opened the page tunnel")
 	}
+	from := t.r
+	if disk != nil {
+		from = reservingReader{r: from, lease: disk}
+	}
 	relayDone := make(chan error, 1)
-	go func() { relayDone <- relay(ours, t.r, t.w) }()
+	go func() { relayDone <- relay(ours, from, t.w) }()
 	err = <-helperDone
 	// The helper's last words (the page server's final acknowledgement)
 	// may still be in the socket: let the relay drain them, and the source
@@ -145,9 +169,19 @@ func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os
 		ours.Close()
 		close(t.done)
 		<-relayDone
-		return err
+		return refusedOr(disk, err)
 	}
 	ours.Close()
 	close(t.done)
+	return refusedOr(disk, err)
+}
+
+// refusedOr returns the refusal of the tunnel's disk lease, if it
+// refused a reservation (the helper then saw its input end early, which
+// it may or may not call an error), else err.
+func refusedOr(disk *budget.Lease, err error) error {
+	if refused := disk.Err(); refused != nil {
+		return fmt.Errorf("page tunnel: %w", refused)
+	}
 	return err
 }

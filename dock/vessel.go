@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/podctl/podctl/internal/budget"
 	"github.com/podctl/podctl/internal/errdefs"
 )
 
@@ -33,13 +34,29 @@ const (
 type VesselReceiver interface {
 	// HasModule reports whether the receiver has a prepared module.
 	HasModule(hash [32]byte) bool
-	// ReceiveVessel resumes the vessel whose portable snapshot (size
-	// bytes) is read from body, as the pod name (empty: the snapshot's);
-	// it returns the pod's name and how long the resume took. On failure
-	// nothing is left.
-	ReceiveVessel(ctx context.Context, body io.Reader, size int64, name string) (pod string, restore time.Duration, err error)
+	// ReceiveVessel resumes the vessel whose portable snapshot t
+	// carries; it returns the pod's name and how long the resume took.
+	// On failure nothing is left.
+	ReceiveVessel(ctx context.Context, t *VesselTransfer) (pod string, restore time.Duration, err error)
 	// RemoveVessel removes a received vessel pod, running or not.
 	RemoveVessel(ctx context.Context, name string) error
+}
+
+// VesselTransfer is one vessel arriving at a dock.
+type VesselTransfer struct {
+	// Body is the vessel's portable snapshot, Size bytes long by the
+	// source's word (its Content-Length: a claim, 0 if unknown).
+	Body io.Reader
+	Size int64
+	// Name names the pod (empty: the snapshot's).
+	Name string
+	// Memory is the request's lease of the dock's memory budget: the
+	// receiver reserves there what it allocates for the vessel before
+	// allocating it. Disk is its lease of the disk budget, for what the
+	// receiver writes until the vessel runs. The dock releases both when
+	// the request ends. (Leases of a dock without budgets reserve
+	// anything.)
+	Memory, Disk *budget.Lease
 }
 
 func (s *Server) hasModule(w http.ResponseWriter, r *http.Request) {
@@ -63,7 +80,13 @@ func (s *Server) receiveVessel(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("name")
 	log := s.requestLog(r)
 	counted := &byteCounter{r: r.Body}
-	pod, restore, err := s.Vessels.ReceiveVessel(r.Context(), counted, r.ContentLength, name)
+	t := &VesselTransfer{
+		Body: counted, Size: max(r.ContentLength, 0), Name: name,
+		Memory: s.Memory.Lease(r.Context()), Disk: s.Disk.Lease(r.Context()),
+	}
+	defer t.Memory.Release()
+	defer t.Disk.Release()
+	pod, restore, err := s.Vessels.ReceiveVessel(r.Context(), t)
 	if err != nil {
 		log.Warn("vessel receive failed", "pod", name, "err", err)
 		json.NewEncoder(w).Encode(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/podctl/podctl/dock"
+	"github.com/podctl/podctl/internal/budget"
+	"github.com/podctl/podctl/internal/human"
 	"github.com/podctl/podctl/pod/vesselpod"
 )
 
@@ -18,7 +21,12 @@ type Destination struct {
 	Pods dock.PodReceiver
 	// Vessels keeps the vessels this dock receives.
 	Vessels VesselHost
+	// Budgets bound what the dock holds for its peers at once.
+	Budgets Budgets
 
+	// store is the host's vessel store, whose module cache the dock keeps
+	// within its share of the disk budget (no Root: none).
+	store    vesselpod.Store
 	recovery []recoveryStep
 	// guard, if set, keeps this host's pods off the dock's port until the
 	// function it returns is called.
@@ -38,8 +46,45 @@ type recoveryStep struct {
 func VesselDestination(store vesselpod.Store) *Destination {
 	return &Destination{
 		Vessels:  PlainVessels{Store: store},
+		store:    store,
 		recovery: []recoveryStep{{"vessel pods", store.Recover}},
 	}
+}
+
+// Budgets bound what a dock holds for its peers at once, whatever they
+// send and however many send at once (see ARCHITECTURE.md, "A dock's
+// budgets").
+type Budgets struct {
+	// Memory is the most memory all receives in progress may allocate
+	// together, in bytes (0: budget.DefaultMemory(), a quarter of the
+	// machine's).
+	Memory int64
+	// Disk is the most disk space the dock fills on its peers' behalf,
+	// in bytes (0: budget.DefaultDisk of the state root, half its free
+	// space): what receives in progress stage, and the module cache,
+	// which keeps a quarter of it (ModuleCacheShare).
+	Disk int64
+	// Wait is how long a receive waits for others to release what it
+	// needs before it is refused as busy (0: budget.DefaultWait).
+	Wait time.Duration
+}
+
+// ModuleCacheShare is the part of the disk budget the module cache keeps
+// (1/ModuleCacheShare): received modules stay there for the next
+// migration of the same program, which then does not carry its module,
+// while the rest stays free for what receives stage.
+const ModuleCacheShare = 4
+
+// resolve returns b with its defaults filled in, for a dock whose state
+// is under root.
+func (b Budgets) resolve(root string) Budgets {
+	if b.Memory <= 0 {
+		b.Memory = budget.DefaultMemory()
+	}
+	if b.Disk <= 0 {
+		b.Disk = budget.DefaultDisk(root)
+	}
+	return b
 }
 
 // Serve recovers what a dock that died left half received, then serves
@@ -71,7 +116,30 @@ func (d *Destination) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls
 			}
 		}()
 	}
-	log.Info("dock ready", "addr", ln.Addr().String(), "native", d.Pods != nil)
-	s := &dock.Server{Pods: d.Pods, Vessels: VesselReceiver{Host: d.Vessels}, TLS: tlsConfig, Log: log}
+	s, b := d.server(tlsConfig, log)
+	log.Info("dock ready", "addr", ln.Addr().String(), "native", d.Pods != nil,
+		"memoryBudget", human.Bytes(b.Memory), "diskBudget", human.Bytes(b.Disk))
 	return s.Serve(ctx, ln)
+}
+
+// server assembles the dock with its budgets (returned with their
+// defaults filled in) and its module cache keeper, which it trims to its
+// share of the disk budget first.
+func (d *Destination) server(tlsConfig *tls.Config, log *slog.Logger) (*dock.Server, Budgets) {
+	b := d.Budgets.resolve(d.store.Root)
+	staging := b.Disk
+	recv := VesselReceiver{Host: d.Vessels}
+	if d.store.Root != "" {
+		share := b.Disk / ModuleCacheShare
+		staging -= share
+		recv.Modules = vesselpod.NewModuleCache(d.store, share)
+		if err := recv.Modules.Trim(); err != nil {
+			log.Warn("dock: trim the module cache", "err", err)
+		}
+	}
+	return &dock.Server{
+		Pods: d.Pods, Vessels: recv, TLS: tlsConfig, Log: log,
+		Memory: budget.New("memory", "--memory-budget", b.Memory, b.Wait),
+		Disk:   budget.New("staging", "three quarters of --disk-budget; the module cache has the rest", staging, b.Wait),
+	}, b
 }

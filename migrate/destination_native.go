@@ -24,6 +24,7 @@ func NativeDestination(m *pod.Manager, store vesselpod.Store, images pod.ImagePo
 	return &Destination{
 		Pods:    NativeReceiver{Manager: m, Images: images},
 		Vessels: housed.Dock{Manager: m, Host: store},
+		store:   store,
 		recovery: []recoveryStep{
 			{"vessel pods", store.Recover},
 			{"native pods", m.Recover},

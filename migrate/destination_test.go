@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podctl/podctl/internal/budget"
 	"github.com/podctl/podctl/pod/vesselpod"
 )
 
@@ -62,3 +63,22 @@ func recoveryOrder(d *Destination) string {
 }
 
 func vesselStoreForTest(t *testing.T) vesselpod.Store { return vesselpod.Store{Root: t.TempDir()} }
+
+// TestDestinationBudgets checks how a dock's budgets are assembled: the
+// memory budget as given, the disk budget split between staging and the
+// module cache's quarter, and the machine's defaults when none is given.
+func TestDestinationBudgets(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d := VesselDestination(vesselStoreForTest(t))
+	d.Budgets = Budgets{Memory: 300 << 20, Disk: 1 << 30}
+	s, b := d.server(nil, log)
+	recv := s.Vessels.(VesselReceiver)
+	if s.Memory.Size() != 300<<20 || s.Disk.Size() != 768<<20 || recv.Modules == nil || recv.Modules.Max() != 256<<20 || b != d.Budgets {
+		t.Fatalf("memory %d, staging %d, module cache %v, budgets %+v", s.Memory.Size(), s.Disk.Size(), recv.Modules, b)
+	}
+	d.Budgets = Budgets{}
+	s, b = d.server(nil, log)
+	if b.Memory != budget.DefaultMemory() || b.Memory < budget.MinMemory || b.Disk < budget.MinDisk || s.Disk.Size() != b.Disk-b.Disk/ModuleCacheShare {
+		t.Fatalf("default budgets %+v, staging %d", b, s.Disk.Size())
+	}
+}

@@ -39,7 +39,8 @@ func (r NativeReceiver) Describe(ctx context.Context, h *dock.Hello) {
 // ReceivePod restores one migrating pod from t's archive stream: it
 // reserves the pod, receives its memory through the page tunnel while
 // the archive is extracted (or, lazily, after the pod has resumed),
-// restores it and commits it here before telling the source.
+// restores it and commits it here before telling the source. The space
+// of what it extracts is reserved from t.Disk first.
 func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) error {
 	limits := r.Limits
 	if limits == (restart.Limits{}) {
@@ -50,6 +51,9 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 		return err
 	}
 	defer rd.Close()
+	if t.Disk != nil {
+		rd.ReserveWith(t.Disk)
+	}
 	am, err := rd.Manifest()
 	if err != nil {
 		return err

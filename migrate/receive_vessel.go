@@ -2,9 +2,12 @@ package migrate
 
 import (
 	"context"
-	"io"
+	"errors"
+	"fmt"
 	"time"
 
+	"github.com/podctl/podctl/dock"
+	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/pod/vesselpod"
 	"github.com/podctl/podctl/wasm/snapshot"
@@ -24,25 +27,63 @@ type VesselHost interface {
 
 // VesselReceiver is the destination side of a migration as a portable
 // snapshot: it decodes the snapshot a dock receives, within the limits a
-// vessel may have, and resumes it in its Host.
-type VesselReceiver struct{ Host VesselHost }
+// vessel may have and the request's share of the dock's memory, and
+// resumes it in its Host.
+type VesselReceiver struct {
+	Host VesselHost
+	// Modules keeps the host's module cache, where the modules that
+	// snapshots carry are stored, within its size (nil: every module
+	// received stays).
+	Modules *vesselpod.ModuleCache
+}
 
 // HasModule reports whether the host has a prepared module.
 func (r VesselReceiver) HasModule(hash [32]byte) bool { return r.Host.HasModule(hash) }
 
-// ReceiveVessel decodes a snapshot of size bytes from body and resumes it
-// as the pod name (empty: the snapshot's). The restore time it returns
-// starts once the snapshot is decoded.
-func (r VesselReceiver) ReceiveVessel(ctx context.Context, body io.Reader, size int64, name string) (string, time.Duration, error) {
-	o := vesselpod.RestoreOptions{Name: name}
-	snap, encoded, err := vesselpod.DecodeSnapshot(body, size, o)
+// ReceiveVessel decodes the snapshot t carries and resumes it as the pod
+// t.Name (empty: the snapshot's). The restore time it returns starts
+// once the snapshot is decoded.
+//
+// Everything the receive allocates for the snapshot is reserved from
+// t.Memory before it is (its decoding, the bytes it keeps for the
+// supervisor, an encoding again if it keeps none), and decoding is
+// bounded by the whole budget (snapshot.Limits.MaxTotalBytes); what it
+// writes before the vessel runs is reserved from t.Disk. A module the
+// snapshot carries goes to the module cache, and out again if the
+// receive fails.
+func (r VesselReceiver) ReceiveVessel(ctx context.Context, t *dock.VesselTransfer) (string, time.Duration, error) {
+	o := vesselpod.RestoreOptions{Name: t.Name}
+	if t.Memory != nil {
+		o.MemoryBudget = t.Memory
+		if limit := t.Memory.Limit(); limit > 0 {
+			o.MaxDecodeBytes = max(limit-vesselpod.DecodeBuffers, 1)
+		}
+	}
+	if t.Disk != nil {
+		o.DiskBudget = t.Disk
+	}
+	snap, encoded, err := vesselpod.DecodeSnapshot(t.Body, t.Size, o)
 	if err != nil {
+		if errors.Is(err, snapshot.ErrOverBudget) && o.MaxDecodeBytes > 0 {
+			err = errdefs.New(errdefs.Unsupported, "%w: more than the dock's %d MiB of memory for receives (--memory-budget) can hold", err, t.Memory.Limit()>>20)
+		}
 		return "", 0, err
 	}
 	o.Encoded = encoded
 	failpoint.Hit(ctx, "dock:vessel-decoded")
+	var hold *vesselpod.ModuleHold
+	if r.Modules != nil {
+		if hold, err = r.Modules.Receiving(snap); err != nil {
+			return "", 0, err
+		}
+	}
 	start := time.Now()
 	pod, err := r.Host.ReceiveVessel(ctx, snap, o)
+	if hold != nil {
+		if derr := hold.Done(err == nil); derr != nil && err != nil {
+			err = fmt.Errorf("%w (and removing its module failed: %v)", err, derr)
+		}
+	}
 	if err != nil {
 		return "", 0, err
 	}

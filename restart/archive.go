@@ -106,6 +106,7 @@ type Reader struct {
 
 	entries int   // tar entries read
 	total   int64 // sum of their sizes
+	res     Reserver
 	order   []string
 	seen    map[string]*entry
 }
@@ -160,6 +161,37 @@ func NewReader(r io.Reader, lim Limits) (*Reader, error) {
 	}
 	rd.tr = tar.NewReader(rd.src)
 	return rd, nil
+}
+
+// Reserver reserves disk space from a budget shared with other work, or
+// fails if it cannot: internal/budget's Lease, in a dock.
+type Reserver interface {
+	Reserve(n int64) error
+}
+
+// ReserveWith makes Extract reserve from res the space of each entry
+// before it writes it: its size rounded up to whole blocks, and a block
+// more for its inode, its name and its directory's growth. A refused
+// reservation fails Extract with the refusal, wrapped, which keeps its
+// errdefs class. Call it before Extract.
+func (r *Reader) ReserveWith(res Reserver) { r.res = res }
+
+// blockSize is the allocation unit ReserveWith charges entries by.
+const blockSize = 4096
+
+// reserve reserves the space of an entry Extract is about to write.
+func (r *Reader) reserve(hdr *tar.Header) error {
+	if r.res == nil {
+		return nil
+	}
+	n := blockSize
+	if hdr.Typeflag == tar.TypeReg {
+		n += int((hdr.Size + blockSize - 1) / blockSize * blockSize)
+	}
+	if err := r.res.Reserve(int64(n)); err != nil {
+		return fmt.Errorf("archive: extract %s: %w", hdr.Name, err)
+	}
+	return nil
 }
 
 // Close releases the decompressor. Extract calls it; it is idempotent.
@@ -401,6 +433,9 @@ func (r *Reader) Extract(ctx context.Context, destDir string) (*Extracted, error
 		}
 		if _, dup := r.seen[name]; dup {
 			return nil, bad("duplicate entry %q", name)
+		}
+		if err := r.reserve(hdr); err != nil {
+			return nil, err
 		}
 		var h hash.Hash
 		switch {

@@ -1024,3 +1024,46 @@ func TestManifestClaimNotAllocated(t *testing.T) {
 		t.Errorf("that is more than 256 KiB")
 	}
 }
+
+// diskRecorder stands in for a dock's disk budget: it records what is
+// reserved and refuses past max.
+type diskRecorder struct{ max, reserved int64 }
+
+func (d *diskRecorder) Reserve(n int64) error {
+	if d.reserved+n > d.max {
+		return errdefs.New(errdefs.Busy, "dock busy: disk budget of %d bytes in use", d.max)
+	}
+	d.reserved += n
+	return nil
+}
+
+// TestExtractReserves checks that Extract reserves the space of what it
+// extracts, by the entries' sizes (which compression may make far
+// larger than the stream), and stops with the refusal, classified as
+// such, when the budget runs out.
+func TestExtractReserves(t *testing.T) {
+	criuDir, upperDir := buildTrees(t, false)
+	data := writeArchive(t, checkpoint.CompressionZstd, criuDir, upperDir)
+	run := func(d *diskRecorder) (*Extracted, error) {
+		r, err := NewReader(bytes.NewReader(data), DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		r.ReserveWith(d)
+		return r.Extract(context.Background(), filepath.Join(t.TempDir(), "x"))
+	}
+	d := &diskRecorder{max: 1 << 40}
+	ex, err := run(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d entries, %d bytes of content, %d-byte archive: reserved %d bytes", ex.Entries, ex.Bytes, len(data), d.reserved)
+	if d.reserved < ex.Bytes+int64(ex.Entries)*blockSize {
+		t.Errorf("reserved %d bytes for %d entries of %d bytes", d.reserved, ex.Entries, ex.Bytes)
+	}
+	_, err = run(&diskRecorder{max: d.reserved / 2})
+	if !errdefs.Is(err, errdefs.Busy) || !strings.Contains(err.Error(), "dock busy: disk budget") {
+		t.Fatalf("Extract beyond the budget: %v (kind %d)", err, errdefs.KindOf(err))
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/human"
 	"github.com/podctl/podctl/internal/pki"
+	"github.com/podctl/podctl/internal/size"
 	"github.com/podctl/podctl/migrate"
 	"github.com/spf13/cobra"
 )
@@ -229,19 +230,29 @@ func buildTarget() string { return runtime.GOOS + "/" + runtime.GOARCH }
 // destination returns.
 func newDockCommand(short string, destination func(dockOptions) (*migrate.Destination, error)) *cobra.Command {
 	var (
-		listen string
-		tls    pkiFlags
-		images []string
+		listen       string
+		tls          pkiFlags
+		images       []string
+		memory, disk string
 	)
 	c := &cobra.Command{
 		Use:   "dock [OPTIONS]",
 		Short: short,
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			d, err := destination(dockOptions{pkiDir: tls.dir, imageRoots: images})
+			o := dockOptions{pkiDir: tls.dir, imageRoots: images}
+			var err error
+			if o.budgets.Memory, err = parseBudget("--memory-budget", memory); err != nil {
+				return err
+			}
+			if o.budgets.Disk, err = parseBudget("--disk-budget", disk); err != nil {
+				return err
+			}
+			d, err := destination(o)
 			if err != nil {
 				return err
 			}
+			d.Budgets = o.budgets
 			cfg, err := pki.ServerConfig(tls.dir, tls.name)
 			if err != nil {
 				return err
@@ -255,8 +266,23 @@ func newDockCommand(short string, destination func(dockOptions) (*migrate.Destin
 	}
 	c.Flags().StringVar(&listen, "listen", ":7070", "address to listen on")
 	c.Flags().StringArrayVar(&images, "images", nil, "directory whose subdirectories are images received pods may have (repeatable; the host image is always served)")
+	c.Flags().StringVar(&memory, "memory-budget", "", "memory all receives in progress may use together, e.g. 2GiB; a receive that cannot get its share within 2s is refused as busy (default: a quarter of this machine's memory or of the dock's cgroup limit, at least 256MiB)")
+	c.Flags().StringVar(&disk, "disk-budget", "", "disk space the dock fills for its peers: three quarters for receives in progress, a quarter for the cache of received Wasm modules, least recently used evicted first (default: half the free space under --root, at least 1GiB)")
 	tls.register(c)
 	return c
+}
+
+// parseBudget parses the value of a budget's flag: a size, or "" for the
+// default (0).
+func parseBudget(flag, v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := size.Parse(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", flag, err) // InvalidArgument, like --memory's
+	}
+	return n, nil
 }
 
 // dockOptions are what a dock's command line says about its destination.
@@ -265,6 +291,9 @@ type dockOptions struct {
 	pkiDir string
 	// imageRoots are the dock's --images.
 	imageRoots []string
+	// budgets are the dock's --memory-budget and --disk-budget (zero:
+	// the defaults, which migrate.Destination works out).
+	budgets migrate.Budgets
 }
 
 // newRmCommand is `podctl rm [-f] POD...`, removing each pod with remove.

@@ -65,7 +65,7 @@ func Receive(ctx context.Context, m *pod.Manager, host vesselpod.Store, snap *sn
 	if err := o.Check(snap); err != nil {
 		return nil, err
 	}
-	prepared, err := host.ModuleFor(snap)
+	prepared, err := host.ModuleFor(snap, o)
 	if err != nil {
 		return nil, err
 	}

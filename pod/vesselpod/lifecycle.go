@@ -89,14 +89,15 @@ func (s Store) Install(o CreateOptions, prepared *prepare.Prepared) (_ *Manifest
 	if _, err := s.cache().Store(prepared.Bytes); err != nil {
 		return nil, nil, err
 	}
-	dir, unlock, err := s.makePodDir(o.Name)
+	dir, unlockDir, err := s.makePodDir(o.Name)
 	if err != nil {
 		return nil, nil, err
 	}
+	// (A failure returns a nil unlock: the pod's lock is released here.)
 	defer func() {
 		if err != nil {
 			os.RemoveAll(dir)
-			unlock()
+			unlockDir()
 		}
 	}()
 	m := &Manifest{
@@ -112,7 +113,7 @@ func (s Store) Install(o CreateOptions, prepared *prepare.Prepared) (_ *Manifest
 	if err := s.save(m); err != nil {
 		return nil, nil, err
 	}
-	return m, unlock, nil
+	return m, unlockDir, nil
 }
 
 // launch starts a pod's supervisor (resuming from the snapshot file
@@ -277,7 +278,23 @@ type RestoreOptions struct {
 	// it, which spares encoding the snapshot again: for a large memory,
 	// most of a restore's time.
 	Encoded []byte
+
+	// MemoryBudget, if set, is where decoding the snapshot and encoding
+	// it again (when Encoded is nil) reserve the memory they allocate,
+	// before they allocate it: a dock's, shared by all its receives.
+	MemoryBudget Reserver
+	// MaxDecodeBytes bounds what decoding the snapshot may allocate for
+	// it (snapshot.Limits.MaxTotalBytes; 0: the limits' own total).
+	MaxDecodeBytes int64
+	// DiskBudget, if set, is where Unpack reserves the space of the
+	// snapshot file it writes for the supervisor, before writing it.
+	DiskBudget Reserver
 }
+
+// Reserver reserves a resource (bytes of memory or disk) from a budget
+// shared with other work, or fails if it cannot: internal/budget's
+// Lease, in a dock.
+type Reserver = snapshot.Reserver
 
 // maxKeptEncoding is the largest snapshot encoding DecodeSnapshot keeps.
 // Keeping it costs memory besides the decoded snapshot; above this size,
@@ -289,6 +306,9 @@ func (o RestoreOptions) limits() snapshot.Limits {
 	l := snapshot.DefaultLimits()
 	if o.MemoryLimit > 0 {
 		l.MaxMemoryBytes = o.MemoryLimit
+	}
+	if o.MaxDecodeBytes > 0 {
+		l.MaxTotalBytes = min(l.MaxTotalBytes, o.MaxDecodeBytes)
 	}
 	return l
 }
@@ -328,7 +348,7 @@ func ReadSnapshot(file string, o RestoreOptions) (*snapshot.Snapshot, []byte, er
 	if st, err := f.Stat(); err == nil {
 		size = st.Size()
 	}
-	snap, encoded, err := decodeSnapshot(f, newKeptBytes(maxKeptEncoding, size, size), o)
+	snap, encoded, err := decodeSnapshot(f, newKeptBytes(maxKeptEncoding, size, size, o.MemoryBudget), o)
 	if err != nil {
 		return nil, nil, fmt.Errorf("restore %s: %w", file, err)
 	}
@@ -344,14 +364,32 @@ func ReadSnapshot(file string, o RestoreOptions) (*snapshot.Snapshot, []byte, er
 // growth is to exactly size, so that a snapshot of the size announced
 // ends in one allocation of its size (after copies of half as much in
 // all, which cost a few milliseconds for a snapshot of tens of MiB).
+//
+// With o.MemoryBudget, everything it allocates is reserved there first:
+// its read buffer, the decoder's buffers and what it charges against
+// MaxTotalBytes (snapshot.DecodeReserving), and each growth of the kept
+// bytes.
 func DecodeSnapshot(r io.Reader, size int64, o RestoreOptions) (*snapshot.Snapshot, []byte, error) {
-	return decodeSnapshot(r, newKeptBytes(maxKeptEncoding, size, keptPresize), o)
+	return decodeSnapshot(r, newKeptBytes(maxKeptEncoding, size, keptPresize, o.MemoryBudget), o)
 }
+
+// readBuffer is the size of decodeSnapshot's read buffer.
+const readBuffer = 1 << 20
+
+// DecodeBuffers is what DecodeSnapshot reserves from a memory budget
+// besides what it charges against MaxDecodeBytes and the bytes it keeps:
+// its read buffer and the decoder's own (snapshot.DecodeBuffers).
+const DecodeBuffers = readBuffer + snapshot.DecodeBuffers
 
 // decodeSnapshot decodes a snapshot from r within o's limits, keeping
 // the bytes it decodes it from in kept.
 func decodeSnapshot(r io.Reader, kept *keptBytes, o RestoreOptions) (*snapshot.Snapshot, []byte, error) {
-	snap, err := snapshot.Decode(bufio.NewReaderSize(io.TeeReader(r, kept), 1<<20), o.limits())
+	if o.MemoryBudget != nil {
+		if err := o.MemoryBudget.Reserve(readBuffer); err != nil {
+			return nil, nil, fmt.Errorf("snapshot: %w", err)
+		}
+	}
+	snap, err := snapshot.DecodeReserving(bufio.NewReaderSize(io.TeeReader(r, kept), readBuffer), o.limits(), o.MemoryBudget)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -368,24 +406,30 @@ const keptGrowMin = 64 << 10
 // keptBytes keeps what is written to it, up to max bytes; past that, it
 // drops what it kept and keeps nothing more. It grows as bytes arrive, to
 // at most twice what it holds: the size it expects only says where to
-// stop growing.
+// stop growing. With a Reserver, it reserves each growth there first
+// (the growth of its capacity: the buffer it replaces is garbage), and
+// fails the write that needs it if the reservation is refused.
 type keptBytes struct {
-	buf  []byte
-	max  int
-	size int64 // the bytes expected, 0 if unknown
-	over bool
+	buf     []byte
+	max     int
+	size    int64 // the bytes expected, 0 if unknown
+	presize int64 // the least it allocates for bytes expected
+	over    bool
+	res     Reserver
+	charged int64 // capacity reserved from res
 }
 
 // newKeptBytes returns a keptBytes for size bytes (unknown if not
 // positive), which keeps none if size exceeds limit. It allocates up to
-// presize bytes at once.
-func newKeptBytes(limit int, size, presize int64) *keptBytes {
-	k := &keptBytes{max: limit, size: size}
+// presize bytes at once, when the first bytes arrive. res, if not nil,
+// is where it reserves what it allocates.
+func newKeptBytes(limit int, size, presize int64, res Reserver) *keptBytes {
+	k := &keptBytes{max: limit, size: size, res: res}
 	switch {
 	case size > int64(limit):
 		k.over = true
 	case size > 0 && presize > 0:
-		k.buf = make([]byte, 0, min(size, presize))
+		k.presize = min(size, presize)
 	}
 	return k
 }
@@ -398,7 +442,9 @@ func (k *keptBytes) Write(p []byte) (int, error) {
 		k.buf = nil
 	default:
 		if need > cap(k.buf) {
-			k.grow(need)
+			if err := k.grow(need); err != nil {
+				return 0, err
+			}
 		}
 		k.buf = append(k.buf, p...)
 	}
@@ -407,15 +453,22 @@ func (k *keptBytes) Write(p []byte) (int, error) {
 
 // grow makes room for need bytes: it doubles the buffer (at least), or
 // grows it to exactly the size expected if that is less.
-func (k *keptBytes) grow(need int) {
-	c := max(need, 2*cap(k.buf), keptGrowMin)
+func (k *keptBytes) grow(need int) error {
+	c := max(need, 2*cap(k.buf), keptGrowMin, int(k.presize))
 	if k.size >= int64(need) && k.size < int64(c) {
 		c = int(k.size)
 	}
 	c = min(c, k.max)
+	if k.res != nil && int64(c) > k.charged {
+		if err := k.res.Reserve(int64(c) - k.charged); err != nil {
+			return fmt.Errorf("keep the snapshot's encoding: %w", err)
+		}
+		k.charged = int64(c)
+	}
 	grown := make([]byte, len(k.buf), c)
 	copy(grown, k.buf)
 	k.buf = grown
+	return nil
 }
 
 // bytes returns what was kept, nil if too much was written.
@@ -458,7 +511,7 @@ func (s Store) Receive(ctx context.Context, snap *snapshot.Snapshot, o RestoreOp
 	if err := o.Check(snap); err != nil {
 		return nil, err
 	}
-	prepared, err := s.ModuleFor(snap)
+	prepared, err := s.ModuleFor(snap, o)
 	if err != nil {
 		return nil, err
 	}
@@ -490,14 +543,15 @@ func (s Store) Unpack(snap *snapshot.Snapshot, o RestoreOptions, prepared *prepa
 	if _, err := s.cache().Store(prepared.Bytes); err != nil {
 		return nil, "", nil, err
 	}
-	dir, unlock, err := s.makePodDir(name)
+	dir, unlockDir, err := s.makePodDir(name)
 	if err != nil {
 		return nil, "", nil, err
 	}
+	// (A failure returns a nil unlock: the pod's lock is released here.)
 	defer func() {
 		if err != nil {
 			os.RemoveAll(dir)
-			unlock()
+			unlockDir()
 		}
 	}()
 	m := &Manifest{
@@ -518,16 +572,74 @@ func (s Store) Unpack(snap *snapshot.Snapshot, o RestoreOptions, prepared *prepa
 	// and which is then removed, so it is not synced to disk: the
 	// snapshot's encoding as the caller has it, or else the snapshot
 	// encoded again, without the module (which is in the cache now).
+	// Either is reserved first (encoding holds the compressed snapshot
+	// in memory before it writes it).
 	resume = s.ResumePath(name)
 	if o.Encoded != nil {
+		if err := reserve(o.DiskBudget, int64(len(o.Encoded)), "write the snapshot for its supervisor"); err != nil {
+			return nil, "", nil, err
+		}
 		err = os.WriteFile(resume, o.Encoded, 0o600)
 	} else {
+		n := encodedBound(snap)
+		if err := reserve(o.MemoryBudget, n+encodeBuffers, "encode the snapshot for its supervisor"); err != nil {
+			return nil, "", nil, err
+		}
+		if err := reserve(o.DiskBudget, n, "write the snapshot for its supervisor"); err != nil {
+			return nil, "", nil, err
+		}
 		err = writeSnapshot(resume, snap, false, false)
 	}
 	if err != nil {
 		return nil, "", nil, err
 	}
-	return m, resume, unlock, nil
+	return m, resume, unlockDir, nil
+}
+
+// reserve reserves n bytes from res, if not nil, for what.
+func reserve(res Reserver, n int64, what string) error {
+	if res == nil {
+		return nil
+	}
+	if err := res.Reserve(n); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// encodeBuffers bounds what snapshot.Encode allocates besides the
+// compressed snapshot: the zstd encoder's window (4 MiB) and tables, a
+// chunk, the writer's buffer.
+const encodeBuffers = 16 << 20
+
+// encodedBound bounds the size of snap encoded without its module: its
+// body is at most its memory, file data, logs and strings, plus a few
+// bytes per entry (bounded here by 64 per string), and zstd adds at most
+// a few bytes per 128 KiB block to data it cannot compress.
+func encodedBound(snap *snapshot.Snapshot) int64 {
+	n := int64(len(snap.Memory)) + int64(len(snap.WASI.Stdout)) + int64(len(snap.WASI.Stderr)) + 1<<20
+	strs := func(list ...string) {
+		for _, s := range list {
+			n += int64(len(s)) + 64
+		}
+	}
+	for k, v := range snap.Meta {
+		strs(k, v)
+	}
+	strs(snap.WASI.Args...)
+	strs(snap.WASI.Env...)
+	for _, p := range snap.WASI.Preopens {
+		strs(p.GuestPath)
+		for _, f := range p.Files {
+			strs(f.Path)
+			n += int64(len(f.Data))
+		}
+	}
+	for _, fd := range snap.WASI.FDs {
+		strs(fd.Path)
+	}
+	n += 16 * int64(len(snap.Globals))
+	return n + n/1024
 }
 
 // Check refuses a snapshot that o's memory limit or its pod name rule out.
@@ -547,8 +659,9 @@ func (o RestoreOptions) name(snap *snapshot.Snapshot) string {
 }
 
 // ModuleFor finds a snapshot's prepared module: in the snapshot (then
-// cached) or in this host's cache.
-func (s Store) ModuleFor(snap *snapshot.Snapshot) (*prepare.Prepared, error) {
+// cached) or in this host's cache, whose copy it reads into memory after
+// reserving the room from o.MemoryBudget.
+func (s Store) ModuleFor(snap *snapshot.Snapshot, o RestoreOptions) (*prepare.Prepared, error) {
 	if snap.Module != nil {
 		p, err := s.cache().Store(snap.Module)
 		if err != nil {
@@ -559,6 +672,9 @@ func (s Store) ModuleFor(snap *snapshot.Snapshot) (*prepare.Prepared, error) {
 		}
 		return p, nil
 	}
+	if err := reserve(o.MemoryBudget, s.cache().Bytes(snap.ModuleHash), "read its module from the cache"); err != nil {
+		return nil, err
+	}
 	p, err := s.cache().Load(snap.ModuleHash)
 	if err != nil {
 		return nil, errdefs.New(errdefs.NotFound, "snapshot: module sha256:%x is not in this host's cache, and the snapshot does not carry it", snap.ModuleHash[:8])
@@ -566,11 +682,9 @@ func (s Store) ModuleFor(snap *snapshot.Snapshot) (*prepare.Prepared, error) {
 	return p, nil
 }
 
-// HasModule reports whether this host's cache holds the prepared module.
-func (s Store) HasModule(hash [32]byte) bool {
-	_, err := s.cache().Load(hash)
-	return err == nil
-}
+// HasModule reports whether this host's cache holds the prepared module
+// (and records it as used now: the peer that asks relies on it).
+func (s Store) HasModule(hash [32]byte) bool { return s.cache().Has(hash) }
 
 // resetForResume empties a pod's preopened directories and writes the
 // snapshot's logs, ready for a supervisor to resume it (the WASI layer

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/podctl/podctl/wasm/prepare"
 )
 
 // TestRecoverStopsWhenCancelled checks that Recover removes a pod
@@ -56,5 +58,28 @@ func TestPrivateModes(t *testing.T) {
 		if got := st.Mode().Perm(); got != want {
 			t.Errorf("%s: mode %04o, want %04o", path, got, want)
 		}
+	}
+}
+
+// TestInstallFailureCleansUp checks that an Install that fails once the
+// pod's directory is made (a preopened directory holding what a vessel
+// cannot take) leaves nothing of the pod and its lock free, rather than
+// calling the nil unlock it returns.
+func TestInstallFailureCleansUp(t *testing.T) {
+	s := Store{Root: t.TempDir()}
+	host := t.TempDir()
+	if err := os.Symlink("/dev/null", filepath.Join(host, "ok")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscallMkfifo(filepath.Join(host, "fifo")); err != nil {
+		t.Skip("no FIFOs here:", err)
+	}
+	prepared := &prepare.Prepared{Bytes: []byte("\x00asm\x01\x00\x00\x00m")}
+	_, _, err := s.Install(CreateOptions{Name: "v", Dirs: []DirMap{{Host: host, Guest: "/data"}}}, prepared)
+	if err == nil {
+		t.Fatal("Install copied a FIFO")
+	}
+	if _, err := os.Stat(s.podDir("v")); !os.IsNotExist(err) {
+		t.Fatalf("a failed Install left the pod: %v", err)
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/podctl/podctl/internal/statedir"
 )
@@ -131,13 +134,13 @@ func readIndex(path string) (hash [32]byte, ok bool) {
 	if err != nil {
 		return hash, false
 	}
-	n, err := hex.Decode(hash[:], bytes.TrimSpace(b))
-	return hash, err == nil && n == len(hash)
+	return parseHex(string(bytes.TrimSpace(b)))
 }
 
 // Load returns the prepared module with the given hash, after checking
-// that its contents have that hash. The error wraps fs.ErrNotExist when
-// the cache does not have it, and ErrCorrupt when its contents differ.
+// that its contents have that hash, and records it as used now (see
+// Entries). The error wraps fs.ErrNotExist when the cache does not have
+// it, and ErrCorrupt when its contents differ.
 func (c Cache) Load(hash [32]byte) (*Prepared, error) {
 	path := c.modulePath(hash)
 	b, err := os.ReadFile(path)
@@ -147,6 +150,7 @@ func (c Cache) Load(hash [32]byte) (*Prepared, error) {
 	if sha256.Sum256(b) != hash {
 		return nil, fmt.Errorf("prepare: cached module %s: %w: its hash does not match its name", path, ErrCorrupt)
 	}
+	touch(path)
 	p := &Prepared{Hash: hash, Bytes: b}
 	// The start module only spares a fresh vessel some compilation: one
 	// that is missing or damaged is done without.
@@ -159,13 +163,14 @@ func (c Cache) Load(hash [32]byte) (*Prepared, error) {
 }
 
 // Store caches a prepared module, such as one received from another host,
-// and returns it with its hash. A cached copy that is damaged is replaced.
+// and returns it with its hash. A cached copy that is damaged is replaced;
+// one that is whole is recorded as used now.
 func (c Cache) Store(prepared []byte) (*Prepared, error) {
 	if !bytes.HasPrefix(prepared, header) {
 		return nil, errors.New("prepare: store: not a WebAssembly 1.0 binary module")
 	}
 	hash := sha256.Sum256(prepared)
-	if _, err := c.Load(hash); err != nil {
+	if err := c.verify(hash); err != nil {
 		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
@@ -175,8 +180,173 @@ func (c Cache) Store(prepared []byte) (*Prepared, error) {
 		if err := statedir.WriteFileAtomic(c.modulePath(hash), prepared, 0o644); err != nil {
 			return nil, fmt.Errorf("prepare: cache: %w", err)
 		}
+	} else {
+		touch(c.modulePath(hash))
 	}
 	return &Prepared{Hash: hash, Bytes: prepared}, nil
+}
+
+// Has reports whether the cache holds the prepared module hash, whole,
+// and records it as used now: what a peer that asks is about to rely on.
+// Unlike Load, it does not read the module into memory.
+func (c Cache) Has(hash [32]byte) bool {
+	if c.verify(hash) != nil {
+		return false
+	}
+	touch(c.modulePath(hash))
+	return true
+}
+
+// verify checks that the cache holds the prepared module hash, whole,
+// reading it through a hash rather than into memory. Its error is Load's.
+func (c Cache) verify(hash [32]byte) error {
+	path := c.modulePath(hash)
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("prepare: module sha256:%x: %w", hash[:8], err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("prepare: cached module %s: %w", path, err)
+	}
+	if [32]byte(h.Sum(nil)) != hash {
+		return fmt.Errorf("prepare: cached module %s: %w: its hash does not match its name", path, ErrCorrupt)
+	}
+	return nil
+}
+
+// touch records a cached file as used now: its modification time, which
+// Entries reports. (Access times are not kept on every filesystem.) A
+// cache it cannot write to is used all the same.
+func touch(path string) {
+	os.Chtimes(path, time.Time{}, time.Now())
+}
+
+// Entry is a prepared module in the cache, as Entries lists it.
+type Entry struct {
+	// Hash is the prepared module's.
+	Hash [32]byte
+	// Bytes is the space the module takes in the cache, its start
+	// module's included.
+	Bytes int64
+	// Used is when the module was last stored or loaded.
+	Used time.Time
+}
+
+// Bytes is the space the prepared module hash takes in the cache, its
+// start module's included: what Load allocates for it. It is 0 if the
+// cache does not have it.
+func (c Cache) Bytes(hash [32]byte) int64 {
+	st, err := os.Stat(c.modulePath(hash))
+	if err != nil {
+		return 0
+	}
+	n := st.Size()
+	if sh, ok := readIndex(c.startPath(hash)); ok {
+		if st, err := os.Stat(c.modulePath(sh)); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
+}
+
+// Entries lists the prepared modules in the cache. A start module is
+// counted with the prepared module it is the start module of, unless
+// that one is gone.
+func (c Cache) Entries() ([]Entry, error) {
+	ents, err := os.ReadDir(c.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prepare: cache: %w", err)
+	}
+	byHash := map[[32]byte]*Entry{}
+	var order [][32]byte
+	for _, e := range ents {
+		hash, ok := moduleFileHash(e.Name())
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		byHash[hash] = &Entry{Hash: hash, Bytes: info.Size(), Used: info.ModTime()}
+		order = append(order, hash)
+	}
+	// Fold each start module into its prepared module.
+	starts, _ := os.ReadDir(filepath.Join(c.Dir, "start"))
+	for _, s := range starts {
+		parent, ok := parseHex(s.Name())
+		if !ok {
+			continue
+		}
+		start, ok := readIndex(filepath.Join(c.Dir, "start", s.Name()))
+		p, sp := byHash[parent], byHash[start]
+		if !ok || p == nil || sp == nil || start == parent {
+			continue
+		}
+		p.Bytes += sp.Bytes
+		delete(byHash, start)
+	}
+	var out []Entry
+	for _, h := range order {
+		if e := byHash[h]; e != nil {
+			out = append(out, *e)
+		}
+	}
+	return out, nil
+}
+
+// Remove removes the prepared module hash from the cache, with its start
+// module and the index entries that lead to it. A module that is not
+// there is no error. Index entries are removed first: a concurrent
+// Prepare finds the module whole or prepares it again.
+func (c Cache) Remove(hash [32]byte) error {
+	var errs []error
+	rm := func(path string) {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	srcDir := filepath.Join(c.Dir, "source")
+	sources, _ := os.ReadDir(srcDir)
+	for _, e := range sources {
+		if h, ok := readIndex(filepath.Join(srcDir, e.Name())); ok && h == hash {
+			rm(filepath.Join(srcDir, e.Name()))
+		}
+	}
+	startIndex := c.startPath(hash)
+	start, hasStart := readIndex(startIndex)
+	rm(startIndex)
+	if hasStart && start != hash {
+		rm(c.modulePath(start))
+	}
+	rm(c.modulePath(hash))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("prepare: cache: remove module sha256:%x: %w", hash[:8], err)
+	}
+	return nil
+}
+
+// moduleFileHash returns the hash a module file of the cache is named by.
+func moduleFileHash(name string) ([32]byte, bool) {
+	stem, ok := strings.CutSuffix(name, ".wasm")
+	if !ok {
+		return [32]byte{}, false
+	}
+	return parseHex(stem)
+}
+
+// parseHex parses a hash written in hex.
+func parseHex(s string) (hash [32]byte, ok bool) {
+	if len(s) != 2*len(hash) {
+		return hash, false
+	}
+	_, err := hex.Decode(hash[:], []byte(s))
+	return hash, err == nil
 }
 
 // modulePath returns the path of the prepared module with the given hash.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCache(t *testing.T) {
@@ -106,5 +107,100 @@ func TestCache(t *testing.T) {
 				t.Errorf("temporary file %s left in %s", e.Name(), dir)
 			}
 		}
+	}
+}
+
+// fakeModule returns distinct bytes that Store takes for a prepared
+// module (it checks only the header).
+func fakeModule(name string, size int) []byte {
+	b := append([]byte("\x00asm\x01\x00\x00\x00"), name...)
+	return append(b, make([]byte, size)...)
+}
+
+// TestCacheEntriesAndRemove checks what Entries reports (a start module
+// counted with its prepared module, the time of last use) and that
+// Remove takes a module out with its start module and index entries,
+// leaving the others.
+func TestCacheEntriesAndRemove(t *testing.T) {
+	c := Cache{Dir: filepath.Join(t.TempDir(), "cache")}
+	if ents, err := c.Entries(); err != nil || len(ents) != 0 {
+		t.Fatalf("Entries of a cache not made yet: %v, %v", ents, err)
+	}
+	a, err := c.Store(fakeModule("a", 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Store(fakeModule("a", 1000)); err != nil {
+		t.Fatalf("Store of a cached module: %v", err)
+	}
+	start, err := c.Store(fakeModule("a-start", 500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.writeIndex(c.startPath(a.Hash), start.Hash); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.writeIndex(c.sourcePath([32]byte{1}), a.Hash); err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Store(fakeModule("b", 3000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.writeIndex(c.sourcePath([32]byte{2}), b.Hash); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(c.modulePath(a.Hash), old, old)
+	if _, err := c.Load(a.Hash); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := c.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[[32]byte]Entry{}
+	for _, e := range ents {
+		got[e.Hash] = e
+	}
+	if len(got) != 2 || got[a.Hash].Bytes != int64(len(a.Bytes)+len(start.Bytes)) || got[b.Hash].Bytes != int64(len(b.Bytes)) {
+		t.Fatalf("Entries = %+v", ents)
+	}
+	if c.Bytes(a.Hash) != got[a.Hash].Bytes || c.Bytes([32]byte{9}) != 0 {
+		t.Errorf("Bytes = %d, %d; want %d, 0", c.Bytes(a.Hash), c.Bytes([32]byte{9}), got[a.Hash].Bytes)
+	}
+	if time.Since(got[a.Hash].Used) > time.Minute {
+		t.Errorf("Load did not record the module as used: %v", got[a.Hash].Used)
+	}
+
+	if err := c.Remove(a.Hash); err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{c.modulePath(a.Hash), c.modulePath(start.Hash), c.startPath(a.Hash), c.sourcePath([32]byte{1})} {
+		if _, err := os.Stat(gone); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Remove left %s", gone)
+		}
+	}
+	if _, err := c.Load(b.Hash); err != nil {
+		t.Errorf("Remove of another module took b: %v", err)
+	}
+	if _, err := os.Stat(c.sourcePath([32]byte{2})); err != nil {
+		t.Errorf("Remove of another module took b's index entry: %v", err)
+	}
+	if err := c.Remove(a.Hash); err != nil {
+		t.Errorf("Remove of a module that is gone: %v", err)
+	}
+}
+
+// TestCacheDamagedIndex checks that an index file too long for a hash is
+// taken as damaged, not a crash.
+func TestCacheDamagedIndex(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "index")
+	if err := os.WriteFile(path, []byte(strings.Repeat("ab", 40)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := readIndex(path); ok {
+		t.Fatal("a damaged index entry was read")
 	}
 }

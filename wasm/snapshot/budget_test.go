@@ -2,7 +2,12 @@ package snapshot
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"strings"
 	"testing"
+
+	"github.com/podctl/podctl/internal/errdefs"
 )
 
 // stringBomb returns a snapshot whose body declares count arguments of
@@ -161,5 +166,90 @@ func TestDefaultLimits(t *testing.T) {
 	// and saturate.
 	if l := (Limits{MaxMemoryBytes: 1 << 62, MaxFileBytes: 1 << 62}).withDefaults(); l.MaxTotalBytes != 1<<63-1 {
 		t.Errorf("MaxTotalBytes = %d, want it saturated", l.MaxTotalBytes)
+	}
+}
+
+// reserver stands in for a dock's memory budget: it records what is
+// reserved and refuses past max.
+type reserver struct {
+	max, reserved int64
+}
+
+func (r *reserver) Reserve(n int64) error {
+	if r.reserved+n > r.max {
+		return errdefs.New(errdefs.Busy, "dock busy: memory budget of %d MiB in use", r.max>>20)
+	}
+	r.reserved += n
+	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// TestDecodeReserving checks that DecodeReserving reserves its buffers
+// and exactly what it charges against MaxTotalBytes, and that a refused
+// reservation ends the decode at once with the refusal, which keeps its
+// class, rather than an InvalidImage error after reading the whole input.
+func TestDecodeReserving(t *testing.T) {
+	s := richSnapshot()
+	data := encode(t, s)
+	r := &reserver{max: 1 << 40}
+	if _, err := DecodeReserving(bytes.NewReader(data), Limits{}, r); err != nil {
+		t.Fatal(err)
+	}
+	charged := r.reserved - DecodeBuffers
+	for _, tc := range []struct {
+		name string
+		lim  Limits
+	}{{"charged fits", Limits{MaxTotalBytes: charged}}, {"charged less one", Limits{MaxTotalBytes: charged - 1}}} {
+		_, err := Decode(bytes.NewReader(data), tc.lim)
+		if (err == nil) != (tc.lim.MaxTotalBytes == charged) {
+			t.Errorf("%s: Decode = %v; DecodeReserving reserved %d besides its buffers, which should be exactly what MaxTotalBytes charges", tc.name, err, charged)
+		}
+		if err != nil && !errors.Is(err, ErrOverBudget) {
+			t.Errorf("%s: %v does not wrap ErrOverBudget", tc.name, err)
+		}
+	}
+
+	// Refused before the memory, which comes last.
+	r = &reserver{max: DecodeBuffers + charged - int64(len(s.Memory))}
+	in := &countingReader{r: bytes.NewReader(data)}
+	_, err := DecodeReserving(in, Limits{}, r)
+	if !errdefs.Is(err, errdefs.Busy) || err == nil || !strings.HasPrefix(err.Error(), "snapshot: memory: dock busy: memory budget of ") {
+		t.Fatalf("a refused reservation: %v (kind %d)", err, errdefs.KindOf(err))
+	}
+	if in.n == len(data) {
+		t.Error("Decode read the whole input after a refused reservation")
+	}
+	// Refused before anything is read.
+	in = &countingReader{r: bytes.NewReader(data)}
+	if _, err := DecodeReserving(in, Limits{}, &reserver{max: DecodeBuffers - 1}); !errdefs.Is(err, errdefs.Busy) || in.n != 0 {
+		t.Fatalf("a refused reservation of the buffers: %v after reading %d bytes", err, in.n)
+	}
+}
+
+// TestDecodeReservingBomb checks that a small snapshot declaring a large
+// memory allocates nothing of it when its reservation is refused.
+func TestDecodeReservingBomb(t *testing.T) {
+	s := richSnapshot()
+	s.Memory = append(s.Memory, make([]byte, 256<<20)...) // zero pages: not encoded
+	data := encode(t, s)
+	var err error
+	n := allocated(func() { _, err = DecodeReserving(bytes.NewReader(data), Limits{}, &reserver{max: 64 << 20}) })
+	t.Logf("a %d-byte snapshot of %d MiB of memory, refused: Decode allocated %.1f MiB", len(data), len(s.Memory)>>20, float64(n)/(1<<20))
+	if !errdefs.Is(err, errdefs.Busy) {
+		t.Fatalf("got %v", err)
+	}
+	if n > DecodeBuffers {
+		t.Errorf("Decode allocated %d bytes, more than its buffers", n)
 	}
 }

@@ -34,13 +34,49 @@ import (
 // Every error starts with "snapshot: "; those about the input are
 // classified errdefs.InvalidImage.
 func Decode(r io.Reader, lim Limits) (*Snapshot, error) {
+	return DecodeReserving(r, lim, nil)
+}
+
+// ErrOverBudget is wrapped by the error of a snapshot that needs more
+// than Limits.MaxTotalBytes: one that may be fine, but too large for
+// the decoder's budget.
+var ErrOverBudget = errors.New("MaxTotalBytes")
+
+// A Reserver reserves memory from a budget that a decode shares with
+// other work, such as the other receives of a dock (see internal/budget).
+// Reserve reserves n more bytes, or fails if they cannot be had.
+type Reserver interface {
+	Reserve(n int64) error
+}
+
+// DecodeBuffers is the most Decode allocates for its own buffers,
+// whatever the input: the zstd window (at most 8 MiB) and block buffers,
+// its readers' buffers. What it allocates for the snapshot comes on top,
+// bounded by Limits.MaxTotalBytes.
+const DecodeBuffers = 10 << 20
+
+// DecodeReserving is Decode, with every byte it charges against
+// lim.MaxTotalBytes also reserved from res before it is allocated, and
+// DecodeBuffers reserved before anything is read. A nil res reserves
+// nothing. A refused reservation ends the decode at once, without reading
+// the rest of r (the refusal is no fault of the input's): the error says
+// where Decode was and wraps the refusal, whose errdefs class it keeps.
+func DecodeReserving(r io.Reader, lim Limits, res Reserver) (*Snapshot, error) {
+	if res != nil {
+		if err := res.Reserve(DecodeBuffers); err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+	}
 	src := &source{r: r, h: sha256.New()}
 	h, err := readHeader(src)
 	if err != nil {
 		return nil, err
 	}
 	body := &io.LimitedReader{R: src, N: int64(h.compLen)}
-	s, bodyErr := decodeBody(body, h, lim.withDefaults())
+	s, bodyErr, refused := decodeBody(body, h, lim.withDefaults(), res)
+	if refused {
+		return nil, fmt.Errorf("snapshot: %w", bodyErr)
+	}
 	// Failing to read r and a truncated input are reported at once, a
 	// problem in the body only once the checksum is verified.
 	if err := src.verify(body); err != nil {
@@ -98,12 +134,13 @@ func readHeader(src *source) (header, error) {
 	return h, nil
 }
 
-// decodeBody decompresses and decodes the body. It returns the snapshot
-// and the first problem it found in the body; it stops decoding at that
-// problem.
-func decodeBody(body *io.LimitedReader, h header, lim Limits) (*Snapshot, error) {
+// decodeBody decompresses and decodes the body, reserving from res (if
+// not nil) what it charges. It returns the snapshot and the first problem
+// it found in the body; it stops decoding at that problem. refused says
+// that the problem is a reservation res refused.
+func decodeBody(body *io.LimitedReader, h header, lim Limits, res Reserver) (_ *Snapshot, _ error, refused bool) {
 	if h.bodyLen > maxFieldLength {
-		return nil, fmt.Errorf("corrupt header: body length %d", h.bodyLen)
+		return nil, fmt.Errorf("corrupt header: body length %d", h.bodyLen), false
 	}
 	zr, err := zstd.NewReader(body,
 		zstd.WithDecoderConcurrency(1), // decode in the caller's goroutine
@@ -112,7 +149,7 @@ func decodeBody(body *io.LimitedReader, h header, lim Limits) (*Snapshot, error)
 		zstd.WithDecoderMaxMemory(maxWindow),
 		zstd.WithDecodeBuffersBelow(0)) // never decode all at once
 	if err != nil {
-		return nil, fmt.Errorf("zstd: %w", err)
+		return nil, fmt.Errorf("zstd: %w", err), false
 	}
 	defer zr.Close()
 
@@ -121,6 +158,7 @@ func decodeBody(body *io.LimitedReader, h header, lim Limits) (*Snapshot, error)
 		r:    bufio.NewReaderSize(&io.LimitedReader{R: zr, N: int64(h.bodyLen)}, 32<<10),
 		left: h.bodyLen,
 		lim:  lim,
+		res:  res,
 	}
 	d.snapshot(s)
 	d.end(zr)
@@ -129,7 +167,7 @@ func decodeBody(body *io.LimitedReader, h header, lim Limits) (*Snapshot, error)
 		// reads to the end of its input refuses this first).
 		d.fail("%d bytes of the compressed body after the end of its zstd stream", body.N)
 	}
-	return s, d.err
+	return s, d.err, d.refused
 }
 
 // invalid returns an InvalidImage error.
@@ -226,6 +264,9 @@ type bodyReader struct {
 	r    *bufio.Reader
 	left uint64 // bytes of the body not read yet
 	lim  Limits
+	res  Reserver // nil: charges are not reserved
+
+	refused bool // err is a reservation res refused
 
 	entries     int   // entries read, counted against MaxEntries
 	fileBytes   int64 // file data and logs read, counted against MaxFileBytes
@@ -317,14 +358,21 @@ func (d *bodyReader) u64() uint64 {
 }
 
 // charge charges n bytes that Decode is about to allocate against
-// MaxTotalBytes, and reports whether they fit.
+// MaxTotalBytes, and reserves them from res, and reports whether they fit.
 func (d *bodyReader) charge(n uint64) bool {
 	if d.err != nil {
 		return false
 	}
 	if n > uint64(d.lim.MaxTotalBytes-d.totalBytes) {
-		d.fail("%d more bytes exceed the budget of %d (MaxTotalBytes)", n, d.lim.MaxTotalBytes)
+		d.fail("%d more bytes exceed the budget of %d (%w)", n, d.lim.MaxTotalBytes, ErrOverBudget)
 		return false
+	}
+	if d.res != nil {
+		if err := d.res.Reserve(int64(n)); err != nil {
+			d.fail("%w", err)
+			d.refused = true
+			return false
+		}
 	}
 	d.totalBytes += int64(n)
 	return true

@@ -46,11 +46,12 @@ type Limits struct {
 	// MaxTotalBytes is the budget of one snapshot: the most Decode
 	// allocates for it from the sizes and counts in its input, all told
 	// (linear memory and its table of runs, the module, file data,
-	// entries and strings), each charged before it is allocated. Decode's
-	// own fixed buffers (up to about 9 MiB, mostly the zstd window) come
-	// on top, and so may up to as much again while a byte string or a
-	// list of entries grows as its bytes arrive. The default is the sum
-	// of what the other limits allow, so that it binds only when set.
+	// entries and strings), each charged before it is allocated (and
+	// reserved, by DecodeReserving). Decode's own fixed buffers
+	// (DecodeBuffers, mostly the zstd window) come on top, and so may up
+	// to as much again, as garbage, while a byte string or a list of
+	// entries grows as its bytes arrive. The default is the sum of what
+	// the other limits allow, so that it binds only when set.
 	MaxTotalBytes int64
 }
 
