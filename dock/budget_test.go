@@ -3,7 +3,10 @@ package dock
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,7 +59,7 @@ func (h *holdVessels) RemoveVessel(context.Context, string) error { return nil }
 func TestVesselMemoryBudget(t *testing.T) {
 	const wait = 300 * time.Millisecond
 	v := &holdVessels{holding: make(chan string, 4), release: make(chan struct{})}
-	mem := budget.New("memory", "--memory-budget", 64<<20, wait)
+	mem := budget.New("memory", "--memory-budget", 64<<20+ConnMemory, wait) // the client's connection holds its share
 	c := startDock(t, &Server{Vessels: v, Memory: mem})
 	ctx := context.Background()
 	send := func(name string, n int64) (*Event, error) {
@@ -76,7 +79,7 @@ func TestVesselMemoryBudget(t *testing.T) {
 	start := time.Now()
 	_, err := send("over", 32<<20)
 	waited := time.Since(start)
-	if !errdefs.Is(err, errdefs.Busy) || !strings.HasSuffix(err.Error(), ": dock busy: memory budget of 64 MiB in use") {
+	if !errdefs.Is(err, errdefs.Busy) || !strings.HasSuffix(err.Error(), ": dock busy: memory budget of 96 MiB in use") {
 		t.Fatalf("a receive beyond the budget: %v (kind %d), want Busy", err, errdefs.KindOf(err))
 	}
 	t.Logf("refused after %v: %v", waited.Round(time.Millisecond), err)
@@ -102,13 +105,13 @@ func TestVesselMemoryBudget(t *testing.T) {
 	if err := <-fits; err != nil {
 		t.Fatalf("the receive that fits beside it: %v", err)
 	}
-	// Released with their requests.
+	// Released with their requests: only the connection's share stays.
 	deadline := time.Now().Add(5 * time.Second)
-	for mem.InUse() != 0 && time.Now().Before(deadline) {
+	for mem.InUse() != ConnMemory && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if mem.InUse() != 0 {
-		t.Fatalf("%d bytes still in use once every receive ended", mem.InUse())
+	if mem.InUse() != ConnMemory {
+		t.Fatalf("%d bytes still in use once every receive ended, want the connection's %d", mem.InUse(), ConnMemory)
 	}
 	if _, err := send("later", 60<<20); err != nil {
 		t.Fatalf("a receive once the budget is free: %v", err)
@@ -121,8 +124,13 @@ func TestVesselMemoryBudget(t *testing.T) {
 // memory never held more than the budget together.
 func TestVesselMemoryBudgetConcurrent(t *testing.T) {
 	v := &holdVessels{holding: make(chan string, 16), release: make(chan struct{})}
-	mem := budget.New("memory", "", 50<<20, 200*time.Millisecond)
+	mem := budget.New("memory", "", 50<<20+ConnMemory, 200*time.Millisecond) // the client's connection holds its share
 	c := startDock(t, &Server{Vessels: v, Memory: mem})
+	// Connected first, as a migration is (Hello): the receives share one
+	// connection rather than race to open more.
+	if _, err := c.Hello(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 12)
 	for i := range 12 {
@@ -264,5 +272,53 @@ func (extractPods) ReceivePod(ctx context.Context, t *PodTransfer) error {
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// TestConnectionsShareTheBudget checks that every open connection holds
+// what HTTP/2 lets its peer make the dock buffer, so that connections
+// alone cannot take the dock past its memory budget: one that does not
+// fit is closed at once, and its share comes back when one closes.
+func TestConnectionsShareTheBudget(t *testing.T) {
+	mem := budget.New("memory", "--memory-budget", 2*ConnMemory, 0)
+	c := startDock(t, &Server{Vessels: noVessels{}, Memory: mem})
+	inUse := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for mem.InUse() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d bytes of the budget in use, want %d", mem.InUse(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	var held []net.Conn
+	for range 2 {
+		conn, err := net.Dial("tcp", c.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		held = append(held, conn)
+	}
+	inUse(2 * ConnMemory)
+
+	third, err := net.Dial("tcp", c.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	third.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := third.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a connection beyond the budget: %v, want it closed at once", err)
+	}
+	if mem.InUse() != 2*ConnMemory {
+		t.Fatalf("%d bytes in use after a refused connection", mem.InUse())
+	}
+
+	held[0].Close()
+	inUse(ConnMemory)
+	if _, err := c.Hello(context.Background()); err != nil {
+		t.Fatalf("a client once a connection closed: %v", err)
 	}
 }

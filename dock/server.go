@@ -45,7 +45,9 @@ type Server struct {
 	// together (nil: no bound): each vessel's receiver reserves from its
 	// request's lease (VesselTransfer.Memory) what it is about to
 	// allocate, and a receive that cannot have it within the budget's
-	// wait is refused as busy.
+	// wait is refused as busy. Every open connection holds a share too,
+	// what HTTP/2 lets a peer make the dock buffer (32 MiB): a connection
+	// that cannot have it is closed at once.
 	Memory *budget.Budget
 	// Disk is the disk space all the receives in progress may fill
 	// together while they stage what they receive (nil: no bound): the
@@ -118,6 +120,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		srv.Shutdown(sctx)
 	}()
 	ln = netutil.LimitListener(ln, cmp.Or(s.MaxConns, DefaultMaxConns))
+	if s.Memory != nil {
+		ln = budgetedListener{Listener: ln, mem: s.Memory, log: s.Log}
+	}
 	err := srv.Serve(tls.NewListener(ln, cfg))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -46,6 +46,7 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 	if limits == (restart.Limits{}) {
 		limits = restart.DefaultLimits()
 	}
+	limits.PlainOnly = true // sendManifest's CompressionNone
 	rd, err := restart.NewReader(t.Archive, limits)
 	if err != nil {
 		return err

@@ -169,7 +169,8 @@ func TestDockHeapUnderBudget(t *testing.T) {
 	t.Logf("each bomb: a %d-byte snapshot of %d MiB of memory", len(data), bomb>>20)
 
 	host := &holdHost{held: make(chan string, n), release: make(chan struct{})}
-	mem := budget.New("memory", "--memory-budget", memory, holdWait)
+	// Each client's connection holds its share of the budget too.
+	mem := budget.New("memory", "--memory-budget", memory+n*dock.ConnMemory, holdWait)
 	addr, clientTLS := serveTestDock(t, &dock.Server{Vessels: VesselReceiver{Host: host}, Memory: mem})
 	clients := make([]*dock.Client, n)
 	for i := range clients {
@@ -223,8 +224,8 @@ func TestDockHeapUnderBudget(t *testing.T) {
 	if held == 0 || refused == 0 {
 		t.Fatalf("%d bombs held, %d refused: want some of each", held, refused)
 	}
-	if mem.InUse() != 0 {
-		t.Errorf("%d bytes of the budget still in use", mem.InUse())
+	if mem.InUse() != n*dock.ConnMemory {
+		t.Errorf("%d bytes of the budget still in use, want the %d connections' shares", mem.InUse(), n)
 	}
 }
 

@@ -48,6 +48,10 @@ type Limits struct {
 	// MaxTotalBytes is the most content (the sum of the entries' sizes,
 	// before compression) an archive may have.
 	MaxTotalBytes int64
+	// PlainOnly refuses a compressed archive: a dock's, whose sources
+	// send plain tar streams, and for which a zstd decoder's window (up
+	// to 128 MiB, the peer's choice) would be memory no budget holds.
+	PlainOnly bool
 }
 
 // DefaultLimits returns the limits podctl reads archives with: a 1 MiB
@@ -147,6 +151,9 @@ func NewReader(r io.Reader, lim Limits) (*Reader, error) {
 	magic, err := br.Peek(len(checkpoint.ZstdMagic))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, bad("read: %v", err)
+	}
+	if string(magic) == checkpoint.ZstdMagic && lim.PlainOnly {
+		return nil, bad("compressed; only plain tar streams are received here")
 	}
 	if string(magic) == checkpoint.ZstdMagic {
 		rd.zr, err = zstd.NewReader(br, zstd.WithDecoderMaxWindow(maxDecoderWindow))

@@ -795,6 +795,18 @@ func TestManifestOnly(t *testing.T) {
 	}
 	r.Close()
 	r.Close()
+
+	// A dock takes plain tar streams only; the plain archive passes.
+	plainOnly := DefaultLimits()
+	plainOnly.PlainOnly = true
+	if _, err := NewReader(bytes.NewReader(zdata), plainOnly); errdefs.KindOf(err) != errdefs.InvalidImage || !strings.Contains(err.Error(), "compressed") {
+		t.Fatalf("a compressed archive where only plain ones are taken: %v", err)
+	}
+	r, err = NewReader(bytes.NewReader(data), plainOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
 }
 
 // ---- corruption ----

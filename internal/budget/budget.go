@@ -232,3 +232,23 @@ func (l *Lease) Release() {
 	}
 	l.held, l.reserved = 0, 0
 }
+
+// TryTake takes n bytes of b at once, if they are free, for something
+// that lives outside any request (a connection's buffers); release gives
+// them back. It does not wait. A nil budget takes anything.
+func (b *Budget) TryTake(n int64) (release func(), ok bool) {
+	if b == nil {
+		return func() {}, true
+	}
+	if !b.sem.TryAcquire(n) {
+		return nil, false
+	}
+	b.inUse.Add(n)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.inUse.Add(-n)
+			b.sem.Release(n)
+		})
+	}, true
+}
