@@ -13,7 +13,7 @@ import (
 // escapeAttempts are things a pod's root must not do to its host, each a
 // shell command that must fail (or print nothing) inside the pod. PKI is
 // replaced by the host's PKI directory, ROOT by its podctl state root,
-// DOCK by its dock address.
+// DOCKPID by its dock's process ID, DOCK by its dock's address.
 var escapeAttempts = []struct{ what, cmd string }{
 	{"read the CA key", "cat PKI/ca-key.pem"},
 	{"read the node key", "cat PKI/node-key.pem"},
@@ -31,6 +31,8 @@ var escapeAttempts = []struct{ what, cmd string }{
 	{"create a user namespace", "unshare --user true"},
 	{"run without no_new_privs (setuid binaries would gain privileges)", `python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0) == 1)'`},
 	{"see the host's network interfaces", `ip -o link show | grep -v -E '^[0-9]+: (lo|eth0)[:@]'`},
+	{"open a raw socket on the host's uplink", `python3 -c 'import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW).bind(("uplink0", 0))'`},
+	{"ptrace the host's dock", `python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).ptrace(16, DOCKPID, 0, 0) != 0)'`},
 	{"list podctl's pods", "ls -A ROOT/pods | grep ."},
 	{"reach its host's dock", `python3 -c 'import socket; socket.create_connection(("DOCK", 7070), timeout=2)'`},
 	{"reach its host's dock through its gateway", `python3 -c 'import socket; socket.create_connection(("10.88.0.1", 7070), timeout=2)'`},
@@ -53,8 +55,7 @@ func TestPodCannotEscape(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
 	pki := lan.PKIIn(t, filepath.Join(base, "pki"))
-	lan.StartDock(t, 0, pki)
-	lan.StartDock(t, 1, pki)
+	docks := []*harness.Dock{lan.StartDock(t, 0, pki), lan.StartDock(t, 1, pki)}
 	create := a.Command(a.PodctlArgv("create", "--name", "intruder", "--", "sleep", "100000")...)
 	create.Env = append(os.Environ(), "PODCTL_PKI="+pki)
 	if r := a.RunCmd(create); r.Code != 0 {
@@ -65,25 +66,26 @@ func TestPodCannotEscape(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	attempt := func(h *harness.Host, dock string) func(t *testing.T) {
+	attempt := func(h *harness.Host, i int) func(t *testing.T) {
+		dock, dockPID := lan.HostAddr(i), strconv.Itoa(docks[i].Pid())
 		return func(t *testing.T) {
 			// The control: the pod's root reads its own files and runs
 			// python.
 			h.MustPodctl("exec", "intruder", "--", "sh", "-c", "cat /etc/hostname && python3 -c 'pass'")
 			for _, at := range escapeAttempts {
-				cmd := strings.NewReplacer("PKI", pki, "ROOT", h.Root, "DOCK", dock).Replace(at.cmd)
+				cmd := strings.NewReplacer("PKI", pki, "ROOT", h.Root, "DOCKPID", dockPID, "DOCK", dock).Replace(at.cmd)
 				if r := h.Podctl("exec", "intruder", "--", "sh", "-c", cmd); r.Code == 0 {
 					t.Errorf("a pod could %s (%s): %s", at.what, cmd, r.Stdout)
 				}
 			}
 		}
 	}
-	t.Run("created", attempt(a, lan.HostAddr(0)))
+	t.Run("created", attempt(a, 0))
 	a.MustPodctl("checkpoint", "intruder")
 	a.MustPodctl("restore", "intruder")
-	t.Run("restored", attempt(a, lan.HostAddr(0)))
+	t.Run("restored", attempt(a, 0))
 	a.MustPodctl("migrate", "intruder", "--to", lan.DockAddr(1), "--pki", pki)
-	t.Run("migrated", attempt(b, lan.HostAddr(1)))
+	t.Run("migrated", attempt(b, 1))
 
 	// --privileged lifts the confinement, and no dock takes such a pod.
 	a.MustPodctl("create", "--name", "root", "--privileged", "--", "sleep", "100000")

@@ -258,6 +258,9 @@ func (d *Dock) Kill() {
 	<-d.done
 }
 
+// Pid is the dock's process ID on the host.
+func (d *Dock) Pid() int { return d.cmd.Process.Pid }
+
 // Exited reports whether the dock process has ended.
 func (d *Dock) Exited() bool {
 	select {
