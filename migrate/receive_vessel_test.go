@@ -291,3 +291,50 @@ func serveTestDock(t *testing.T, s *dock.Server) (string, *tls.Config) {
 	}
 	return ln.Addr().String(), cfg
 }
+
+// TestDockRefusesStringBomb sends a real dock, as an authenticated peer,
+// the string bomb of the security review (a few KiB declaring a million
+// arguments of 64 KiB: the fuzz seed wasm/snapshot's FuzzDecode keeps)
+// and checks that the dock refuses it while the process allocates no
+// more than its memory budget and a stated slack.
+func TestDockRefusesStringBomb(t *testing.T) {
+	const (
+		memory = 8 << 20
+		slack  = 8 << 20 // TLS, HTTP/2 and the decoder's buffers, both ends; without the budget the bomb makes the dock allocate 31 MiB
+	)
+	seed, err := os.ReadFile("../wasm/snapshot/testdata/fuzz/FuzzDecode/string-bomb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Go fuzz corpus file: a header line, then []byte("...").
+	_, lit, _ := bytes.Cut(seed, []byte("\n"))
+	quoted, ok := bytes.CutPrefix(bytes.TrimSpace(lit), []byte("[]byte("))
+	if !ok {
+		t.Fatalf("corpus file %q", seed[:min(len(seed), 40)])
+	}
+	s, err := strconv.Unquote(string(bytes.TrimSuffix(quoted, []byte(")"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(s)
+
+	mem := budget.New("memory", "--memory-budget", memory+dock.ConnMemory, time.Second)
+	host := PlainVessels{Store: vesselpod.Store{Root: t.TempDir()}}
+	addr, clientTLS := serveTestDock(t, &dock.Server{Vessels: VesselReceiver{Host: host}, Memory: mem})
+	c := dock.NewClient(addr, clientTLS)
+	defer c.Close()
+	if _, err := c.Hello(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var sendErr error
+	n := allocated(func() {
+		_, sendErr = c.SendVessel(context.Background(), bytes.NewReader(data), int64(len(data)), "bomb")
+	})
+	t.Logf("a %d-byte string bomb: refused with %v after the process allocated %.1f MiB", len(data), sendErr, float64(n)/(1<<20))
+	if sendErr == nil {
+		t.Fatal("the dock received a string bomb")
+	}
+	if n > memory+slack {
+		t.Fatalf("the process allocated %d bytes for a refused bomb, more than the budget of %d plus %d", n, memory, slack)
+	}
+}
