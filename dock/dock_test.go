@@ -557,3 +557,49 @@ func TestDockHost(t *testing.T) {
 		t.Fatalf("a dock with a certificate for the cluster's hosts: %v", err)
 	}
 }
+
+// goneVessels restores every vessel it is sent only once the source has
+// given up on it (the request's context is done), as a restore that ends
+// just after the source died would, and records what it is told to
+// remove.
+type goneVessels struct {
+	restoring chan struct{}
+	removed   chan string
+}
+
+func (g *goneVessels) HasModule([32]byte) bool { return false }
+func (g *goneVessels) ReceiveVessel(ctx context.Context, t *VesselTransfer) (string, time.Duration, error) {
+	io.Copy(io.Discard, t.Body)
+	close(g.restoring)
+	<-ctx.Done()
+	return t.Name, time.Millisecond, nil
+}
+func (g *goneVessels) RemoveVessel(_ context.Context, name string) error {
+	g.removed <- name
+	return nil
+}
+
+// TestVesselRestoredToAGoneSource checks that a dock removes a vessel it
+// restored for a source that has gone (which resumes its own): the
+// "restored" event is flushed, so that writing it fails, instead of
+// sitting in the response's buffer until the handler returns.
+func TestVesselRestoredToAGoneSource(t *testing.T) {
+	g := &goneVessels{restoring: make(chan struct{}), removed: make(chan string, 1)}
+	c := startDock(t, &Server{Vessels: g})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-g.restoring
+		cancel() // the source gives up, as a Ctrl-C or its death would
+	}()
+	if _, err := c.SendVessel(ctx, strings.NewReader("snapshot"), int64(len("snapshot")), "v"); err == nil {
+		t.Fatal("a source that gave up learned of the restore")
+	}
+	select {
+	case name := <-g.removed:
+		if name != "v" {
+			t.Fatalf("removed %q, want v", name)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the dock kept a vessel whose source never learned it runs there")
+	}
+}

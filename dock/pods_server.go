@@ -163,6 +163,21 @@ func (s *Server) pages(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// eventSender returns the function that sends w's events, each flushed
+// at once: an event held in the response's buffer would reach the
+// source only when the handler returns, and its error would say nothing
+// of whether the source got it.
+func eventSender(w http.ResponseWriter) func(Event) error {
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	return func(e Event) error {
+		if err := enc.Encode(e); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+}
+
 // flushWriter flushes every write, so the tunnel adds no latency.
 type flushWriter struct {
 	w  io.Writer
@@ -184,14 +199,7 @@ func (s *Server) receivePod(w http.ResponseWriter, r *http.Request) {
 	id := q.Get("session")
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	enc := json.NewEncoder(w)
-	send := func(e Event) error {
-		if err := enc.Encode(e); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
+	send := eventSender(w)
 	log := s.requestLog(r).With("session", id)
 	fail := func(err error) {
 		log.Warn("receive failed", "err", err)

@@ -86,13 +86,18 @@ func (s *Server) receiveVessel(w http.ResponseWriter, r *http.Request) {
 	}
 	defer t.Memory.Release()
 	defer t.Disk.Release()
+	send := eventSender(w)
 	pod, restore, err := s.Vessels.ReceiveVessel(r.Context(), t)
 	if err != nil {
 		log.Warn("vessel receive failed", "pod", name, "err", err)
-		json.NewEncoder(w).Encode(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})
+		send(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})
 		return
 	}
-	if err := json.NewEncoder(w).Encode(Event{Type: EventRestored, Pod: pod, Restore: restore, Bytes: counted.n}); err != nil {
+	// Flushed, a write to a source that has gone fails. (One that fails
+	// to tell a source that did read the event would lose the vessel on
+	// both hosts, so nothing else is taken for the source's absence: the
+	// rest of that window is issue 16's commit protocol.)
+	if err := send(Event{Type: EventRestored, Pod: pod, Restore: restore, Bytes: counted.n}); err != nil {
 		// The source cannot know the vessel runs here and will resume
 		// its own: this one must go.
 		log.Warn("source went away before learning of the restore; removing the vessel", "pod", pod, "err", err)
