@@ -340,8 +340,14 @@ func TestSendVessel(t *testing.T) {
 	for _, path := range []string{pathModules + hex.EncodeToString(v.module[:]), pathVessels} {
 		wantRequestLogged(t, logs.String(), path, "source", serial)
 	}
-	if !strings.Contains(logs.String(), "msg=\"vessel restored\" peer=source serial="+serial+" ") {
-		t.Errorf("the vessel's restore is not logged with its peer:\n%s", logs.String())
+	// The dock logs the restore once the event is out: the source may
+	// read it first.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "msg=\"vessel restored\" peer=source serial="+serial+" ") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the vessel's restore is not logged with its peer:\n%s", logs.String())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
