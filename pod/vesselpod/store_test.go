@@ -72,7 +72,7 @@ func TestInstallFailureCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := syscallMkfifo(filepath.Join(host, "fifo")); err != nil {
-		t.Skip("no FIFOs here:", err)
+		t.Fatal(err)
 	}
 	prepared := &prepare.Prepared{Bytes: []byte("\x00asm\x01\x00\x00\x00m")}
 	_, _, err := s.Install(CreateOptions{Name: "v", Dirs: []DirMap{{Host: host, Guest: "/data"}}}, prepared)
