@@ -36,9 +36,7 @@ func TestInterruptUndoes(t *testing.T) {
 		t.Helper()
 		cmd := h.Command(h.PodctlArgv(args...)...)
 		cmd.Env = append(os.Environ(), "PODCTL_FAILPOINT=hold:"+failpoint)
-		var stderr harness.SyncBuffer
-		cmd.Stderr = &stderr
-		r := interruptAt(t, cmd, stderr.String, "failpoint: holding at "+failpoint)
+		r := interruptAt(t, cmd, nil, "failpoint: holding at "+failpoint)
 		var lines []string
 		for _, l := range strings.Split(strings.TrimSpace(r.Stderr), "\n") {
 			if !strings.HasPrefix(l, "failpoint: ") {
@@ -125,48 +123,14 @@ func TestInterruptUndoes(t *testing.T) {
 }
 
 // interruptAt starts cmd and sends it SIGINT (Ctrl-C) once the output
-// that holding returns (its own, or a dock's) contains marker, then
-// waits for it to end.
+// that holding returns (a dock's, or, if nil, its own standard error)
+// contains marker, then waits for it to end.
 func interruptAt(t *testing.T, cmd *exec.Cmd, holding func() string, marker string) harness.Result {
 	t.Helper()
-	var out, errb harness.SyncBuffer
-	if cmd.Stdout == nil {
-		cmd.Stdout = &out
+	bg := harness.StartBackground(t, cmd)
+	if holding == nil {
+		holding = bg.Stderr
 	}
-	if cmd.Stderr == nil {
-		cmd.Stderr = &errb
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	harness.Eventually(t, 60*time.Second, func() error {
-		if strings.Contains(holding(), marker) {
-			return nil
-		}
-		select {
-		case err := <-done:
-			done <- err
-			return fmt.Errorf("%s ended (%v) before %q", cmd.Args[0], err, marker)
-		default:
-		}
-		return fmt.Errorf("no %q yet", marker)
-	})
-	cmd.Process.Signal(os.Interrupt)
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("%v went on for 30 s after Ctrl-C", cmd.Args)
-	}
-	r := harness.Result{Stdout: fmt.Sprint(cmd.Stdout), Stderr: fmt.Sprint(cmd.Stderr)}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.Code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	bg.WaitFor(holding, marker)
+	return bg.Interrupt(30 * time.Second)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/cgroups"
 	cgmanager "github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/podctl/podctl/internal/failpoint"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,6 +40,9 @@ func (rt Runtime) criuConfigPath(id string) string {
 
 func (rt Runtime) writeCRIUConfig(id string, lines ...string) error {
 	lines = append([]string{"verbosity=" + strconv.Itoa(criuLogLevel)}, lines...)
+	if script, ok := failpoint.Value(failpoint.CRIUScriptPrefix); ok {
+		lines = append(lines, "action-script "+script)
+	}
 	return os.WriteFile(rt.criuConfigPath(id), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }
 
@@ -166,7 +170,7 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
 	criuCtx, stop := killableAfter(ctx, serving)
-	err = runCRIU(criuCtx, func() error { return ctr.Checkpoint(opts) })
+	err = runCRIU(criuCtx, o.ImagesDir, func() error { return ctr.Checkpoint(opts) })
 	stop()
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w%s", id, err, criuLogError(filepath.Join(o.ImagesDir, "dump.log")))
@@ -225,7 +229,7 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 		LazyPages:         o.Lazy,
 		StatusFd:          -1,
 	}
-	if err := runCRIU(ctx, func() error { return ctr.Restore(proc, opts) }); err != nil {
+	if err := runCRIU(ctx, o.ImagesDir, func() error { return ctr.Restore(proc, opts) }); err != nil {
 		return 0, fmt.Errorf("restore %s: %w%s", c.ID, err, criuLogError(filepath.Join(o.ImagesDir, "restore.log")))
 	}
 	if pid, err = proc.Pid(); err != nil {
@@ -234,12 +238,19 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 	return pid, nil
 }
 
-// runCRIU runs a libcontainer call that drives CRIU, unless ctx is done
-// already, and, if ctx ends
-// before it returns, kills the CRIU processes this process started so the
-// call returns instead of hanging (a lazy restore whose page source died
-// waits forever otherwise).
-func runCRIU(ctx context.Context, call func() error) error {
+// runCRIU runs a libcontainer call that drives CRIU on imagesDir, unless
+// ctx is done already, and, if ctx ends before it returns, kills that
+// CRIU so the call returns instead of hanging (a lazy restore whose page
+// source died waits forever otherwise).
+//
+// CRIU is found as the child of this process that holds imagesDir open:
+// CRIU keeps its images directory as a descriptor for its whole run, and
+// every run has a directory of its own. A name would not do: other
+// migrations' CRIU runs share it, and the CRIU `make deps` installs runs
+// under its own dynamic loader, whose name is the loader's. CRIU may not
+// have opened the directory yet when ctx ends, so the search repeats
+// until the call returns.
+func runCRIU(ctx context.Context, imagesDir string, call func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err // not even started
 	}
@@ -249,9 +260,20 @@ func runCRIU(ctx context.Context, call func() error) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		killChildren("criu")
-		err := <-done
-		return fmt.Errorf("%w (criu: %v)", ctx.Err(), err)
+	}
+	dir, err := filepath.EvalSymlinks(imagesDir)
+	if err != nil {
+		dir = filepath.Clean(imagesDir)
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		killChildrenHolding(dir)
+		select {
+		case err := <-done:
+			return fmt.Errorf("%w (criu: %v)", ctx.Err(), err)
+		case <-tick.C:
+		}
 	}
 }
 
@@ -274,8 +296,9 @@ func killableAfter(ctx context.Context, safe <-chan struct{}) (out context.Conte
 	return out, cancel
 }
 
-// killChildren SIGKILLs this process's children whose command is comm.
-func killChildren(comm string) {
+// killChildrenHolding SIGKILLs this process's children that have dir
+// open (a descriptor or their working directory).
+func killChildrenHolding(dir string) {
 	self := os.Getpid()
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -283,10 +306,26 @@ func killChildren(comm string) {
 		if err != nil {
 			continue
 		}
-		if c, ppid, ok := procStat(pid); ok && c == comm && ppid == self {
+		if _, ppid, ok := procStat(pid); ok && ppid == self && holds(pid, dir) {
 			unix.Kill(pid, unix.SIGKILL)
 		}
 	}
+}
+
+// holds reports whether process pid has dir open or as its working
+// directory.
+func holds(pid int, dir string) bool {
+	proc := "/proc/" + strconv.Itoa(pid)
+	if cwd, err := os.Readlink(proc + "/cwd"); err == nil && cwd == dir {
+		return true
+	}
+	fds, _ := os.ReadDir(proc + "/fd")
+	for _, fd := range fds {
+		if target, err := os.Readlink(proc + "/fd/" + fd.Name()); err == nil && target == dir {
+			return true
+		}
+	}
+	return false
 }
 
 // procStat returns the command name and the parent of a process, from

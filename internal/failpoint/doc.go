@@ -13,7 +13,9 @@
 // a migration (interrupt it, say) at a moment it knows. Armed as "hold:"
 // and its name, it holds the step until the command is interrupted, so
 // that a test can Ctrl-C a command at a step it chooses and check what
-// the command leaves.
+// the command leaves. Armed as CRIUScriptPrefix and a path, it has every
+// CRIU run of the process call that script at each of CRIU's steps (its
+// action scripts), so that a test can hold CRIU itself at a step.
 package failpoint
 
 // EnvVar names the environment variable that arms a failpoint.
@@ -25,3 +27,6 @@ const PausePrefix = "pause:"
 // HoldPrefix arms a failpoint that waits for the command's interruption
 // instead of killing.
 const HoldPrefix = "hold:"
+
+// CRIUScriptPrefix arms the CRIU action script failpoint.
+const CRIUScriptPrefix = "criu-action-script:"

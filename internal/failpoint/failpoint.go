@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // Hit acts on the failpoint name when it is armed, and does nothing
@@ -37,3 +38,10 @@ func Hit(ctx context.Context, name string) {
 // than a crash (a cut connection, corrupt data) that the caller injects
 // itself.
 func Armed(name string) bool { return os.Getenv(EnvVar) == name }
+
+// Value returns what follows prefix in the armed failpoint, for faults
+// that take an argument (a script CRIU runs at its steps, say); ok is
+// false when no failpoint with that prefix is armed.
+func Value(prefix string) (value string, ok bool) {
+	return strings.CutPrefix(os.Getenv(EnvVar), prefix)
+}
