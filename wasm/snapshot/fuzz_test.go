@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -105,10 +106,14 @@ func FuzzDecodeBody(f *testing.F) {
 	})
 }
 
-// TestWriteFuzzSeeds writes the committed seed corpora, with -update.
+var updateSeeds = flag.Bool("update-seeds", false, "rewrite the seed corpora of FuzzDecode and FuzzDecodeBody")
+
+// TestWriteFuzzSeeds writes the committed seed corpora, with
+// -update-seeds. They are inputs, not expectations: unlike the golden
+// file, they may be rewritten from Encode.
 func TestWriteFuzzSeeds(t *testing.T) {
-	if !*update {
-		t.Skip("run with -update to rewrite the seed corpora")
+	if !*updateSeeds {
+		t.Skip("run with -update-seeds to rewrite the seed corpora")
 	}
 	small := encode(t, smallSnapshot())
 	v2 := bytes.Clone(small)
