@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -31,6 +32,13 @@ type Destination struct {
 	// guard, if set, keeps this host's pods off the dock's port until the
 	// function it returns is called.
 	guard func(ctx context.Context, port uint16) (lift func() error, err error)
+}
+
+// leftovers is a recovery error that quarantines what it could not clean
+// up and lets the dock serve (pod.LeftoverError).
+type leftovers interface {
+	error
+	Leftovers() []error
 }
 
 // recoveryStep finishes what a dock that died left half received, in
@@ -90,12 +98,21 @@ func (b Budgets) resolve(root string) Budgets {
 // Serve recovers what a dock that died left half received, then serves
 // migrations on ln until ctx ends. The caller binds ln first, so that a
 // second dock on the same port fails before it touches any state.
-// Recovery goes in order and stops at the first failure, closing ln.
+// Recovery goes in order and stops at the first failure, closing ln,
+// except for leftovers it cannot clean up (pod.LeftoverError), which it
+// logs and leaves quarantined.
 // Connections wait in ln's backlog meanwhile; the log line "dock ready"
 // says when they are served.
 func (d *Destination) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config, log *slog.Logger) error {
 	for _, step := range d.recovery {
-		if err := step.run(ctx); err != nil {
+		err := step.run(ctx)
+		if leftover, ok := errors.AsType[leftovers](err); ok {
+			// Quarantined: the dock serves, and the next recovery
+			// tries again.
+			log.Warn("dock: leftovers of a crash cannot be cleaned up; they keep their names and addresses until they can", "what", step.what, "err", leftover)
+			continue
+		}
+		if err != nil {
 			ln.Close()
 			return fmt.Errorf("dock: recover %s: %w", step.what, err)
 		}

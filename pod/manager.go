@@ -402,6 +402,7 @@ func (m *Manager) forgetLocked(ctx context.Context, man *Manifest) error {
 // operation lock is free is torn down. With only != "", just that pod is
 // looked at. The caller holds the state lock.
 func (m *Manager) recoverLocked(ctx context.Context, only string) error {
+	var leftovers []error
 	names := []string{only}
 	if only == "" {
 		var err error
@@ -432,7 +433,7 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 				err = errors.Join(virtns.Firewall{}.UnlockPod(ctx, man.ID), virtns.Thaw(ctx, man.CgroupPath))
 				pl.Unlock()
 				if err != nil {
-					return fmt.Errorf("recover pod %s: %w", name, err)
+					leftovers = append(leftovers, fmt.Errorf("recover pod %s: %w", name, err))
 				}
 			}
 			continue
@@ -456,10 +457,32 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 		}
 		pl.Unlock()
 		if err != nil {
-			return fmt.Errorf("recover pod %s: %w", name, err)
+			leftovers = append(leftovers, fmt.Errorf("recover pod %s: %w", name, err))
 		}
 	}
+	if leftovers != nil {
+		return &LeftoverError{Pods: leftovers}
+	}
 	return nil
+}
+
+// LeftoverError reports pods that a dead podctl left half done and that
+// recovery could not finish (a file it cannot remove, say). Each keeps
+// its record, in its transitional state, and with it its name, address
+// and ports, so that nothing new collides with what is left of it: it is
+// quarantined. Every later recovery tries again. Other pods are not held
+// up by it: listing pods, and a dock starting, go on (see List).
+type LeftoverError struct {
+	// Pods has one error per pod, naming it.
+	Pods []error
+}
+
+// Leftovers returns the pods' errors: docks recognize a recovery that
+// left leftovers, and still serve, by this method.
+func (e *LeftoverError) Leftovers() []error { return e.Pods }
+
+func (e *LeftoverError) Error() string {
+	return fmt.Sprintf("%d pod(s) left over from a crash cannot be cleaned up: %v", len(e.Pods), errors.Join(e.Pods...))
 }
 
 // removeStaleTemp deletes scratch directories (ROOT/tmp/KIND-ID-*) that
@@ -485,7 +508,11 @@ func (m *Manager) removeStaleTemp() error {
 				continue // in use
 			}
 		}
-		err = os.RemoveAll(filepath.Join(dir, e.Name()))
+		// A CRIU that worked there for a podctl that died may live on.
+		err = virtns.KillProcessesIn(context.Background(), filepath.Join(dir, e.Name()))
+		if err == nil {
+			err = os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
 		if pl != nil {
 			pl.Unlock()
 		}
@@ -497,10 +524,15 @@ func (m *Manager) removeStaleTemp() error {
 }
 
 // Recover finishes or rolls back whatever a podctl that died left half
-// done (see recoverLocked). Docks call it when they start.
+// done (see recoverLocked). Docks call it when they start. Pods it
+// cannot finish are reported as a *LeftoverError.
 func (m *Manager) Recover(ctx context.Context) error {
-	_, err := m.List(ctx)
-	return err
+	lk, err := m.store.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	return m.recoverLocked(ctx, "")
 }
 
 // Remove deletes a pod and everything it has. A running pod is refused
@@ -664,7 +696,7 @@ func (m *Manager) List(ctx context.Context) ([]*Status, error) {
 	}
 	err = m.recoverLocked(ctx, "")
 	lk.Unlock()
-	if err != nil {
+	if _, ok := errors.AsType[*LeftoverError](err); err != nil && !ok {
 		return nil, err
 	}
 	names, err := m.store.names()

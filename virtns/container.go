@@ -424,6 +424,9 @@ func poll(ctx context.Context, done func() (bool, error)) error {
 // Ctrl-C must not leave a pod half destroyed): it keeps ctx's values
 // only, and each wait for killed processes is bounded by 10 s.
 func (rt Runtime) Destroy(ctx context.Context, id, cgroupPath string) error {
+	if err := rt.reapCRIU(ctx, id); err != nil {
+		return fmt.Errorf("destroy %s: %w", id, err)
+	}
 	ctr, err := libcontainer.Load(rt.StateDir, id)
 	if err == nil {
 		err = destroy(ctx, ctr)
@@ -442,6 +445,47 @@ func (rt Runtime) Destroy(ctx context.Context, id, cgroupPath string) error {
 		return fmt.Errorf("destroy %s: %w", id, err)
 	}
 	return destroyCgroup(ctx, cgroupPath)
+}
+
+// reapCRIU finishes what a CRIU run on container id left when the podctl
+// that started it died: CRIU itself, which goes on as an orphan (with
+// the pod's processes under its ptrace, where even SIGKILL does not end
+// them) if it still works in the container's state directory, and the
+// recursive bind mount of the pod's root that libcontainer makes there
+// for a restore (criu-root), which would keep the directory from going.
+// A CRIU working on images elsewhere is the business of whoever owns
+// that directory (see KillProcessesIn).
+func (rt Runtime) reapCRIU(ctx context.Context, id string) error {
+	dir := filepath.Join(rt.StateDir, id)
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	if err := KillProcessesIn(ctx, dir); err != nil {
+		return err
+	}
+	return unmountAll(filepath.Join(dir, "criu-root"))
+}
+
+// KillProcessesIn SIGKILLs every process that has dir, or a file beneath
+// it, open or as its working directory (deleted or not), and waits for
+// them to be gone: a CRIU whose podctl died goes on alone, holding the
+// pod's processes, and is found by the images or state directory it
+// works in. Like Destroy, it ignores ctx's cancellation.
+func KillProcessesIn(ctx context.Context, dir string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
+	defer cancel()
+	var left []int
+	err := poll(ctx, func() (bool, error) {
+		left = processesHolding(dir, true, 0)
+		for _, pid := range left {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		return len(left) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("processes %v working in %s survive SIGKILL", left, dir)
+	}
+	return nil
 }
 
 // destroyCgroup kills whatever is left in a cgroup and removes it. Like

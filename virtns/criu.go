@@ -297,31 +297,50 @@ func killableAfter(ctx context.Context, safe <-chan struct{}) (out context.Conte
 }
 
 // killChildrenHolding SIGKILLs this process's children that have dir
-// open (a descriptor or their working directory).
+// open or as their working directory.
 func killChildrenHolding(dir string) {
-	self := os.Getpid()
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if _, ppid, ok := procStat(pid); ok && ppid == self && holds(pid, dir) {
-			unix.Kill(pid, unix.SIGKILL)
-		}
+	for _, pid := range processesHolding(dir, false, os.Getpid()) {
+		unix.Kill(pid, unix.SIGKILL)
 	}
 }
 
-// holds reports whether process pid has dir open or as its working
-// directory.
-func holds(pid int, dir string) bool {
+// processesHolding lists the processes that have dir (or, with beneath,
+// anything beneath it too) open or as their working directory; with
+// parent > 0, only that process's children.
+func processesHolding(dir string, beneath bool, parent int) []int {
+	in := func(p string) bool {
+		p = strings.TrimSuffix(p, " (deleted)")
+		return p == dir || beneath && strings.HasPrefix(p, dir+"/")
+	}
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if parent > 0 {
+			if _, ppid, ok := procStat(pid); !ok || ppid != parent {
+				continue
+			}
+		}
+		if holdsPath(pid, in) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// holdsPath reports whether process pid has a path for which in is true
+// open or as its working directory.
+func holdsPath(pid int, in func(string) bool) bool {
 	proc := "/proc/" + strconv.Itoa(pid)
-	if cwd, err := os.Readlink(proc + "/cwd"); err == nil && cwd == dir {
+	if cwd, err := os.Readlink(proc + "/cwd"); err == nil && in(cwd) {
 		return true
 	}
 	fds, _ := os.ReadDir(proc + "/fd")
 	for _, fd := range fds {
-		if target, err := os.Readlink(proc + "/fd/" + fd.Name()); err == nil && target == dir {
+		if target, err := os.Readlink(proc + "/fd/" + fd.Name()); err == nil && in(target) {
 			return true
 		}
 	}

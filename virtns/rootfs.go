@@ -223,7 +223,13 @@ func makeOpaqueDir(dir string, mode os.FileMode) error {
 // Unmount unmounts the pod's overlay. A rootfs that is not mounted is not
 // an error. It is cleanup: it runs even when ctx is cancelled.
 func (r Rootfs) Unmount(ctx context.Context) error {
-	target := filepath.Join(r.PodDir, RootfsDir)
+	return unmountAll(filepath.Join(r.PodDir, RootfsDir))
+}
+
+// unmountAll unmounts whatever is mounted on target, however many times
+// over (lazily, with what is mounted beneath, if it is busy). A target
+// that is not a mount point, or not there, is not an error.
+func unmountAll(target string) error {
 	for i := 0; i < 8; i++ {
 		mounted, err := isMountPoint(target)
 		if err != nil || !mounted {

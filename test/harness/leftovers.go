@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -101,4 +102,19 @@ func (a Snapshot) Diff(b Snapshot) string {
 	cmp("leases", a.Leases, b.Leases)
 	cmp("pod dirs", a.PodDirs, b.PodDirs)
 	return strings.Join(out, "\n")
+}
+
+// WithoutPods is the snapshot without the cgroups of the pods with the
+// given IDs. Cgroups are machine-wide, so a host's snapshot holds those of
+// every host's pods: a test that moves a pod between other hosts (and so
+// renews its ID) leaves them out.
+func (a Snapshot) WithoutPods(ids ...string) Snapshot {
+	var cgroups []string
+	for _, c := range a.Cgroups {
+		if !slices.Contains(ids, filepath.Base(c)) {
+			cgroups = append(cgroups, c)
+		}
+	}
+	a.Cgroups = cgroups
+	return a
 }
