@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"hash"
 	"net"
 	"net/netip"
@@ -139,7 +140,24 @@ type Images struct {
 	Lazy bool `json:"lazy"`
 	// PagesIncluded is true when the memory pages are in the archive.
 	PagesIncluded bool `json:"pagesIncluded"`
+	// PagesStreamed is true when the memory pages travel beside the
+	// archive, on a stop-and-copy migration's page tunnel, whose every
+	// batch is checksummed.
+	PagesStreamed bool `json:"pagesStreamed,omitempty"`
 }
+
+// Pages says where a pod's memory pages travel.
+type Pages int
+
+const (
+	// PagesInArchive: in the archive, under its checksums.
+	PagesInArchive Pages = iota
+	// PagesStreamed: beside the archive, on a stop-and-copy migration's
+	// page tunnel (each batch checksummed).
+	PagesStreamed
+	// PagesLazy: fetched from the source while the restored pod runs.
+	PagesLazy
+)
 
 // Validate checks that m is a manifest this podctl can restore from. Its
 // errors are of kind errdefs.InvalidArgument; a reader reclassifies them.
@@ -156,8 +174,8 @@ func (m *Manifest) Validate() error {
 	if m.Images.Kind != ImagesCRIU {
 		return bad("manifest: unknown images.kind %q (want %q)", m.Images.Kind, ImagesCRIU)
 	}
-	if m.Images.Lazy && m.Images.PagesIncluded {
-		return bad("manifest: images.lazy and images.pagesIncluded are both set")
+	if n := count(m.Images.Lazy, m.Images.PagesIncluded, m.Images.PagesStreamed); n != 1 {
+		return bad("manifest: exactly one of images.lazy, images.pagesIncluded and images.pagesStreamed must be set (%d are)", n)
 	}
 	if len(m.Pod) > 0 && !json.Valid(m.Pod) {
 		return bad("manifest: pod is not valid JSON")
@@ -255,10 +273,18 @@ func EntryHash(hdr *tar.Header) hash.Hash {
 
 // NewManifest describes a pod for the archive about to be written: pod is
 // its JSON description, endpoint its address, ports what it publishes,
-// criuVersion the CRIU that dumps it, and lazy says whether its memory
-// travels apart from the archive (post-copy). The source is this host.
-func NewManifest(pod []byte, endpoint virtns.Endpoint, ports []PublishedPort, criuVersion string, lazy bool) *Manifest {
-	feats, _ := cpufeat.Host()
+// criuVersion the CRIU that dumps it, and pages says where its memory
+// travels. The source is this host; an archive made where the CPU's
+// features cannot be read is refused, since no destination could then
+// check them.
+func NewManifest(pod []byte, endpoint virtns.Endpoint, ports []PublishedPort, criuVersion string, pages Pages) (*Manifest, error) {
+	feats, err := cpufeat.Host()
+	if err != nil {
+		return nil, err
+	}
+	if cpufeat.Known(runtime.GOARCH) && len(feats) == 0 {
+		return nil, errors.New("cpu features: /proc/cpuinfo lists none")
+	}
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	host, _ := os.Hostname()
@@ -272,6 +298,20 @@ func NewManifest(pod []byte, endpoint virtns.Endpoint, ports []PublishedPort, cr
 		},
 		Pod:     pod,
 		Network: Network{IP: endpoint.IP.String(), MAC: endpoint.MAC, Ports: ports},
-		Images:  Images{Kind: ImagesCRIU, Lazy: lazy, PagesIncluded: !lazy},
+		Images: Images{
+			Kind: ImagesCRIU, Lazy: pages == PagesLazy,
+			PagesIncluded: pages == PagesInArchive, PagesStreamed: pages == PagesStreamed,
+		},
+	}, nil
+}
+
+// count is how many of bs are true.
+func count(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
 	}
+	return n
 }

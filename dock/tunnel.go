@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/podctl/podctl/internal/budget"
+	"github.com/podctl/podctl/internal/failpoint"
 )
 
 // A page tunnel carries the bytes between the source's CRIU and the
@@ -30,12 +31,15 @@ type halfCloser interface {
 // relay copies between a local CRIU connection and the two directions of a
 // tunnel until both directions are done: what CRIU writes goes to w, what
 // arrives on r goes to CRIU. When CRIU stops writing, w is closed (if it
-// can be); when r ends, CRIU's connection is shut down for writing.
+// can be: with the copy's error, if it can carry one); when r ends,
+// CRIU's connection is shut down for writing.
 func relay(local io.ReadWriteCloser, r io.Reader, w io.Writer) error {
 	up := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(w, local)
-		if c, ok := w.(io.Closer); ok {
+		if c, ok := w.(interface{ CloseWithError(error) error }); ok {
+			c.CloseWithError(err) // a failed copy must not look complete
+		} else if c, ok := w.(io.Closer); ok {
 			c.Close()
 		}
 		up <- err
@@ -60,8 +64,8 @@ type pageTunnelClient struct {
 }
 
 // open starts the tunnel request. What is written to the returned writer
-// reaches the dock's CRIU helper; what it sends back is read from the
-// returned reader.
+// reaches the dock's CRIU helper, in checked batches (see batchWriter);
+// what it sends back is read from the returned reader.
 func (t *pageTunnelClient) open(ctx context.Context) (io.ReadCloser, io.WriteCloser, error) {
 	pr, pw := io.Pipe()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.c.url(pathPages, url.Values{"session": {t.session}}), pr)
@@ -76,7 +80,8 @@ func (t *pageTunnelClient) open(ctx context.Context) (io.ReadCloser, io.WriteClo
 		resp.Body.Close()
 		return nil, nil, fmt.Errorf("page tunnel: %s", resp.Status)
 	}
-	return resp.Body, countWriteCloser{pw, t.counter}, nil
+	pages := &batchWriter{w: pw, sent: t.counter, corrupt: failpoint.Armed("migrate:corrupt-pages")}
+	return resp.Body, pages, nil
 }
 
 // relayLocal relays between a local CRIU connection and a new tunnel.
@@ -153,7 +158,7 @@ func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os
 		ours.Close()
 		return errors.New("the source never opened the page tunnel")
 	}
-	from := t.r
+	from := io.Reader(&batchReader{r: t.r})
 	if disk != nil {
 		from = reservingReader{r: from, lease: disk}
 	}
@@ -163,17 +168,27 @@ func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os
 	// The helper's last words (the page server's final acknowledgement)
 	// may still be in the socket: let the relay drain them, and the source
 	// close its side, before ending the tunnel request.
+	var relayErr error
 	select {
-	case <-relayDone:
+	case relayErr = <-relayDone:
 	case <-time.After(10 * time.Second):
 		ours.Close()
 		close(t.done)
-		<-relayDone
-		return refusedOr(disk, err)
+		relayErr = <-relayDone
+		return refusedOr(disk, damagedOr(relayErr, err))
 	}
 	ours.Close()
 	close(t.done)
-	return refusedOr(disk, err)
+	return refusedOr(disk, damagedOr(relayErr, err))
+}
+
+// damagedOr returns the relay's error if the page stream arrived damaged
+// (the helper then saw its input end early, and says less), else err.
+func damagedOr(relayErr, err error) error {
+	if errors.Is(relayErr, ErrPageStream) {
+		return fmt.Errorf("page tunnel: %w", relayErr)
+	}
+	return err
 }
 
 // refusedOr returns the refusal of the tunnel's disk lease, if it

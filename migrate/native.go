@@ -115,7 +115,11 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 // sendManifest starts the archive with the pod's manifest and waits for
 // the dock to accept the pod: to reserve its name, address and ports.
 func sendManifest(ctx context.Context, send *dock.PodSend, out *pod.Outgoing, lazy bool) (*checkpoint.Writer, error) {
-	aw, err := checkpoint.NewWriter(archiveBody(send.Archive), checkpoint.CompressionNone, out.ArchiveManifest(lazy))
+	am, err := out.ArchiveManifest(lazy)
+	if err != nil {
+		return nil, fmt.Errorf("send manifest: %w", err)
+	}
+	aw, err := checkpoint.NewWriter(archiveBody(send.Archive), checkpoint.CompressionNone, am)
 	if err == nil {
 		err = aw.Flush()
 	}

@@ -106,8 +106,12 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 			return nil
 		}
 	}
+	am, err := m.archiveManifest(man, fp.CRIUVersion(), checkpoint.PagesInArchive)
+	if err != nil {
+		return nil, m.resumeAfter(name, fp, err)
+	}
 	writeStart := time.Now()
-	res.Bytes, err = file.Write(ctx, o.Compression, m.archiveManifest(man, fp.CRIUVersion(), false), imagesDir, m.upperPath(man, "/"), layerRead)
+	res.Bytes, err = file.Write(ctx, o.Compression, am, imagesDir, m.upperPath(man, "/"), layerRead)
 	res.Timings.Write = time.Since(writeStart)
 	if err != nil {
 		return nil, m.resumeAfter(name, fp, fmt.Errorf("write archive: %w", err))
@@ -216,11 +220,14 @@ func parallel(fs ...func() error) error {
 }
 
 // archiveManifest describes a pod for the archive about to be written.
-func (m *Manager) archiveManifest(man *Manifest, criuVersion string, lazy bool) *checkpoint.Manifest {
-	podJSON, _ := json.Marshal(man)
+func (m *Manager) archiveManifest(man *Manifest, criuVersion string, pages checkpoint.Pages) (*checkpoint.Manifest, error) {
+	podJSON, err := json.Marshal(man)
+	if err != nil {
+		return nil, err
+	}
 	var ports []checkpoint.PublishedPort
 	for _, p := range man.Spec.Ports {
 		ports = append(ports, checkpoint.PublishedPort{HostPort: int(p.HostPort), PodPort: int(p.PodPort), Protocol: p.Protocol})
 	}
-	return checkpoint.NewManifest(podJSON, man.Endpoint, ports, criuVersion, lazy)
+	return checkpoint.NewManifest(podJSON, man.Endpoint, ports, criuVersion, pages)
 }

@@ -39,9 +39,14 @@ func (m *Manager) BeginMigration(ctx context.Context, name string) (*Outgoing, e
 // Manifest is the migrating pod's manifest.
 func (out *Outgoing) Manifest() *Manifest { return out.man }
 
-// ArchiveManifest describes the pod for its archive.
-func (out *Outgoing) ArchiveManifest(lazy bool) *checkpoint.Manifest {
-	return out.m.archiveManifest(out.man, out.frozen.CRIUVersion(), lazy)
+// ArchiveManifest describes the pod for its migration's archive, whose
+// memory pages travel on the page tunnel (lazily, with lazy).
+func (out *Outgoing) ArchiveManifest(lazy bool) (*checkpoint.Manifest, error) {
+	pages := checkpoint.PagesStreamed
+	if lazy {
+		pages = checkpoint.PagesLazy
+	}
+	return out.m.archiveManifest(out.man, out.frozen.CRIUVersion(), pages)
 }
 
 // EstimatedBytes is the pod's memory use: roughly what a migration sends.

@@ -102,6 +102,9 @@ func (m *Manager) Restore(ctx context.Context, source string, o RestoreOptions) 
 	if err != nil {
 		return nil, nil, err
 	}
+	if !am.Images.PagesIncluded {
+		return nil, nil, errdefs.New(errdefs.InvalidImage, "archive: its memory pages are not in it (they traveled beside it, in a migration): it cannot be restored from a file")
+	}
 	var in *Incoming
 	if fromPod {
 		in, err = m.receiveCheckpointed(ctx, source, am, o)

@@ -15,7 +15,8 @@ import (
 )
 
 // CheckRestorable refuses an archive this host cannot restore with CRIU:
-// another ISA, or (unless force) a CPU lacking features the source had.
+// another ISA, or (unless force) a CPU lacking features the source had,
+// or an archive that does not say which features those are.
 func CheckRestorable(am *checkpoint.Manifest, force bool) error {
 	if am.Images.Kind != checkpoint.ImagesCRIU {
 		return errdefs.New(errdefs.Unsupported, "archive holds %q images; this path restores only CRIU images", am.Images.Kind)
@@ -25,6 +26,9 @@ func CheckRestorable(am *checkpoint.Manifest, force bool) error {
 	}
 	if force {
 		return nil
+	}
+	if cpufeat.Known(am.Source.ISA) && len(am.Source.CPUFeatures) == 0 {
+		return errdefs.New(errdefs.Unsupported, "archive does not list the CPU features the pod may use, so they cannot be checked here (use --force to restore anyway)")
 	}
 	have, err := cpufeat.Host()
 	if err != nil {

@@ -56,6 +56,7 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 		{name: "stream cut", sourceEnv: []string{"PODCTL_FAILPOINT=migrate:cut-after-dump"}},
 		{name: "corrupt archive", sourceEnv: []string{"PODCTL_FAILPOINT=migrate:corrupt-archive"}, want: "archive"},
 		{name: "truncated archive", sourceEnv: []string{"PODCTL_FAILPOINT=migrate:truncate-archive"}, want: "archive"},
+		{name: "corrupt pages", sourceEnv: []string{"PODCTL_FAILPOINT=migrate:corrupt-pages"}, want: "page stream damaged"},
 		{name: "destination disk full", want: "space", prepare: func(t *testing.T) func() {
 			dir := filepath.Join(b.Root, "tmp")
 			os.MkdirAll(dir, 0o700)

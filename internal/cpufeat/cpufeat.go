@@ -42,6 +42,10 @@ func cpuinfoKey(goarch string) string {
 	return ""
 }
 
+// Known reports whether the features of an ISA (as GOARCH spells it) can
+// be read and compared: x86 and arm64.
+func Known(isa string) bool { return cpuinfoKey(isa) != "" }
+
 // Host returns the features of this machine's CPU, from the first
 // processor listed in /proc/cpuinfo (the kernel lists the features common
 // to all of them). On an architecture other than x86 and arm64 it returns
