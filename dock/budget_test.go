@@ -253,7 +253,7 @@ func TestPodDiskLease(t *testing.T) {
 // extractPods "extracts" the archive, reserving its bytes from the
 // transfer's disk lease as it writes them, and blames the archive when
 // it cannot, as a decoder that gets a read error would.
-type extractPods struct{}
+type extractPods struct{ noDecisions }
 
 func (extractPods) Describe(context.Context, *Hello) {}
 func (extractPods) ReceivePod(ctx context.Context, t *PodTransfer) error {

@@ -151,6 +151,19 @@ type echoPods struct {
 	archive []byte
 	pages   chan []byte
 	fail    error
+	mu      sync.Mutex
+	decided map[string]bool // session: commit
+}
+
+// Decide records the decision on a session it received.
+func (e *echoPods) Decide(_ context.Context, session string, commit bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.decided == nil {
+		return errdefs.New(errdefs.NotFound, "no pod was received here in session %s", session)
+	}
+	e.decided[session] = commit
+	return nil
 }
 
 func (e *echoPods) Describe(_ context.Context, h *Hello) {
@@ -183,6 +196,9 @@ func (e *echoPods) ReceivePod(ctx context.Context, t *PodTransfer) error {
 	if err := <-pages; err != nil {
 		return err
 	}
+	e.mu.Lock()
+	e.decided = map[string]bool{}
+	e.mu.Unlock()
 	return t.Restored("p-"+t.Name, "10.88.0.9", 42*time.Millisecond)
 }
 
@@ -245,8 +261,22 @@ func TestSendPod(t *testing.T) {
 	if a, p := send.Sent(); a != int64(len("manifest;images")) || p != int64(len(page)) {
 		t.Fatalf("Sent() = %d, %d", a, p)
 	}
+	// The source's decision reaches the receiver, on a request of its
+	// own; the receiver's errors come back with their kind.
+	if err := c.Decide(ctx, send.Session(), true); err != nil {
+		t.Fatalf("Decide: %v", err)
+	}
+	pods.mu.Lock()
+	commit, ok := pods.decided[send.Session()]
+	pods.mu.Unlock()
+	if !ok || !commit {
+		t.Fatalf("the receiver got decisions %v, want a commit of session %s", pods.decided, send.Session())
+	}
+	if err := c.Decide(ctx, "not-a-session", true); errdefs.KindOf(err) != errdefs.InvalidArgument {
+		t.Fatalf("Decide on a malformed session: %v, want InvalidArgument", err)
+	}
 	serial := serialOf(t, dir, "source")
-	for _, path := range []string{pathHello, pathPods, pathPages} {
+	for _, path := range []string{pathHello, pathPods, pathPages, pathDecide} {
 		wantRequestLogged(t, logs.String(), path, "source", serial)
 	}
 }
@@ -382,7 +412,7 @@ func TestOtherCA(t *testing.T) {
 }
 
 // stallPods accepts a pod and never restores it.
-type stallPods struct{}
+type stallPods struct{ noDecisions }
 
 func (stallPods) Describe(context.Context, *Hello) {}
 func (stallPods) ReceivePod(ctx context.Context, t *PodTransfer) error {
@@ -609,3 +639,8 @@ func TestVesselRestoredToAGoneSource(t *testing.T) {
 		t.Fatal("the dock kept a vessel whose source never learned it runs there")
 	}
 }
+
+// noDecisions is a receiver that never prepares a pod to decide on.
+type noDecisions struct{}
+
+func (noDecisions) Decide(context.Context, string, bool) error { return nil }

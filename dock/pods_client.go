@@ -144,3 +144,32 @@ func (s *PodSend) Close() {
 		s.resp.Body.Close()
 	}
 }
+
+// Decide tells the dock the source's decision on the pod it migrated
+// there in session (PodSend.Session): run it (commit) or remove it. It is
+// safe to repeat, on a new connection too. Committing a session the dock
+// never prepared fails with errdefs.NotFound.
+func (c *Client) Decide(ctx context.Context, session string, commit bool) error {
+	q := url.Values{"session": {session}}
+	if commit {
+		q.Set("commit", "1")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(pathDecide, q), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("dock %s: %w", c.addr, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("dock %s: decide: %s", c.addr, resp.Status)
+	}
+	events := &eventReader{ctx: ctx, dec: json.NewDecoder(resp.Body), dock: c.addr}
+	_, err = events.expect(EventDecided)
+	return err
+}
+
+// Session is the migration's session, which names it in Decide.
+func (s *PodSend) Session() string { return s.session }

@@ -25,10 +25,15 @@ type PodReceiver interface {
 	// Describe adds what the receiver can restore to h: its CRIU version
 	// and Capability* values.
 	Describe(ctx context.Context, h *Hello)
-	// ReceivePod restores the pod that t carries. An error it returns
-	// goes to the source as an error event; on failure it leaves nothing
-	// behind.
+	// ReceivePod restores the pod that t carries, and holds it until its
+	// source decides (Decide). An error it returns goes to the source as
+	// an error event; on failure it leaves nothing behind.
 	ReceivePod(ctx context.Context, t *PodTransfer) error
+	// Decide carries out the source's decision on the pod it sent in
+	// session: run it (commit) or remove it. Repeating a decision
+	// carried out is not an error; committing a session never received
+	// is an errdefs.NotFound.
+	Decide(ctx context.Context, session string, commit bool) error
 }
 
 // PodTransfer is one native pod arriving at a dock.
@@ -53,7 +58,12 @@ type PodTransfer struct {
 	archive *byteCounter
 	send    func(Event) error
 	session *session
+	id      string
 }
+
+// Session is the migration's session: the source names it when it
+// decides (see PodReceiver.Decide).
+func (t *PodTransfer) Session() string { return t.id }
 
 // ArchiveBytes is how many archive bytes have been read so far.
 func (t *PodTransfer) ArchiveBytes() int64 { return t.archive.n }
@@ -218,7 +228,7 @@ func (s *Server) receivePod(w http.ResponseWriter, r *http.Request) {
 	counted := &byteCounter{r: r.Body}
 	t := &PodTransfer{
 		Archive: counted, Name: q.Get("name"), Force: q.Get("force") == "1", Lazy: q.Get("lazy") == "1",
-		Log: log, Disk: s.Disk.Lease(r.Context()), archive: counted, send: send, session: ss,
+		Log: log, Disk: s.Disk.Lease(r.Context()), archive: counted, send: send, session: ss, id: id,
 	}
 	defer t.Disk.Release()
 	if err := s.Pods.ReceivePod(r.Context(), t); err != nil {
@@ -229,4 +239,28 @@ func (s *Server) receivePod(w http.ResponseWriter, r *http.Request) {
 		}
 		fail(err)
 	}
+}
+
+// decide carries out a source's decision on the pod it migrated here
+// (Client.Decide), and answers with one event.
+func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id, commit := q.Get("session"), q.Get("commit") == "1"
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	send := eventSender(w)
+	log := s.requestLog(r).With("session", id, "commit", commit)
+	err := errdefs.New(errdefs.InvalidArgument, "bad session id")
+	if sessionRE.MatchString(id) {
+		// Carried out in full even if the source goes meanwhile: it will
+		// ask again, and find it done.
+		err = s.Pods.Decide(context.WithoutCancel(r.Context()), id, commit)
+	}
+	if err != nil {
+		log.Warn("decision failed", "err", err)
+		send(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})
+		return
+	}
+	log.Info("migration decided")
+	send(Event{Type: EventDecided})
 }

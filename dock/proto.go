@@ -78,11 +78,14 @@ const (
 	EventAccepted = "accepted"
 	EventRestored = "restored"
 	EventComplete = "complete"
-	EventError    = "error"
+	// EventDecided answers a decision (Client.Decide): carried out.
+	EventDecided = "decided"
+	EventError   = "error"
 )
 
 const (
-	pathHello = "/v1/hello"
-	pathPods  = "/v1/pods"
-	pathPages = "/v1/pages"
+	pathHello  = "/v1/hello"
+	pathPods   = "/v1/pods"
+	pathPages  = "/v1/pages"
+	pathDecide = "/v1/decide"
 )

@@ -90,6 +90,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.Pods != nil {
 		mux.HandleFunc("POST "+pathPods, s.receivePod)
 		mux.HandleFunc("POST "+pathPages, s.pages)
+		mux.HandleFunc("POST "+pathDecide, s.decide)
 	}
 	cfg := s.TLS.Clone()
 	cfg.NextProtos = []string{"h2"}

@@ -54,10 +54,17 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 		return nil, err
 	}
 	defer send.Close()
+	// Unless the pod was handed over, whatever the dock may hold of it
+	// goes (it never runs there without the word of this podctl).
 	aw, err := sendManifest(ctx, send, out, o.Live)
 	if err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", name, err)
 	}
+	defer func() {
+		if !out.HandedOver() {
+			abortAtDock(ctx, c, send.Session())
+		}
+	}()
 	imagesDir, err := out.TempDir()
 	if err != nil {
 		return nil, err
@@ -91,12 +98,18 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 	if err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", name, err)
 	}
-	// The commit point: the pod runs at the dock, so it must never run
-	// here again.
+	// The commit point: the dock holds the pod prepared; once recorded
+	// here as handed over, it must never run here again.
+	if err := out.HandOver(pod.Handover{Dock: c.Addr(), Session: send.Session(), PKI: o.PKI, Cert: o.Cert}); err != nil {
+		return nil, fmt.Errorf("migrate %s: %w", name, err)
+	}
+	failpoint.Hit(ctx, "migrate:handed-over")
+	if err := commitAtDock(ctx, out, c, send.Session()); err != nil {
+		return nil, fmt.Errorf("migrate %s: %w", name, err)
+	}
 	res.Downtime = time.Since(out.FrozenAt())
 	res.Restore = ev.Restore
 	res.Pod, res.IP = ev.Pod, ev.IP
-	out.HandOver()
 	failpoint.Hit(ctx, "migrate:restored")
 	if lazy != nil {
 		progress.phase("post-copy")
@@ -274,6 +287,51 @@ func (d *lazyDump) abandon(cancel context.CancelFunc) {
 		cancel()
 		<-d.done
 	}
+}
+
+// decideRetry bounds how long a source keeps telling a dock that went
+// away (restarting, say) its decision.
+const decideRetry = 30 * time.Second
+
+// commitAtDock tells the dock to run the pod it holds prepared, again and
+// again (on new connections) until it confirms, it says it never had the
+// pod (which then runs here again), or decideRetry passes (the pod then
+// stays frozen here, handed over, for recovery to settle).
+func commitAtDock(ctx context.Context, out *pod.Outgoing, c *dock.Client, session string) error {
+	deadline := time.Now().Add(decideRetry)
+	delay := 50 * time.Millisecond
+	for {
+		err := c.Decide(ctx, session, true)
+		switch {
+		case err == nil:
+			return nil
+		case errdefs.KindOf(err) == errdefs.NotFound:
+			if rerr := out.Reclaim(ctx); rerr != nil {
+				return fmt.Errorf("the dock lost the pod (%v), and resuming it here failed: %w", err, rerr)
+			}
+			return fmt.Errorf("the dock lost the pod, which runs here again: %w", err)
+		case ctx.Err() != nil || time.Now().After(deadline):
+			return fmt.Errorf("the pod is handed over to %s, which has not confirmed it runs it (it stays frozen here; the next podctl command asks the dock again): %w", c.Addr(), err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// abortTimeout bounds the courtesy of telling a dock a migration was
+// abandoned.
+const abortTimeout = 5 * time.Second
+
+// abortAtDock tells the dock, on a new request, to remove whatever it
+// holds of an abandoned migration. It is a courtesy: a pod the dock keeps
+// prepared never runs there, and goes when the pod migrates there again.
+func abortAtDock(ctx context.Context, c *dock.Client, session string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	c.Decide(ctx, session, false)
 }
 
 // checkDock refuses a dock that cannot take a native pod from this host,

@@ -39,8 +39,9 @@ func (r NativeReceiver) Describe(ctx context.Context, h *dock.Hello) {
 // ReceivePod restores one migrating pod from t's archive stream: it
 // reserves the pod, receives its memory through the page tunnel while
 // the archive is extracted (or, lazily, after the pod has resumed),
-// restores it and commits it here before telling the source. The space
-// of what it extracts is reserved from t.Disk first.
+// restores it frozen and records it prepared before telling the source,
+// whose commit (Decide) runs it. The space of what it extracts is
+// reserved from t.Disk first.
 func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) error {
 	limits := r.Limits
 	if limits == (restart.Limits{}) {
@@ -75,26 +76,25 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 		return err
 	}
 	start := time.Now()
-	if _, err := in.Start(ctx, images.criuDir, images.upperDir, t.Lazy); err != nil {
+	// Restored frozen and recorded as prepared before the source is
+	// told: it runs only on the source's commit (see ARCHITECTURE.md,
+	// the commit point), so that whatever dies, it never runs twice.
+	if err := in.Prepare(ctx, images.criuDir, images.upperDir, t.Lazy, t.Session()); err != nil {
 		return err
 	}
 	restoreTime := time.Since(start)
-	// Committed before the source is told: a dock that dies between the
-	// two leaves the pod here as well as resumed at the source (a
-	// duplicate), never nowhere (see ARCHITECTURE.md, the commit point).
-	if err := in.Commit(); err != nil {
-		return err
-	}
+	failpoint.Hit(ctx, "dock:prepared")
 	if err := t.Restored(name, ip, restoreTime); err != nil {
-		// The source cannot know the pod runs here and will resume its
-		// own copy: this one must go.
+		// The source never commits what it did not hear of: without
+		// this, the prepared pod would wait for its abort.
 		log.Warn("source went away before learning of the restore; removing the pod", "err", err)
-		if err := in.Undo(); err != nil {
+		if err := r.Manager.Decide(ctx, t.Session(), false); err != nil {
 			log.Error("removing the pod failed", "err", err)
 		}
 		return fmt.Errorf("source went away: %w", err)
 	}
-	log.Info("pod restored", "restore", restoreTime, "bytes", t.ArchiveBytes(), "lazy", t.Lazy)
+	failpoint.Hit(ctx, "dock:restored-sent")
+	log.Info("pod restored, waiting for the source's commit", "restore", restoreTime, "bytes", t.ArchiveBytes(), "lazy", t.Lazy)
 	if images.lazyDone != nil {
 		if err := <-images.lazyDone; err != nil {
 			return fmt.Errorf("post-copy: %w", err)
@@ -103,6 +103,12 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 		log.Info("post-copy complete")
 	}
 	return nil
+}
+
+// Decide carries out the source's decision on the pod it sent in
+// session (pod.Manager.Decide).
+func (r NativeReceiver) Decide(ctx context.Context, session string, commit bool) error {
+	return r.Manager.Decide(ctx, session, commit)
 }
 
 // receivedImages is where a received pod's CRIU images and writable

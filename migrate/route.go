@@ -100,6 +100,10 @@ type Options struct {
 	// CRIU with the phase, the bytes sent so far and an estimate of the
 	// total (the pod's memory use).
 	Progress func(phase string, sent, total int64)
+	// PKI and Cert are the --pki directory and certificate this host
+	// reached the dock with, recorded with a handover so that recovery
+	// can reach the dock again (pod.Handover).
+	PKI, Cert string
 }
 
 // Check refuses options the route cannot honour for a pod of kind k.

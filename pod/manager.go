@@ -35,6 +35,10 @@ type Options struct {
 	// Hide lists more host directories that no pod may see, besides the
 	// state root: podctl's PKI directories (see virtns.Rootfs.Hide).
 	Hide []string
+	// Handovers, if set, settles pods that a migration handed over to a
+	// dock that had not confirmed when its podctl died: recovery asks
+	// it (see resolveHandovers). Without it they stay frozen.
+	Handovers HandoverResolver
 }
 
 // Manager runs the pod lifecycle against one state root. It is safe to use
@@ -438,8 +442,8 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 			}
 			continue
 		}
-		if man != nil && (man.State == StateCreated || man.State == StateCheckpointed) {
-			continue
+		if man != nil && (man.State == StateCreated || man.State == StateCheckpointed || man.State == StatePrepared || man.State == StateHandedOver) {
+			continue // (a migration waiting to commit waits for the other side)
 		}
 		pl, err := m.store.tryLockPod(name)
 		if err != nil {
@@ -531,8 +535,12 @@ func (m *Manager) Recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer lk.Unlock()
-	return m.recoverLocked(ctx, "")
+	err = m.recoverLocked(ctx, "")
+	lk.Unlock()
+	if herr := m.resolveHandovers(ctx); herr != nil {
+		return errors.Join(err, &LeftoverError{Pods: []error{herr}})
+	}
+	return err
 }
 
 // Remove deletes a pod and everything it has. A running pod is refused
@@ -699,6 +707,9 @@ func (m *Manager) List(ctx context.Context) ([]*Status, error) {
 	if _, ok := errors.AsType[*LeftoverError](err); err != nil && !ok {
 		return nil, err
 	}
+	// A dock that does not answer leaves its pods handed over: ps
+	// shows them so.
+	_ = m.resolveHandovers(ctx)
 	names, err := m.store.names()
 	if err != nil {
 		return nil, err

@@ -92,11 +92,6 @@ func (out *Outgoing) Commit(ctx context.Context) error {
 	return out.m.teardown(ctx, out.man)
 }
 
-// HandOver records that the destination runs the pod: from now on the
-// pod must never resume here, even if the migration fails afterwards
-// (post-copy); Close then leaves it frozen.
-func (out *Outgoing) HandOver() { out.done = true }
-
 // Abort resumes the pod here (if it was dumped).
 func (out *Outgoing) Abort() error {
 	if out.done || out.failed || out.frozen.FrozenAt.IsZero() {

@@ -213,10 +213,14 @@ func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o Restor
 	if ep := virtns.NewEndpoint(ip); virtns.LinkExists(ctx, ep.HostVeth) {
 		return nil, errdefs.New(errdefs.Conflict, "interface %s (for address %s) already exists on this host", ep.HostVeth, ip)
 	}
+	if err := m.supersede(ctx, spec.Name, src.ID); err != nil {
+		return nil, err
+	}
 	man, pl, err := m.reserve(ctx, spec, reservation{IP: ip, Hostname: src.hostname()})
 	if err != nil {
 		return nil, err
 	}
+	man.SourceID = src.ID
 	in := &Incoming{m: m, man: man, lock: pl, cleanupCtx: context.WithoutCancel(ctx)}
 	if in.staging, err = m.tempDir("restore-" + man.ID); err != nil {
 		return nil, in.fail(err)
@@ -269,6 +273,10 @@ func (in *Incoming) fail(err error) error {
 // lazy-pages` daemon the caller runs on criuDir. On error the restore is
 // aborted.
 func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bool) (*Manifest, error) {
+	return in.start(ctx, criuDir, upperDir, lazy, false)
+}
+
+func (in *Incoming) start(ctx context.Context, criuDir, upperDir string, lazy, held bool) (*Manifest, error) {
 	m, man := in.m, in.man
 	podDir := m.store.podDir(man.Spec.Name)
 	err := func() error {
@@ -278,20 +286,30 @@ func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bo
 		if err := os.Rename(upperDir, filepath.Join(podDir, virtns.UpperDir)); err != nil {
 			return err
 		}
-		cfg, err := m.podConfig(man)
+		t, err := m.restartTarget(man)
 		if err != nil {
 			return err
 		}
-		return restart.Start(ctx, restart.Target{
-			ID: man.ID, Rootfs: m.rootfs(man), NetNSPath: m.netnsPath(man),
-			Network: man.Network, Endpoint: man.Endpoint, Ports: portForwards(man.Spec.Ports),
-			Config: cfg, Runtime: m.store.runtime(),
-		}, criuDir, lazy)
+		t.Held = held
+		return restart.Start(ctx, t, criuDir, lazy)
 	}()
 	if err != nil {
 		return nil, in.fail(fmt.Errorf("restore %s: %w", man.Spec.Name, err))
 	}
 	return man, nil
+}
+
+// restartTarget is the pod as the restart stage restores it.
+func (m *Manager) restartTarget(man *Manifest) (restart.Target, error) {
+	cfg, err := m.podConfig(man)
+	if err != nil {
+		return restart.Target{}, err
+	}
+	return restart.Target{
+		ID: man.ID, Rootfs: m.rootfs(man), NetNSPath: m.netnsPath(man),
+		Network: man.Network, Endpoint: man.Endpoint, Ports: portForwards(man.Spec.Ports),
+		Config: cfg, Runtime: m.store.runtime(),
+	}, nil
 }
 
 // Commit records the started pod as this host's. Until then the pod runs
@@ -335,7 +353,10 @@ func (in *Incoming) Abort() error {
 func (in *Incoming) Close() error {
 	err := in.Abort()
 	os.RemoveAll(in.staging)
-	in.lock.Unlock()
+	if in.lock != nil {
+		in.lock.Unlock()
+		in.lock = nil
+	}
 	return err
 }
 

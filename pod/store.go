@@ -38,6 +38,8 @@ const (
 	// StateRestoring is a checkpointed pod being restored. A podctl that
 	// dies meanwhile leaves it to be put back to checkpointed.
 	StateRestoring State = "restoring"
+	// StatePrepared and StateHandedOver are the two sides of a migration
+	// waiting to commit: see handover.go.
 )
 
 // ManifestVersion is the version of the manifest format.
@@ -68,6 +70,12 @@ type Manifest struct {
 	Podctl string `json:"podctl,omitempty"`
 	// Checkpoint is the archive of a checkpointed pod.
 	Checkpoint string `json:"checkpoint,omitempty"`
+	// Session is the migration session that brought the pod here, and
+	// SourceID its ID on the host it came from (see Incoming.Prepare).
+	Session  string `json:"session,omitempty"`
+	SourceID string `json:"sourceId,omitempty"`
+	// Handover is where a handed-over pod went (StateHandedOver).
+	Handover *Handover `json:"handover,omitempty"`
 }
 
 // hostname is the pod's hostname.

@@ -3,6 +3,7 @@ package restart
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"time"
@@ -57,6 +58,10 @@ type Target struct {
 	// Config and Runtime restore the pod's container.
 	Config  virtns.PodConfig
 	Runtime virtns.Runtime
+	// Held restores the pod frozen, and without announcing its address:
+	// a migration's destination holds it so until the source commits
+	// (see Release).
+	Held bool
 }
 
 // Start restores the pod t from the CRIU images in criuDir: it mounts the
@@ -100,14 +105,37 @@ func Start(ctx context.Context, t Target, criuDir string, lazy bool) error {
 	if failpoint.Armed("restore:fail-after-criu") {
 		return errors.New("injected failure after CRIU restored the pod")
 	}
+	if t.Held {
+		// Off the bridge, the pod has run for the moment since CRIU
+		// resumed it without anything outside seeing it.
+		if _, err := virtns.Freeze(ctx, t.Config.CgroupPath); err != nil {
+			return fmt.Errorf("hold the restored pod: %w", err)
+		}
+	}
 	if err := t.Network.AdoptVeth(ctx, t.Endpoint); err != nil {
 		return err
 	}
 	if err := (virtns.Firewall{}).AddPorts(ctx, t.ID, t.Endpoint.IP, t.Ports); err != nil {
 		return err
 	}
-	// Tell the LAN's switches and neighbours where the address lives now;
-	// the pod's MAC is the same as before, so this only moves forwarding
-	// entries.
+	if t.Held {
+		return nil
+	}
+	return announce(ctx, t)
+}
+
+// Release lets a pod restored with Held run: it thaws it and announces
+// its address. It is idempotent.
+func Release(ctx context.Context, t Target) error {
+	if err := virtns.Thaw(ctx, t.Config.CgroupPath); err != nil {
+		return fmt.Errorf("release the held pod: %w", err)
+	}
+	return announce(ctx, t)
+}
+
+// announce tells the LAN's switches and neighbours where the pod's
+// address lives now; the pod's MAC is the same as before, so this only
+// moves forwarding entries.
+func announce(ctx context.Context, t Target) error {
 	return virtns.SendGratuitousARP(ctx, t.NetNSPath, virtns.PodInterface, t.Endpoint.IP, 1)
 }

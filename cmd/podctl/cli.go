@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -336,4 +337,12 @@ func checkDockAddr(to string) error {
 		return errdefs.New(errdefs.InvalidArgument, "invalid --to %q: want HOST:PORT", to)
 	}
 	return nil
+}
+
+// absPath is path made absolute, or path itself if that fails.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }

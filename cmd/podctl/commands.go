@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod"
 )
 
@@ -44,7 +45,7 @@ func (g *globalOptions) managerHiding(pkiDirs ...string) (*pod.Manager, error) {
 			hide[i] = abs
 		}
 	}
-	return pod.NewManager(pod.Options{Root: g.root, Bridge: g.bridge, Subnet: g.subnet, Uplink: g.uplink, Hide: hide})
+	return pod.NewManager(pod.Options{Root: g.root, Bridge: g.bridge, Subnet: g.subnet, Uplink: g.uplink, Hide: hide, Handovers: migrate.ResolveHandover})
 }
 
 func createCommand(g *globalOptions) *cobra.Command {

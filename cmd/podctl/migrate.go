@@ -25,7 +25,7 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 			if err := checkDockAddr(to); err != nil {
 				return err
 			}
-			opts := migrate.Options{Name: name, Live: live, Force: force}
+			opts := migrate.Options{Name: name, Live: live, Force: force, PKI: absPath(tls.dir), Cert: tls.name}
 			if name != "" {
 				if err := names.Validate(name); err != nil {
 					return err

@@ -1,0 +1,220 @@
+package pod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/restart"
+	"github.com/podctl/podctl/virtns"
+)
+
+// A migration commits in two steps, so that a pod never runs on two hosts
+// whatever dies when (see ARCHITECTURE.md, "The commit point"):
+//
+//	destination: receiving ──restored, frozen──▶ prepared ──commit──▶ created
+//	                                                      └─abort──▶ (removed)
+//	source:      created (frozen) ──"restored" read──▶ handed-over ──dock confirms──▶ (removed)
+//	                    └─failure before that: runs on here; the dock is told to abort
+//
+// A prepared pod runs only once its source has recorded that it handed
+// the pod over and said so; the source records that only once the dock
+// has recorded the prepared pod. Whichever side dies, the survivor's
+// record says what to do: a dock keeps a prepared pod frozen until its
+// source decides; a source keeps a handed-over pod frozen until the dock
+// confirms it runs there (or says it never had it).
+
+const (
+	// StatePrepared is a received pod, restored and frozen, that waits
+	// for its source's decision (Manager.Decide).
+	StatePrepared State = "prepared"
+	// StateHandedOver is a migrated pod, frozen here, whose destination
+	// was told to run it and has not confirmed yet (Handover).
+	StateHandedOver State = "handed-over"
+)
+
+// Handover records where a handed-over pod went.
+type Handover struct {
+	// Dock is the destination's address, Session the migration's.
+	Dock    string `json:"dock"`
+	Session string `json:"session"`
+	// PKI and Cert are the directory and name of the certificate this
+	// host reached the dock with, to reach it again.
+	PKI  string `json:"pki,omitempty"`
+	Cert string `json:"cert,omitempty"`
+}
+
+// Prepare restores the pod like Start, but frozen and without announcing
+// its address, and records it as prepared in session: from then on a
+// crash keeps it, and only Decide, on its source's word, runs it or
+// removes it. It releases the pod's lock, which Decide takes; Close
+// still removes the staging directory (a lazy-pages daemon may read it
+// until then).
+func (in *Incoming) Prepare(ctx context.Context, criuDir, upperDir string, lazy bool, session string) error {
+	if _, err := in.start(ctx, criuDir, upperDir, lazy, true); err != nil {
+		return err
+	}
+	in.man.State, in.man.Session = StatePrepared, session
+	if err := in.m.store.save(in.man); err != nil {
+		return in.fail(err)
+	}
+	in.done = true
+	in.lock.Unlock()
+	in.lock = nil
+	return nil
+}
+
+// Decide carries out a source's decision on the pod it migrated here in
+// session: commit runs it (a commit repeated after the pod runs is
+// confirmed again), abort removes it (an abort of a session that left
+// nothing here is not an error). A commit of a session this host knows
+// nothing of fails with errdefs.NotFound: the source may then resume its
+// own copy.
+func (m *Manager) Decide(ctx context.Context, session string, commit bool) error {
+	name, err := m.podOfSession(session)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		if commit {
+			return errdefs.New(errdefs.NotFound, "no pod was received here in session %s", session)
+		}
+		return nil
+	}
+	man, pl, err := m.loadLocked(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer pl.Unlock()
+	if man.Session != session {
+		return errdefs.New(errdefs.Conflict, "pod %s changed while the decision on session %s came", name, session)
+	}
+	switch {
+	case man.State == StatePrepared && commit:
+		// Recorded first: if this podctl dies before the thaw, recovery
+		// thaws a created pod it finds frozen.
+		man.State = StateCreated
+		if err := m.store.save(man); err != nil {
+			return err
+		}
+		t, err := m.restartTarget(man)
+		if err != nil {
+			return err
+		}
+		return restart.Release(ctx, t)
+	case man.State == StatePrepared:
+		return m.teardown(ctx, man)
+	case commit:
+		return nil // committed before
+	default:
+		return errdefs.New(errdefs.Conflict, "pod %s of session %s runs here already: it cannot be aborted", name, session)
+	}
+}
+
+// supersede removes a prepared pod named name that came from the same
+// source pod (sourceID) as a new migration: that its source migrates it
+// again proves it resumed it there, so the decision on the old session,
+// an abort, was lost.
+func (m *Manager) supersede(ctx context.Context, name, sourceID string) error {
+	old, err := m.store.Load(name)
+	if err != nil || old.State != StatePrepared || old.SourceID != sourceID || sourceID == "" {
+		return nil
+	}
+	return m.Decide(ctx, old.Session, false)
+}
+
+// podOfSession finds the pod that a migration session brought here ("" if
+// none).
+func (m *Manager) podOfSession(session string) (string, error) {
+	names, err := m.store.names()
+	if err != nil {
+		return "", err
+	}
+	for _, n := range names {
+		if man, err := m.store.Load(n); err == nil && man.Session == session {
+			return n, nil
+		}
+	}
+	return "", nil
+}
+
+// HandOver records, durably, that the pod is the destination's from now
+// on: it must never resume here, even if the migration fails afterwards.
+// The pod stays frozen until Commit removes it, or, after a crash, until
+// recovery learns from the dock that it runs there (Options.Handovers).
+func (out *Outgoing) HandOver(h Handover) error {
+	out.man.State, out.man.Handover = StateHandedOver, &h
+	if err := out.m.store.save(out.man); err != nil {
+		out.man.State, out.man.Handover = StateCreated, nil
+		return fmt.Errorf("record the handover: %w", err)
+	}
+	out.done = true
+	return nil
+}
+
+// HandedOver reports whether HandOver recorded the handover.
+func (out *Outgoing) HandedOver() bool { return out.man.State == StateHandedOver }
+
+// Reclaim takes back a handed-over pod that its dock says it never had:
+// it runs here again.
+func (out *Outgoing) Reclaim(ctx context.Context) error {
+	out.man.State, out.man.Handover = StateCreated, nil
+	if err := out.m.store.save(out.man); err != nil {
+		return err
+	}
+	return out.frozen.Resume()
+}
+
+// HandoverResolver asks a dock about a pod handed over to it: ran is true
+// once the dock runs the pod (it has committed it now, or had before),
+// false if the dock has no such pod (the pod may resume here). An error
+// leaves the question for the next recovery.
+type HandoverResolver func(ctx context.Context, h Handover) (ran bool, err error)
+
+// resolveHandovers settles the pods of this host left handed over by a
+// podctl that died before the dock confirmed: each goes, or runs here
+// again, as the dock says. The caller holds no lock.
+func (m *Manager) resolveHandovers(ctx context.Context) error {
+	if m.opts.Handovers == nil {
+		return nil
+	}
+	names, err := m.store.names()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range names {
+		man, err := m.store.Load(name)
+		if err != nil || man.State != StateHandedOver {
+			continue
+		}
+		pl, err := m.store.tryLockPod(name)
+		if err != nil {
+			continue // its migration is still at work
+		}
+		errs = append(errs, m.resolveHandover(ctx, name))
+		pl.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// resolveHandover settles one handed-over pod; the caller holds its lock.
+func (m *Manager) resolveHandover(ctx context.Context, name string) error {
+	man, err := m.store.Load(name)
+	if err != nil || man.State != StateHandedOver || man.Handover == nil {
+		return err
+	}
+	ran, err := m.opts.Handovers(ctx, *man.Handover)
+	if err != nil {
+		return fmt.Errorf("pod %s was handed over to %s, which does not answer (it stays frozen here until it does): %w", name, man.Handover.Dock, err)
+	}
+	if ran {
+		return m.teardown(ctx, man)
+	}
+	man.State, man.Handover = StateCreated, nil
+	if err := m.store.save(man); err != nil {
+		return err
+	}
+	return errors.Join(virtns.Firewall{}.UnlockPod(ctx, man.ID), virtns.Thaw(ctx, man.CgroupPath))
+}
