@@ -94,23 +94,30 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 	}
 	res.Transfer = time.Since(transferStart)
 	progress.phase("restore")
+	if failpoint.Armed("migrate:cut-at-restored") {
+		c.Cut()
+	}
 	ev, err := send.Restored()
 	if err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", name, err)
 	}
+	failpoint.Hit(ctx, "migrate:restored-read")
 	// The commit point: the dock holds the pod prepared; once recorded
 	// here as handed over, it must never run here again.
 	if err := out.HandOver(pod.Handover{Dock: c.Addr(), Session: send.Session(), PKI: o.PKI, Cert: o.Cert}); err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", name, err)
 	}
 	failpoint.Hit(ctx, "migrate:handed-over")
+	if failpoint.Armed("migrate:cut-at-commit") {
+		c.Cut()
+	}
 	if err := commitAtDock(ctx, out, c, send.Session()); err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", name, err)
 	}
 	res.Downtime = time.Since(out.FrozenAt())
 	res.Restore = ev.Restore
 	res.Pod, res.IP = ev.Pod, ev.IP
-	failpoint.Hit(ctx, "migrate:restored")
+	failpoint.Hit(ctx, "migrate:committed")
 	if lazy != nil {
 		progress.phase("post-copy")
 		if res.PostCopy, err = lazy.finish(send); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/restart"
 	"github.com/podctl/podctl/virtns"
 )
@@ -98,6 +99,7 @@ func (m *Manager) Decide(ctx context.Context, session string, commit bool) error
 		if err := m.store.save(man); err != nil {
 			return err
 		}
+		failpoint.Hit(ctx, "decide:committed")
 		t, err := m.restartTarget(man)
 		if err != nil {
 			return err

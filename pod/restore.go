@@ -182,6 +182,9 @@ func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o Restor
 	if err != nil || ip != src.Endpoint.IP || am.Network.MAC != virtns.NewEndpoint(ip).MAC {
 		return nil, errdefs.New(errdefs.InvalidImage, "archive: inconsistent network identity (%s, %s)", am.Network.IP, am.Network.MAC)
 	}
+	if err := m.supersede(ctx, spec.Name, src.ID); err != nil {
+		return nil, err
+	}
 	if o.RefusePrivileged && spec.Privileged {
 		return nil, errdefs.New(errdefs.Unsupported, "pod %s is privileged: a dock does not receive privileged pods", spec.Name)
 	}
@@ -212,9 +215,6 @@ func (m *Manager) Receive(ctx context.Context, am *checkpoint.Manifest, o Restor
 	}
 	if ep := virtns.NewEndpoint(ip); virtns.LinkExists(ctx, ep.HostVeth) {
 		return nil, errdefs.New(errdefs.Conflict, "interface %s (for address %s) already exists on this host", ep.HostVeth, ip)
-	}
-	if err := m.supersede(ctx, spec.Name, src.ID); err != nil {
-		return nil, err
 	}
 	man, pl, err := m.reserve(ctx, spec, reservation{IP: ip, Hostname: src.hostname()})
 	if err != nil {

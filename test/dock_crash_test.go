@@ -174,11 +174,7 @@ func TestDockKilledDuringReceiveStartsAgain(t *testing.T) {
 // runningOn reports whether host h runs pod name.
 func runningOn(t testing.TB, h *harness.Host, name string) bool {
 	t.Helper()
-	ps, err := h.Pods()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range ps {
+	for _, p := range mustPods(t, h) {
 		if p.Name == name {
 			return p.Status == "running"
 		}
