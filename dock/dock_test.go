@@ -187,7 +187,7 @@ func (e *echoPods) ReceivePod(ctx context.Context, t *PodTransfer) error {
 			_, err = conn.Write([]byte("ack"))
 			e.pages <- got
 			return err
-		})
+		}, nil)
 	}()
 	var err error
 	if e.archive, err = io.ReadAll(t.Archive); err != nil {

@@ -93,13 +93,16 @@ func (t *PodTransfer) Complete(pod string) error {
 // The pages of a stop-and-copy migration go to disk (a page server
 // writes them into the images): each is reserved from t.Disk as it
 // arrives, and the tunnel fails when the budget refuses. Post-copy's go
-// into the pod's memory.
-func (t *PodTransfer) TunnelPages(ctx context.Context, helper func(context.Context, *os.File) error) error {
+// into the pod's memory: if the tunnel breaks, broken (if set) is called
+// before the helper learns of it. It must stop the pod: a lazy-pages
+// daemon that exits unregisters the pod's memory, whose missing pages
+// then read as zeros.
+func (t *PodTransfer) TunnelPages(ctx context.Context, helper func(context.Context, *os.File) error, broken func()) error {
 	var disk *budget.Lease
 	if !t.Lazy {
 		disk = t.Disk
 	}
-	return tunnelTo(ctx, t.session, helper, disk)
+	return tunnelTo(ctx, t.session, helper, disk, broken)
 }
 
 // sessions joins each migration's archive request with its page tunnel.

@@ -34,6 +34,13 @@ type halfCloser interface {
 // can be: with the copy's error, if it can carry one); when r ends,
 // CRIU's connection is shut down for writing.
 func relay(local io.ReadWriteCloser, r io.Reader, w io.Writer) error {
+	return relayGuarded(local, r, w, nil)
+}
+
+// relayGuarded is relay that, if r fails (the tunnel broke: the stream
+// did not end as its source ended it), calls broken before it lets CRIU
+// see the end.
+func relayGuarded(local io.ReadWriteCloser, r io.Reader, w io.Writer, broken func(error)) error {
 	up := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(w, local)
@@ -45,6 +52,9 @@ func relay(local io.ReadWriteCloser, r io.Reader, w io.Writer) error {
 		up <- err
 	}()
 	_, down := io.Copy(local, r)
+	if down != nil && broken != nil {
+		broken(down)
+	}
 	shutdownWrite(local)
 	errUp := <-up
 	if errors.Is(down, net.ErrClosed) || errors.Is(down, os.ErrClosed) {
@@ -127,8 +137,9 @@ func (r reservingReader) Read(p []byte) (int, error) {
 // the other end to the session's page tunnel once that arrives. The
 // helper starts at once, so its start-up is not on the migration's
 // critical path. If disk is not nil, the bytes from the source are
-// reserved there before they reach the helper.
-func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os.File) error, disk *budget.Lease) error {
+// reserved there before they reach the helper. If the tunnel breaks,
+// broken (if set) is called while the helper still waits for the rest.
+func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os.File) error, disk *budget.Lease, broken func()) error {
 	ours, theirs, err := socketPair()
 	if err != nil {
 		return err
@@ -163,7 +174,13 @@ func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os
 		from = reservingReader{r: from, lease: disk}
 	}
 	relayDone := make(chan error, 1)
-	go func() { relayDone <- relay(ours, from, t.w) }()
+	go func() {
+		relayDone <- relayGuarded(ours, from, t.w, func(error) {
+			if broken != nil {
+				broken()
+			}
+		})
+	}()
 	err = <-helperDone
 	// The helper's last words (the page server's final acknowledgement)
 	// may still be in the socket: let the relay drain them, and the source

@@ -120,8 +120,18 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 	failpoint.Hit(ctx, "migrate:committed")
 	if lazy != nil {
 		progress.phase("post-copy")
+		failpoint.Hit(ctx, "migrate:post-copy")
+		if failpoint.Armed("migrate:cut-in-post-copy") {
+			c.Cut()
+		}
 		if res.PostCopy, err = lazy.finish(send); err != nil {
-			return nil, fmt.Errorf("migrate %s: %w", name, err)
+			// The dock's pod cannot run without its memory: the dock
+			// removes it and says so, and the pod runs here again; or
+			// it had it all (only its word was lost) and runs there.
+			lazy.abandon(cancel)
+			if derr := commitAtDock(ctx, out, c, send.Session()); derr != nil {
+				return nil, fmt.Errorf("migrate %s: post-copy failed (%v): %w", name, err, derr)
+			}
 		}
 	}
 	if err := commit(ctx, out, name); err != nil {
@@ -255,7 +265,8 @@ func dumpLazily(ctx context.Context, out *pod.Outgoing, send *dock.PodSend, imag
 
 // finish waits for the dump to end, every page served, and the dock to
 // confirm it has them all; it returns how long that took. The pod runs
-// at the dock by then: a failure leaves it frozen here, for good.
+// at the dock by then: on failure the caller asks the dock which copy
+// lives on.
 func (d *lazyDump) finish(send *dock.PodSend) (time.Duration, error) {
 	start := time.Now()
 	var err error
@@ -278,7 +289,7 @@ func (d *lazyDump) finish(send *dock.PodSend) (time.Duration, error) {
 		}
 	}
 	if err != nil {
-		return 0, fmt.Errorf("post-copy failed after the pod resumed at the dock (it stays frozen here: remove it with podctl rm -f): %w", err)
+		return 0, err
 	}
 	if err := send.Completed(); err != nil {
 		return 0, fmt.Errorf("post-copy: %w", err)

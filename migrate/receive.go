@@ -71,7 +71,15 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 	if err := t.Accepted(name, ip); err != nil {
 		return fmt.Errorf("source went away: %w", err)
 	}
-	images, err := receiveImages(ctx, t, rd, in.Staging())
+	// Should post-copy's tunnel break, the pod stops before the
+	// lazy-pages daemon learns of it (and lets missing pages read as
+	// zeros): it must never run without its memory.
+	broken := func() {
+		if err := in.Freeze(context.WithoutCancel(ctx)); err != nil {
+			log.Error("post-copy broke and the pod could not be frozen", "err", err)
+		}
+	}
+	images, err := receiveImages(ctx, t, rd, in.Staging(), broken)
 	if err != nil {
 		return err
 	}
@@ -97,6 +105,15 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 	log.Info("pod restored, waiting for the source's commit", "restore", restoreTime, "bytes", t.ArchiveBytes(), "lazy", t.Lazy)
 	if images.lazyDone != nil {
 		if err := <-images.lazyDone; err != nil {
+			// The source learns it when it asks (Decide: no such pod)
+			// and runs its own copy again.
+			log.Warn("post-copy failed: the pod cannot run without its memory; removing it", "err", err)
+			if rerr := in.PagesLost(ctx); rerr != nil {
+				log.Error("removing the pod failed", "err", rerr)
+			}
+			return fmt.Errorf("post-copy: %w", err)
+		}
+		if err := in.PagesArrived(ctx); err != nil {
 			return fmt.Errorf("post-copy: %w", err)
 		}
 		t.Complete(name)
@@ -120,8 +137,9 @@ type receivedImages struct {
 
 // receiveImages extracts the archive into staging and receives the pod's
 // memory: with stop-and-copy, from the page server that runs meanwhile;
-// with post-copy, by starting the lazy-pages daemon that will fetch it.
-func receiveImages(ctx context.Context, t *dock.PodTransfer, rd *restart.Reader, staging string) (*receivedImages, error) {
+// with post-copy, by starting the lazy-pages daemon that will fetch it
+// (broken stops the pod if its tunnel breaks).
+func receiveImages(ctx context.Context, t *dock.PodTransfer, rd *restart.Reader, staging string, broken func()) (*receivedImages, error) {
 	pagesDir := filepath.Join(staging, "pages")
 	if err := os.Mkdir(pagesDir, 0o700); err != nil {
 		return nil, err
@@ -130,7 +148,7 @@ func receiveImages(ctx context.Context, t *dock.PodTransfer, rd *restart.Reader,
 	var pagesDone chan error
 	if !t.Lazy {
 		pagesDone = make(chan error, 1)
-		go func() { pagesDone <- t.TunnelPages(ctx, pageHelper(virtns.PageServer, pagesDir)) }()
+		go func() { pagesDone <- t.TunnelPages(ctx, pageHelper(virtns.PageServer, pagesDir), nil) }()
 	}
 	failpoint.Hit(ctx, "dock:accepted")
 	ex, err := extractWatching(ctx, rd, filepath.Join(staging, "archive"), pagesDone)
@@ -141,7 +159,7 @@ func receiveImages(ctx context.Context, t *dock.PodTransfer, rd *restart.Reader,
 	images := &receivedImages{criuDir: ex.CRIUDir, upperDir: ex.UpperDir}
 	if t.Lazy {
 		lazyDone := make(chan error, 1)
-		go func() { lazyDone <- t.TunnelPages(ctx, pageHelper(virtns.LazyPages, ex.CRIUDir)) }()
+		go func() { lazyDone <- t.TunnelPages(ctx, pageHelper(virtns.LazyPages, ex.CRIUDir), broken) }()
 		if err := waitForFile(ctx, filepath.Join(ex.CRIUDir, "lazy-pages.socket"), lazyDone); err != nil {
 			return nil, fmt.Errorf("lazy-pages daemon: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/failpoint"
@@ -53,10 +54,17 @@ type Handover struct {
 // still removes the staging directory (a lazy-pages daemon may read it
 // until then).
 func (in *Incoming) Prepare(ctx context.Context, criuDir, upperDir string, lazy bool, session string) error {
+	if lazy {
+		l, err := in.m.store.tryLockPostCopy(in.man.Spec.Name)
+		if err != nil {
+			return in.fail(err)
+		}
+		in.postCopy = l
+	}
 	if _, err := in.start(ctx, criuDir, upperDir, lazy, true); err != nil {
 		return err
 	}
-	in.man.State, in.man.Session = StatePrepared, session
+	in.man.State, in.man.Session, in.man.PagesPending = StatePrepared, session, lazy
 	if err := in.m.store.save(in.man); err != nil {
 		return in.fail(err)
 	}
@@ -87,7 +95,11 @@ func (m *Manager) Decide(ctx context.Context, session string, commit bool) error
 	if err != nil {
 		return err
 	}
-	defer pl.Unlock()
+	defer func() {
+		if pl != nil {
+			pl.Unlock()
+		}
+	}()
 	if man.Session != session {
 		return errdefs.New(errdefs.Conflict, "pod %s changed while the decision on session %s came", name, session)
 	}
@@ -104,14 +116,101 @@ func (m *Manager) Decide(ctx context.Context, session string, commit bool) error
 		if err != nil {
 			return err
 		}
-		return restart.Release(ctx, t)
+		if err := restart.Release(ctx, t); err != nil {
+			return err
+		}
+		failpoint.Hit(ctx, "decide:released")
+		return nil
 	case man.State == StatePrepared:
 		return m.teardown(ctx, man)
+	case commit && man.PagesPending:
+		pl.Unlock()
+		pl = nil
+		return m.waitForPages(ctx, name, session)
 	case commit:
 		return nil // committed before
 	default:
 		return errdefs.New(errdefs.Conflict, "pod %s of session %s runs here already: it cannot be aborted", name, session)
 	}
+}
+
+// pagesWait bounds how long a repeated commit waits for a post-copy to
+// end before it answers (the source asks again).
+const pagesWait = time.Minute
+
+// waitForPages answers a repeated commit of a pod still receiving its
+// memory: nil once it has it all, errdefs.NotFound if it is gone (its
+// post-copy failed: the source's copy may run again).
+func (m *Manager) waitForPages(ctx context.Context, name, session string) error {
+	ctx, cancel := context.WithTimeout(ctx, pagesWait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		man, err := m.store.Load(name)
+		switch {
+		case errdefs.Is(err, errdefs.NotFound) || err == nil && man.Session != session:
+			return errdefs.New(errdefs.NotFound, "the pod of session %s is gone: its memory did not all arrive", session)
+		case err != nil:
+			return err
+		case !man.PagesPending:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pod %s still receives its memory: %w", name, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// Freeze stops the received pod at once: its memory stops arriving (see
+// PagesLost).
+func (in *Incoming) Freeze(ctx context.Context) error {
+	_, err := virtns.Freeze(ctx, in.man.CgroupPath)
+	return err
+}
+
+// PagesArrived records that a post-copy pod has all its memory.
+func (in *Incoming) PagesArrived(ctx context.Context) error {
+	err := in.m.editLocked(ctx, in.man.Spec.Name, in.man.Session, func(man *Manifest) error {
+		man.PagesPending = false
+		return nil
+	})
+	if in.postCopy != nil {
+		in.postCopy.Unlock()
+		in.postCopy = nil
+	}
+	return err
+}
+
+// PagesLost removes a post-copy pod whose memory stopped arriving: it
+// cannot run without it, and its source, told that the dock no longer
+// has it, runs its own copy again. The caller froze it first (Freeze).
+func (in *Incoming) PagesLost(ctx context.Context) error {
+	return in.m.editLocked(ctx, in.man.Spec.Name, in.man.Session, func(man *Manifest) error {
+		return in.m.teardown(ctx, man)
+	})
+}
+
+// editLocked calls edit on the pod name, with its lock held, if it is
+// still the pod of session, and saves it unless edit removed it.
+func (m *Manager) editLocked(ctx context.Context, name, session string, edit func(*Manifest) error) error {
+	man, pl, err := m.loadLocked(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer pl.Unlock()
+	if man.Session != session {
+		return errdefs.New(errdefs.NotFound, "pod %s is no longer the pod of session %s", name, session)
+	}
+	if err := edit(man); err != nil {
+		return err
+	}
+	if _, err := m.store.Load(name); err != nil {
+		return nil // removed
+	}
+	return m.store.save(man)
 }
 
 // supersede removes a prepared pod named name that came from the same

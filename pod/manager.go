@@ -442,6 +442,25 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 			}
 			continue
 		}
+		if man != nil && man.PagesPending && (man.State == StateCreated || man.State == StatePrepared) {
+			// A post-copy whose dock died cannot end: the pod lacks
+			// memory for good. Its source runs its own copy again.
+			if lost, err := m.store.tryLockPostCopy(name); err == nil {
+				pl, err := m.store.tryLockPod(name)
+				if err == nil {
+					err = m.teardownResources(ctx, man)
+					if err == nil {
+						err = m.forgetLocked(ctx, man)
+					}
+					pl.Unlock()
+				}
+				lost.Unlock()
+				if err != nil {
+					leftovers = append(leftovers, fmt.Errorf("recover pod %s: %w", name, err))
+				}
+				continue
+			}
+		}
 		if man != nil && (man.State == StateCreated || man.State == StateCheckpointed || man.State == StatePrepared || man.State == StateHandedOver) {
 			continue // (a migration waiting to commit waits for the other side)
 		}

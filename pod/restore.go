@@ -150,6 +150,8 @@ type Incoming struct {
 	// aborting puts it back to checkpointed instead of removing it.
 	fromCheckpoint bool
 	done           bool
+	// postCopy is held while the pod's memory arrives (PagesPending).
+	postCopy *statedir.Lock
 }
 
 // Manifest is the pod as it will be on this host.
@@ -353,6 +355,10 @@ func (in *Incoming) Abort() error {
 func (in *Incoming) Close() error {
 	err := in.Abort()
 	os.RemoveAll(in.staging)
+	if in.postCopy != nil {
+		in.postCopy.Unlock()
+		in.postCopy = nil
+	}
 	if in.lock != nil {
 		in.lock.Unlock()
 		in.lock = nil

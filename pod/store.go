@@ -76,6 +76,9 @@ type Manifest struct {
 	SourceID string `json:"sourceId,omitempty"`
 	// Handover is where a handed-over pod went (StateHandedOver).
 	Handover *Handover `json:"handover,omitempty"`
+	// PagesPending is a pod received with post-copy whose memory has not
+	// all arrived: it cannot run without it (see Incoming.PagesLost).
+	PagesPending bool `json:"pagesPending,omitempty"`
 }
 
 // hostname is the pod's hostname.
@@ -136,6 +139,12 @@ func (s Store) lockPod(ctx context.Context, name string) (*statedir.Lock, error)
 // pod in a transitional state means the command that was changing it died.
 func (s Store) tryLockPod(name string) (*statedir.Lock, error) {
 	return statedir.TryLock(filepath.Join(s.podDir(name), "lock"))
+}
+
+// tryLockPostCopy takes the lock a dock holds while a pod's memory
+// arrives after it started (post-copy): free, it says that dock died.
+func (s Store) tryLockPostCopy(name string) (*statedir.Lock, error) {
+	return statedir.TryLock(filepath.Join(s.podDir(name), "postcopy.lock"))
 }
 
 // Load reads a pod's manifest.

@@ -1,0 +1,97 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podctl/podctl/internal/failpoint"
+	"github.com/podctl/podctl/test/harness"
+)
+
+// TestLiveFaults breaks a --live migration during post-copy, while the
+// pod runs at the dock with most of its memory still at the source: the
+// tunnel cut, the source's podctl killed, the dock killed. The pod at the
+// dock cannot run without its memory (its missing pages would read as
+// zeros), so it must be stopped and removed there, and the source's
+// frozen copy must run again. Afterwards exactly one host runs the pod,
+// and its 256 MiB of checksummed memory, its pipes, sockets, children and
+// appended file are intact.
+func TestLiveFaults(t *testing.T) {
+	harness.RequireRoot(t)
+	lan := harness.NewLAN(t, podctlBin, 2)
+	pki := lan.PKI(t)
+	a, b := lan.Hosts[0], lan.Hosts[1]
+	a.MustPodctl("create", "--name", "keeper", "--memory", "1g", "--", "python3", "-c", workload(t, "keeper.py"), "256")
+	podFile(t, a, "keeper", "/tmp/ready")
+	fp := func(name string) []string { return []string{failpoint.EnvVar + "=" + name} }
+	cases := []struct {
+		name               string
+		sourceEnv, dockEnv []string
+	}{
+		{name: "tunnel cut", sourceEnv: fp("migrate:cut-in-post-copy")},
+		{name: "source killed", sourceEnv: fp("migrate:post-copy")},
+		{name: "dock killed", dockEnv: fp("decide:released")},
+	}
+	for _, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
+			appended := consecutive(t, "append.log", a.MustPodctl("exec", "keeper", "--", "cat", "/tmp/append.log"))
+			dock := lan.StartDockEnv(t, 1, pki, tc.dockEnv...)
+			cmd := a.Command(a.PodctlArgv("migrate", "keeper", "--to", lan.DockAddr(1), "--pki", pki, "--live")...)
+			cmd.Env = append(os.Environ(), tc.sourceEnv...)
+			mig := harness.StartBackground(t, cmd)
+			var again *harness.Dock
+			harness.Eventually(t, 90*time.Second, func() error {
+				if dock.Exited() && again == nil {
+					again = lan.StartDock(t, 1, pki)
+				}
+				if !mig.Exited() {
+					return fmt.Errorf("migrate still runs")
+				}
+				return nil
+			})
+			r := mig.Wait()
+			t.Logf("migrate: exit %d: %s", r.Code, strings.TrimSpace(r.Stderr))
+			if r.Code == 0 {
+				t.Fatal("the migration succeeded: the fault missed post-copy")
+			}
+			if again != nil {
+				defer again.Stop()
+			} else {
+				defer dock.Stop()
+			}
+			var on *harness.Host
+			harness.Eventually(t, 60*time.Second, func() error {
+				a.MustPodctl("ps") // the source's recovery
+				onA, onB := runningOn(t, a, "keeper"), runningOn(t, b, "keeper")
+				if onA == onB {
+					return fmt.Errorf("the pod runs on the source: %v, on the destination: %v; source %s; destination %s", onA, onB, podNames(t, a), podNames(t, b))
+				}
+				on = a
+				if onB {
+					on = b
+				}
+				return nil
+			})
+			if on != a {
+				t.Fatalf("the pod runs at the dock, which could not have all its memory")
+			}
+			on.MustPodctl("exec", "keeper", "--", "rm", "-f", "/tmp/result")
+			on.MustPodctl("exec", "keeper", "--", "touch", "/tmp/check")
+			if got := strings.TrimSpace(podFile(t, on, "keeper", "/tmp/result")); got != "pipe-payload sock-payload kids-alive mem-ok" {
+				t.Fatalf("the pod's state after the fault: %q", got)
+			}
+			harness.Eventually(t, 20*time.Second, func() error {
+				if n := consecutive(t, "append.log", on.MustPodctl("exec", "keeper", "--", "cat", "/tmp/append.log")); n <= appended {
+					return fmt.Errorf("append.log at %d, was %d", n, appended)
+				}
+				return nil
+			})
+			if names := podNames(t, b); names != "" {
+				t.Fatalf("the dock keeps %s", names)
+			}
+		})
+	}
+}
