@@ -10,7 +10,7 @@ GO_BUILD := CGO_ENABLED=1 go build -tags "netgo osusergo seccomp" -ldflags "-ext
 CC ?= cc
 PODINIT_CFLAGS := -static -Os -Wall -Wextra -Werror
 
-.PHONY: all deps build test unit e2e bench demo fuzz vet clean
+.PHONY: all deps build test unit e2e bench soak demo fuzz vet clean
 
 all: build
 
@@ -47,6 +47,11 @@ unit:
 # The end-to-end suite alone: real pods, CRIU, namespaces and docks (root).
 e2e: deps build
 	go test -count=1 -timeout 40m ./test/...
+
+# The soak: a stateful pod migrated between two hosts 500 times
+# (PODCTL_SOAK_ROUNDS), checking that nothing grows. Not in CI.
+soak: deps build
+	go test -tags soak -count=1 -run TestSoak -v -timeout 120m ./test/
 
 bench: deps build
 	go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/

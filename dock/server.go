@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -97,8 +98,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	cfg = s.logRefusals(cfg)
 	h2 := http2Config()
 	h2.MaxConcurrentStreams = maxStreams
+	// Every request's handler finishes (a receive rolls back what it
+	// made) before Serve returns: a dock stopped by SIGTERM leaves
+	// nothing half done.
+	var handlers sync.WaitGroup
+	tracked := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handlers.Add(1)
+		defer handlers.Done()
+		mux.ServeHTTP(w, r)
+	})
 	srv := &http.Server{
-		Handler:   s.logRequests(mux),
+		Handler:   s.logRequests(tracked),
 		TLSConfig: cfg,
 		// net/http bounds the TLS handshake by this too.
 		ReadHeaderTimeout: cmp.Or(s.HandshakeTimeout, DefaultHandshakeTimeout),
@@ -114,11 +124,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return &p
 		}(),
 	}
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
 		srv.Shutdown(sctx)
+		// The handlers saw ctx end: they are rolling back.
+		done := make(chan struct{})
+		go func() { handlers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-sctx.Done():
+			s.Log.Warn("dock: stopping with requests still being rolled back", "after", shutdownGrace)
+		}
 	}()
 	ln = netutil.LimitListener(ln, cmp.Or(s.MaxConns, DefaultMaxConns))
 	if s.Memory != nil {
@@ -126,10 +146,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	err := srv.Serve(tls.NewListener(ln, cfg))
 	if errors.Is(err, http.ErrServerClosed) {
+		<-stopped
 		return nil
 	}
 	return err
 }
+
+// shutdownGrace bounds how long a stopping dock waits for its requests
+// to finish rolling back.
+const shutdownGrace = time.Minute
 
 // LocalHello describes this host as a dock whose receiver of native pods
 // is pods (nil: none).

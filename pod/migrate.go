@@ -2,6 +2,7 @@ package pod
 
 import (
 	"context"
+	"github.com/podctl/podctl/internal/errdefs"
 	"time"
 
 	"github.com/podctl/podctl/checkpoint"
@@ -23,10 +24,21 @@ type Outgoing struct {
 	done   bool
 }
 
-// BeginMigration takes a running pod's lock for a migration.
+// BeginMigration takes a running pod's lock for a migration. A pod
+// another command is operating on (a migration, say) is refused at once
+// as errdefs.Busy: a second migration of a pod never waits for the
+// first, whose end takes the pod away.
 func (m *Manager) BeginMigration(ctx context.Context, name string) (*Outgoing, error) {
-	man, pl, err := m.loadLocked(ctx, name)
+	if _, err := m.store.Load(name); err != nil {
+		return nil, err
+	}
+	pl, err := m.store.tryLockPod(name)
 	if err != nil {
+		return nil, errdefs.New(errdefs.Busy, "pod %s is busy: another podctl command is operating on it", name)
+	}
+	man, err := m.store.Load(name)
+	if err != nil {
+		pl.Unlock()
 		return nil, err
 	}
 	if err := m.requireRunning(ctx, man); err != nil {

@@ -2,7 +2,6 @@ package test
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +21,7 @@ func TestCommitCrashPoints(t *testing.T) {
 	lan := harness.NewLAN(t, podctlBin, 2)
 	pki := lan.PKI(t)
 	a, b := lan.Hosts[0], lan.Hosts[1]
-	a.MustPodctl("create", "--name", "victim", "--", "sh", "-c", `i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done`)
-	waitLog(t, a, "victim", "3\n")
+	createCounter(t, a, "victim")
 	fp := func(name string) []string { return []string{failpoint.EnvVar + "=" + name} }
 
 	cases := []struct {
@@ -46,59 +44,16 @@ func TestCommitCrashPoints(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(mode+"/"+strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
 				counted := consecutive(t, "victim's log", a.MustPodctl("logs", "victim"))
-				dock := lan.StartDockEnv(t, 1, pki, tc.dockEnv...)
 				argv := []string{"migrate", "victim", "--to", lan.DockAddr(1), "--pki", pki}
 				if mode == "live" {
 					argv = append(argv, "--live")
 				}
-				cmd := a.Command(a.PodctlArgv(argv...)...)
-				cmd.Env = append(os.Environ(), tc.sourceEnv...)
-				mig := harness.StartBackground(t, cmd)
-				// A dock that dies comes back while the source may
-				// still try to reach it.
-				var again *harness.Dock
-				harness.Eventually(t, 60*time.Second, func() error {
-					if dock.Exited() && again == nil {
-						again = lan.StartDock(t, 1, pki)
-					}
-					if !mig.Exited() {
-						return fmt.Errorf("migrate still runs")
-					}
-					return nil
-				})
-				r := mig.Wait()
-				t.Logf("migrate: exit %d: %s", r.Code, strings.TrimSpace(r.Stderr))
-				// The fault happened where it was meant to.
-				switch {
-				case strings.Contains(tc.name, "source killed") && r.Code != -1:
+				r, dock := faultyMigration(t, lan, pki, argv, tc.sourceEnv, tc.dockEnv)
+				defer dock.Stop()
+				if strings.Contains(tc.name, "source killed") && r.Code != -1 {
 					t.Fatalf("the source was not killed at its failpoint: exit %d", r.Code)
-				case strings.Contains(tc.name, "dock killed") && again == nil && !dock.Exited():
-					t.Fatal("the dock was not killed at its failpoint")
 				}
-				if dock.Exited() && again == nil {
-					again = lan.StartDock(t, 1, pki)
-				}
-				if again != nil {
-					defer again.Stop()
-				} else {
-					defer dock.Stop()
-				}
-
-				// The source's recovery (any command) settles what its
-				// dead podctl left; then exactly one host runs the pod.
-				var on *harness.Host
-				harness.Eventually(t, 30*time.Second, func() error {
-					a.MustPodctl("ps")
-					onA, onB := runningOn(t, a, "victim"), runningOn(t, b, "victim")
-					if onA == onB {
-						return fmt.Errorf("the pod runs on the source: %v, on the destination: %v (want exactly one); source %s; destination %s", onA, onB, podNames(t, a), podNames(t, b))
-					}
-					on = a
-					if onB {
-						on = b
-					}
-					return nil
-				})
+				on := survivor(t, "victim", a, b)
 				harness.Eventually(t, 20*time.Second, func() error {
 					if n := consecutive(t, "victim's log", on.MustPodctl("logs", "victim")); n < counted+5 {
 						return fmt.Errorf("the pod counted to %d only (was at %d)", n, counted)

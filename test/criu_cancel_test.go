@@ -41,8 +41,7 @@ func TestCancelledRestoreSparesTheOthers(t *testing.T) {
 	pki := lan.PKI(t)
 	a, b := lan.Hosts[0], lan.Hosts[1]
 	for _, name := range []string{"first", "second"} {
-		a.MustPodctl("create", "--name", name, "--", "sh", "-c", `i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done`)
-		waitLog(t, a, name, "3\n")
+		createCounter(t, a, name)
 	}
 	scripts := t.TempDir()
 	script := filepath.Join(scripts, "hold.sh")

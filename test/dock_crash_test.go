@@ -38,8 +38,7 @@ func TestDockKilledDuringReceiveStartsAgain(t *testing.T) {
 	lan := harness.NewLAN(t, podctlBin, 2)
 	pki := lan.PKI(t)
 	a, b := lan.Hosts[0], lan.Hosts[1]
-	a.MustPodctl("create", "--name", "victim", "--", "sh", "-c", `i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done`)
-	waitLog(t, a, "victim", "3\n")
+	createCounter(t, a, "victim")
 	b.MustPodctl("create", "--name", "warmup", "--", "true")
 	b.MustPodctl("rm", "-f", "warmup")
 	script := filepath.Join(t.TempDir(), "kill-dock.sh")

@@ -2,7 +2,6 @@ package test
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -38,43 +37,12 @@ func TestLiveFaults(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
 			appended := consecutive(t, "append.log", a.MustPodctl("exec", "keeper", "--", "cat", "/tmp/append.log"))
-			dock := lan.StartDockEnv(t, 1, pki, tc.dockEnv...)
-			cmd := a.Command(a.PodctlArgv("migrate", "keeper", "--to", lan.DockAddr(1), "--pki", pki, "--live")...)
-			cmd.Env = append(os.Environ(), tc.sourceEnv...)
-			mig := harness.StartBackground(t, cmd)
-			var again *harness.Dock
-			harness.Eventually(t, 90*time.Second, func() error {
-				if dock.Exited() && again == nil {
-					again = lan.StartDock(t, 1, pki)
-				}
-				if !mig.Exited() {
-					return fmt.Errorf("migrate still runs")
-				}
-				return nil
-			})
-			r := mig.Wait()
-			t.Logf("migrate: exit %d: %s", r.Code, strings.TrimSpace(r.Stderr))
+			r, dock := faultyMigration(t, lan, pki, []string{"migrate", "keeper", "--to", lan.DockAddr(1), "--pki", pki, "--live"}, tc.sourceEnv, tc.dockEnv)
+			defer dock.Stop()
 			if r.Code == 0 {
 				t.Fatal("the migration succeeded: the fault missed post-copy")
 			}
-			if again != nil {
-				defer again.Stop()
-			} else {
-				defer dock.Stop()
-			}
-			var on *harness.Host
-			harness.Eventually(t, 60*time.Second, func() error {
-				a.MustPodctl("ps") // the source's recovery
-				onA, onB := runningOn(t, a, "keeper"), runningOn(t, b, "keeper")
-				if onA == onB {
-					return fmt.Errorf("the pod runs on the source: %v, on the destination: %v; source %s; destination %s", onA, onB, podNames(t, a), podNames(t, b))
-				}
-				on = a
-				if onB {
-					on = b
-				}
-				return nil
-			})
+			on := survivor(t, "keeper", a, b)
 			if on != a {
 				t.Fatalf("the pod runs at the dock, which could not have all its memory")
 			}

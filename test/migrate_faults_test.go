@@ -19,8 +19,7 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 	lan := harness.NewLAN(t, podctlBin, 2)
 	pki := lan.PKI(t)
 	a, b := lan.Hosts[0], lan.Hosts[1]
-	a.MustPodctl("create", "--name", "victim", "--", "sh", "-c", `i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done`)
-	waitLog(t, a, "victim", "3\n")
+	createCounter(t, a, "victim")
 	// The destination's pod network exists already (a network stays when
 	// its last pod goes, like podman's): what a failed migration must not
 	// leave is the pod's own things.

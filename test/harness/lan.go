@@ -271,6 +271,15 @@ func (d *Dock) Exited() bool {
 	}
 }
 
+// ExitCode is the exit status of a dock that has ended (-1 if a signal
+// ended it, or it still runs).
+func (d *Dock) ExitCode() int {
+	if !d.Exited() {
+		return -1
+	}
+	return d.cmd.ProcessState.ExitCode()
+}
+
 // Stop stops the dock (SIGTERM, then SIGKILL after 10 s) and waits for it.
 func (d *Dock) Stop() { d.stop() }
 
@@ -289,39 +298,51 @@ func (d *Dock) stop() {
 // dialIn opens (and closes) a TCP connection to addr from the network
 // namespace at nsPath.
 func dialIn(nsPath, addr string, timeout time.Duration) error {
-	errc := make(chan error, 1)
+	conn, err := DialIn(nsPath, addr, timeout)
+	if err == nil {
+		conn.Close()
+	}
+	return err
+}
+
+// DialIn opens a TCP connection to addr from the network namespace at
+// nsPath; it then works from any goroutine.
+func DialIn(nsPath, addr string, timeout time.Duration) (net.Conn, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	res := make(chan result, 1)
 	go func() {
-		// The thread is unlocked only once back in the original namespace;
-		// otherwise it ends with this goroutine.
+		// The thread is given back only if it is back in the test's
+		// namespace; otherwise it ends with this goroutine.
 		runtime.LockOSThread()
 		orig, err := netns.Get()
 		if err != nil {
-			errc <- err
+			res <- result{err: err}
 			return
 		}
 		defer orig.Close()
 		target, err := netns.GetFromPath(nsPath)
 		if err != nil {
-			errc <- err
+			res <- result{err: err}
 			return
 		}
 		defer target.Close()
 		if err := netns.Set(target); err != nil {
-			errc <- err
+			res <- result{err: err}
 			return
 		}
 		// An address literal with no fallback: the socket is made on this
 		// thread, in the target namespace.
 		conn, err := net.DialTimeout("tcp", addr, timeout)
-		if err == nil {
-			conn.Close()
-		}
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
 		}
-		errc <- err
+		res <- result{conn, err}
 	}()
-	return <-errc
+	r := <-res
+	return r.conn, r.err
 }
 
 // ipCmd runs ip(8) with args in the test's namespace (use -n NS for
