@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/test/harness"
 )
 
@@ -22,23 +21,22 @@ func TestCommitCrashPoints(t *testing.T) {
 	pki := lan.PKI(t)
 	a, b := lan.Hosts[0], lan.Hosts[1]
 	createCounter(t, a, "victim")
-	fp := func(name string) []string { return []string{failpoint.EnvVar + "=" + name} }
 
 	cases := []struct {
 		name               string
 		sourceEnv, dockEnv []string
 	}{
 		// The source's podctl dies ...
-		{name: "source killed once restored was read", sourceEnv: fp("migrate:restored-read")},
-		{name: "source killed once handed over", sourceEnv: fp("migrate:handed-over")},
-		{name: "source killed once the dock committed", sourceEnv: fp("migrate:committed")},
+		{name: "source killed once restored was read", sourceEnv: armed("migrate:restored-read")},
+		{name: "source killed once handed over", sourceEnv: armed("migrate:handed-over")},
+		{name: "source killed once the dock committed", sourceEnv: armed("migrate:committed")},
 		// ... the dock dies ...
-		{name: "dock killed once prepared", dockEnv: fp("dock:prepared")},
-		{name: "dock killed once restored was sent", dockEnv: fp("dock:restored-sent")},
-		{name: "dock killed while it commits", dockEnv: fp("decide:committed")},
+		{name: "dock killed once prepared", dockEnv: armed("dock:prepared")},
+		{name: "dock killed once restored was sent", dockEnv: armed("dock:restored-sent")},
+		{name: "dock killed while it commits", dockEnv: armed("decide:committed")},
 		// ... or the connection dies.
-		{name: "connection cut before restored is read", sourceEnv: fp("migrate:cut-at-restored")},
-		{name: "connection cut before the commit", sourceEnv: fp("migrate:cut-at-commit")},
+		{name: "connection cut before restored is read", sourceEnv: armed("migrate:cut-at-restored")},
+		{name: "connection cut before the commit", sourceEnv: armed("migrate:cut-at-commit")},
 	}
 	for _, mode := range []string{"stop-and-copy", "live"} {
 		for _, tc := range cases {

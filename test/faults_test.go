@@ -7,12 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/test/harness"
 )
 
 // counterScript counts, a line every 50 ms: its log shows whether a pod
 // lost or repeated time (see consecutive).
 const counterScript = `i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done`
+
+// armed is the environment that arms failpoint name.
+func armed(name string) []string { return []string{failpoint.EnvVar + "=" + name} }
 
 // createCounter creates a pod running counterScript on h and waits until
 // it counts.

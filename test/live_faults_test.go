@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/test/harness"
 )
 
@@ -25,14 +24,13 @@ func TestLiveFaults(t *testing.T) {
 	a, b := lan.Hosts[0], lan.Hosts[1]
 	a.MustPodctl("create", "--name", "keeper", "--memory", "1g", "--", "python3", "-c", workload(t, "keeper.py"), "256")
 	podFile(t, a, "keeper", "/tmp/ready")
-	fp := func(name string) []string { return []string{failpoint.EnvVar + "=" + name} }
 	cases := []struct {
 		name               string
 		sourceEnv, dockEnv []string
 	}{
-		{name: "tunnel cut", sourceEnv: fp("migrate:cut-in-post-copy")},
-		{name: "source killed", sourceEnv: fp("migrate:post-copy")},
-		{name: "dock killed", dockEnv: fp("decide:released")},
+		{name: "tunnel cut", sourceEnv: armed("migrate:cut-in-post-copy")},
+		{name: "source killed", sourceEnv: armed("migrate:post-copy")},
+		{name: "dock killed", dockEnv: armed("decide:released")},
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
