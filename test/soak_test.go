@@ -140,7 +140,14 @@ func measureSoak(t *testing.T, h *harness.Host, d *harness.Dock) soakMeasure {
 	m.mounts, m.cgroups, m.leases = len(s.Mounts), len(s.Cgroups), len(s.Leases)
 	m.rules = len(strings.Split(h.Run("nft", "list", "table", "ip", "podctl").Stdout, "\n"))
 	m.links = len(s.Links)
+	var rootDev uint64
+	if fi, err := os.Stat(h.Root); err == nil {
+		rootDev = fi.Sys().(*syscall.Stat_t).Dev
+	}
 	filepath.Walk(h.Root, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() && fi.Sys().(*syscall.Stat_t).Dev != rootDev {
+			return filepath.SkipDir // a pod's mounted root: not the state's disk
+		}
 		if err == nil && fi.Mode().IsRegular() {
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 				m.rootDisk += st.Blocks * 512
