@@ -116,7 +116,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext: func(net.Listener) context.Context {
 			return ctx
 		},
-		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
+		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
 		HTTP2:    h2,
 		Protocols: func() *http.Protocols {
 			var p http.Protocols

@@ -104,7 +104,7 @@ func TestCancelledRestoreSparesTheOthers(t *testing.T) {
 	// migrate again at once.
 	release(2)
 	if r := second.Wait(); r.Code != 0 {
-		t.Fatalf("the spared migration failed: exit %d, %s", r.Code, r.Stderr)
+		t.Fatalf("the spared migration failed: exit %d, %s\nthe dock's log:\n%s", r.Code, r.Stderr, dock.Stderr())
 	}
 	release(3)
 	a.MustPodctl("migrate", "first", "--to", lan.DockAddr(1), "--pki", pki)

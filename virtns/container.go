@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -466,17 +468,23 @@ func (rt Runtime) reapCRIU(ctx context.Context, id string) error {
 	return unmountAll(filepath.Join(dir, "criu-root"))
 }
 
-// KillProcessesIn SIGKILLs every process that has dir, or a file beneath
+// KillProcessesIn SIGKILLs every orphan that has dir, or a file beneath
 // it, open or as its working directory (deleted or not), and waits for
 // them to be gone: a CRIU whose podctl died goes on alone, holding the
 // pod's processes, and is found by the images or state directory it
-// works in. Like Destroy, it ignores ctx's cancellation.
+// works in. A podctl, and a child of a live podctl, are no orphans: a
+// dock may still be rolling back in a directory another podctl already
+// finds stale, and it kills its own CRIU. Like Destroy, it ignores ctx's
+// cancellation.
 func KillProcessesIn(ctx context.Context, dir string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 	defer cancel()
 	var left []int
 	err := poll(ctx, func() (bool, error) {
-		left = processesHolding(dir, true, 0)
+		left = slices.DeleteFunc(processesHolding(dir, true, 0), func(pid int) bool {
+			_, ppid, ok := procStat(pid)
+			return !ok || isPodctl(pid) || isPodctl(ppid)
+		})
 		for _, pid := range left {
 			unix.Kill(pid, unix.SIGKILL)
 		}
@@ -486,6 +494,20 @@ func KillProcessesIn(ctx context.Context, dir string) error {
 		return fmt.Errorf("processes %v working in %s survive SIGKILL", left, dir)
 	}
 	return nil
+}
+
+// isPodctl reports whether process pid runs podctl: this very
+// executable, or any program named podctl.
+func isPodctl(pid int) bool {
+	if comm, _, ok := procStat(pid); ok && comm == "podctl" {
+		return true
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return false
+	}
+	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	return err == nil && strings.TrimSuffix(exe, " (deleted)") == self
 }
 
 // destroyCgroup kills whatever is left in a cgroup and removes it. Like

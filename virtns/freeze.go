@@ -82,11 +82,27 @@ func freezerManager(path string) (cgroups.Manager, error) {
 	return mgr, nil
 }
 
+// freezeRetry bounds how long setFreezer keeps trying to freeze a cgroup
+// whose tasks do not all stop at once.
+const freezeRetry = 5 * time.Second
+
+// setFreezer sets the cgroup's freezer state. libcontainer's cgroup v1
+// freezer gives up ("unable to freeze") after about ten milliseconds of
+// tasks that stay freezing, which a busy machine exceeds (eight pods
+// restored at once on two cores did): freezing is tried again until
+// freezeRetry has passed.
 func setFreezer(mgr cgroups.Manager, path string, state cgroups.FreezerState) error {
-	if err := mgr.Freeze(state); err != nil {
-		return fmt.Errorf("cgroup %s: set freezer %s: %w", path, state, err)
+	deadline := time.Now().Add(freezeRetry)
+	for {
+		err := mgr.Freeze(state)
+		if err == nil {
+			return nil
+		}
+		if state != cgroups.Frozen || time.Now().After(deadline) {
+			return fmt.Errorf("cgroup %s: set freezer %s: %w", path, state, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return nil
 }
 
 // findVfork returns a process of the cgroup that waits in vfork and its
