@@ -149,8 +149,17 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 			return fmt.Errorf("checkpoint %s: %w", id, err)
 		}
 		defer r.Close()
-		defer w.Close()
-		opts.StatusFd = int(w.Fd())
+		// libcontainer closes the status descriptor itself once it has
+		// written to it: it gets a duplicate of its own, or it would
+		// close ours, and our Close a number reused meanwhile (a
+		// manifest being saved, once, got EBADF). A dump that fails
+		// first leaves the duplicate open until this process ends.
+		sfd, err := unix.FcntlInt(w.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		w.Close()
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %w", id, err)
+		}
+		opts.StatusFd = sfd
 		go func() {
 			var b [1]byte
 			if n, _ := r.Read(b[:]); n == 1 {
