@@ -3,9 +3,7 @@ package vessel_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -43,9 +41,7 @@ func TestMain(m *testing.M) {
 // brk programs.
 func workloads(t testing.TB) map[string]harness.WasmWorkload {
 	t.Helper()
-	if _, err := exec.LookPath("wasm-opt"); err != nil {
-		t.Skip("needs wasm-opt (binaryen; run make deps)")
-	}
+	harness.NeedTool(t, "wasm-opt", "binaryen")
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "vessel-test-")
 		if err != nil {
@@ -59,20 +55,13 @@ func workloads(t testing.TB) map[string]harness.WasmWorkload {
 		}
 		for _, name := range []string{"spin", "sleep", "brk"} {
 			path := filepath.Join(dir, name+".wasm")
-			out, err := exec.Command("clang-14", "--target=wasm32-wasi", "-O2", "-o", path, "testdata/"+name+".c").CombinedOutput()
-			if err != nil {
-				buildErr = errors.New(string(out))
+			if buildErr = harness.BuildWasmC(path, "-O2", filepath.Join("testdata", name+".c")); buildErr != nil {
 				return
 			}
 			built[name] = harness.WasmWorkload{Name: name, Path: path}
 		}
 	})
-	if errors.Is(buildErr, harness.ErrNoWasmToolchain) {
-		t.Skip(buildErr)
-	}
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
+	harness.SkipOrFail(t, buildErr)
 	return built
 }
 
