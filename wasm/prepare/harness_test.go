@@ -18,30 +18,19 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/podctl/podctl/test/harness"
 )
 
-// lookTool returns the path of a tool the test needs, or skips the test.
-func lookTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s is not installed: %v", name, err)
-	}
-	return p
-}
-
 // buildC compiles testdata/<name>.c for wasm32-wasi into t's temporary
-// directory. clang optimizes the linked module with wasm-opt when it
-// finds one on PATH and the optimization level is above -O0.
+// directory, or skips t when the WASI C toolchain is not installed (see
+// harness.WasmClang). clang optimizes the linked module with wasm-opt
+// when it finds one on PATH and the optimization level is above -O0.
 func buildC(t testing.TB, name string, flags ...string) []byte {
 	t.Helper()
-	clang := lookTool(t, "clang-14")
 	out := filepath.Join(t.TempDir(), name+".wasm")
-	args := append([]string{"--target=wasm32-wasi", "-Wl,--strip-debug", "-Wl,-z,stack-size=8388608"}, flags...)
-	args = append(args, filepath.Join("testdata", name+".c"), "-o", out)
-	if b, err := exec.Command(clang, args...).CombinedOutput(); err != nil {
-		t.Fatalf("clang %s: %v\n%s", name, err, b)
-	}
+	args := append([]string{"-Wl,--strip-debug", "-Wl,-z,stack-size=8388608"}, flags...)
+	harness.SkipOrFail(t, harness.BuildWasmC(out, append(args, filepath.Join("testdata", name+".c"))...))
 	module, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -52,13 +41,9 @@ func buildC(t testing.TB, name string, flags ...string) []byte {
 // buildGo builds testdata/goguest for wasip1 into t's temporary directory.
 func buildGo(t testing.TB) []byte {
 	t.Helper()
-	goTool := lookTool(t, "go")
 	out := filepath.Join(t.TempDir(), "goguest.wasm")
-	cmd := exec.Command(goTool, "build", "-o", out, ".")
-	cmd.Dir = filepath.Join("testdata", "goguest")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build goguest: %v\n%s", err, b)
+	if err := harness.BuildGoWasm(filepath.Join("testdata", "goguest"), out); err != nil {
+		t.Fatal(err)
 	}
 	module, err := os.ReadFile(out)
 	if err != nil {
@@ -70,7 +55,7 @@ func buildGo(t testing.TB) []byte {
 // buildWat assembles testdata/<name>.wat with wat2wasm.
 func buildWat(t testing.TB, name string) []byte {
 	t.Helper()
-	wat2wasm := lookTool(t, "wat2wasm")
+	wat2wasm := harness.NeedTool(t, "wat2wasm", "wabt")
 	out := filepath.Join(t.TempDir(), name+".wasm")
 	cmd := exec.Command(wat2wasm, "--enable-tail-call", "--debug-names", filepath.Join("testdata", name+".wat"), "-o", out)
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -87,10 +72,13 @@ func buildWat(t testing.TB, name string) []byte {
 // wabt's default features (WebAssembly 2.0) and tail calls.
 func validate(t testing.TB, module []byte) {
 	t.Helper()
-	tool, err := exec.LookPath("wasm-validate")
-	if err != nil {
-		t.Logf("wasm-validate is not installed, not validating: %v", err)
+	tool, err := harness.LookTool("wasm-validate", "wabt")
+	if harness.Missing(err) {
+		t.Logf("not validating: %v", err)
 		return
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	f := filepath.Join(t.TempDir(), "validate.wasm")
 	if err := os.WriteFile(f, module, 0o644); err != nil {
@@ -101,8 +89,9 @@ func validate(t testing.TB, module []byte) {
 	}
 }
 
-// wasmOptPath returns the path of wasm-opt, or skips the test.
-func wasmOptPath(t testing.TB) string { return lookTool(t, "wasm-opt") }
+// wasmOptPath returns the path of wasm-opt, or skips the test when it is
+// not installed.
+func wasmOptPath(t testing.TB) string { return harness.NeedTool(t, "wasm-opt", "binaryen") }
 
 // runtimeConfig returns the wazero configuration of the tests: the
 // compiler where wazero has one, sharing compiled code between runtimes
