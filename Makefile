@@ -37,11 +37,15 @@ vet:
 	go vet ./...
 	GOOS=wasip1 GOARCH=wasm go vet $(WASIP1_GUESTS)
 
+# Tests skip when a tool they need is missing (see test/harness), except
+# after make deps, which installs every one: then a missing tool fails.
+REQUIRE_TOOLS := PODCTL_REQUIRE_TOOLS=1
+
 # The whole suite, as root: unit tests and end-to-end tests on real
 # namespaces, overlayfs, cgroups, veth and nftables.
 test: deps build vet
 	./bin/podctl doctor
-	go test -tags seccomp -count=1 -timeout 40m ./...
+	$(REQUIRE_TOOLS) go test -tags seccomp -count=1 -timeout 40m ./...
 
 # The package tests alone: no build of podctl and no end-to-end suite
 # (./test). One package takes seconds; wasm/prepare and wasm/vessel take
@@ -51,10 +55,10 @@ unit:
 
 # The end-to-end suite alone: real pods, CRIU, namespaces and docks (root).
 e2e: deps build
-	go test -count=1 -timeout 40m ./test/...
+	$(REQUIRE_TOOLS) go test -count=1 -timeout 40m ./test/...
 
 bench: deps build
-	go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/
+	$(REQUIRE_TOOLS) go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/
 
 demo: deps build
 	bash scripts/demo.sh

@@ -14,6 +14,10 @@
 // of a failed build: once the tools are there, a build that fails is a
 // failure of the test, with the build's output (SkipOrFail tells the two
 // apart by ErrToolMissing).
+//
+// make test, make e2e and make bench run make deps first and set
+// RequireToolsEnv: there every tool is installed, and a missing one fails
+// the tests that need it (scripts/deps.sh is then what is broken).
 package harness
 
 import (

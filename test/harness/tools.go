@@ -3,6 +3,7 @@ package harness
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"testing"
 )
@@ -12,10 +13,16 @@ import (
 // any other error.
 var ErrToolMissing = errors.New("tool not installed (run make deps)")
 
+// RequireToolsEnv names the environment variable that, set to anything
+// but "", makes a missing tool fail the tests that need it rather than
+// skip them.
+const RequireToolsEnv = "PODCTL_REQUIRE_TOOLS"
+
 // Missing reports whether err says that a tool is not installed (wraps
-// ErrToolMissing), for which tests may skip.
+// ErrToolMissing) and tests may skip for it ($PODCTL_REQUIRE_TOOLS is not
+// set).
 func Missing(err error) bool {
-	return errors.Is(err, ErrToolMissing)
+	return errors.Is(err, ErrToolMissing) && os.Getenv(RequireToolsEnv) == ""
 }
 
 // SkipOrFail ends tb if err is not nil: with a skip when the error is a
