@@ -209,19 +209,30 @@ func migrate(ctx context.Context, t *testing.T, cache wazero.CompilationCache, p
 		if leg == 0 {
 			checkExports(t, h)
 		}
+		// The timer that raises the flag starts when the guest runs on:
+		// at once on the first leg, once the rewind is over on the
+		// others. There is no other goroutine to keep the other P busy:
+		// the timer fires even when it lives with the guest's P.
+		flag := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
+		var timer *time.Timer
+		startTimer := func() {
+			timer = time.AfterFunc(time.Duration(rng.Int63n(int64(interval))+1), func() { flag.Set(1) })
+		}
 		s := &stopper{bufSize: 1 << 20, globals: globals}
 		h.onPoll = s.poll
-		if st != nil {
+		if st == nil {
+			startTimer()
+		} else {
 			if err := restore(ctx, h, st); err != nil {
 				t.Fatalf("leg %d: restore: %v", leg, err)
 			}
+			s.resumed(st)
+			s.rewound = startTimer
 		}
-		// There is no other goroutine to keep the other P busy: this
-		// timer fires even when it lives with the guest's P.
-		flag := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
-		timer := time.AfterFunc(time.Duration(rng.Int63n(int64(interval))+1), func() { flag.Set(1) })
 		o, err := h.run(ctx)
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
 		if err == nil {
 			err = s.err
 		}
@@ -241,7 +252,7 @@ func migrate(ctx context.Context, t *testing.T, cache wazero.CompilationCache, p
 		cur := binary.LittleEndian.Uint32(st.memory[st.dataAddr:])
 		result.maxStack = max(result.maxStack, cur-(st.dataAddr+8))
 		result.stops++
-		h.rt.Close(ctx)
+		h.close(ctx)
 		runtime.GC() // no guest runs: a stop of the world is safe
 	}
 }

@@ -131,7 +131,7 @@ type host struct {
 func newHost(ctx context.Context, t testing.TB, cfg wazero.RuntimeConfig, module []byte, args ...string) *host {
 	t.Helper()
 	h := &host{rt: wazero.NewRuntimeWithConfig(ctx, cfg)}
-	t.Cleanup(func() { h.rt.Close(context.Background()) })
+	t.Cleanup(func() { h.close(context.Background()) })
 	wasi_snapshot_preview1.MustInstantiate(ctx, h.rt)
 	_, err := h.rt.NewHostModuleBuilder(PollModule).
 		NewFunctionBuilder().
@@ -159,6 +159,17 @@ func newHost(ctx context.Context, t testing.TB, cfg wazero.RuntimeConfig, module
 		t.Fatalf("instantiate: %v", err)
 	}
 	return h
+}
+
+// close closes the host's runtime, unless it is closed already, and lets
+// go of it: a test that makes many hosts closes each when done with it,
+// or the cleanup that closes it at the end of the test would keep every
+// one's memory until then.
+func (h *host) close(ctx context.Context) {
+	if h.rt != nil {
+		h.rt.Close(ctx)
+		h.rt, h.mod = nil, nil
+	}
 }
 
 // call calls an exported function of the guest.
@@ -251,8 +262,10 @@ const (
 // vesselState is everything a prepared guest stopped at a poll point is:
 // its memory, its mutable globals and where its call stack was unwound.
 type vesselState struct {
-	memory   []byte
-	globals  map[string]uint64
+	memory  []byte
+	globals map[string]uint64
+	// dataAddr is where the stack buffer starts (with Asyncify's data
+	// structure); the buffer ends where memory does.
 	dataAddr uint32
 }
 
@@ -279,8 +292,22 @@ type stopper struct {
 	globals []string // the exports of the guest's mutable globals
 	bufSize uint32   // size of the asyncify buffer to allocate
 	addr    uint32   // where the asyncify data structure went
-	polls   int      // polls seen
+	// bufEnd is where the stack buffer at addr ends, 0 if there is
+	// none yet. The next stop reuses it if memory still ends there.
+	bufEnd uint32
+	// rewound, if not nil, is called when a rewind is over and the
+	// guest runs on. (The host's part of a rewind is slow under the
+	// race detector: a timer started before it could raise the flag
+	// before the guest got anywhere, at every stop.)
+	rewound func()
+	polls   int // polls seen
 	err     error
+}
+
+// resumed tells s that its guest was restored from st: its next stop
+// may reuse st's stack buffer.
+func (s *stopper) resumed(st *vesselState) {
+	s.addr, s.bufEnd = st.dataAddr, uint32(len(st.memory))
 }
 
 // poll is the host poll function of a vessel: see the package tests.
@@ -306,6 +333,9 @@ func (s *stopper) poll(ctx context.Context, h *host) {
 			return
 		}
 		clear(view)
+		if s.rewound != nil {
+			s.rewound()
+		}
 		return
 	}
 	flag := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
@@ -314,14 +344,22 @@ func (s *stopper) poll(ctx context.Context, h *host) {
 	}
 	flag.Set(0)
 	// The buffer goes into memory the host adds: the guest cannot be
-	// using it. The data structure is {current, end}, then the buffer.
-	pages := (8 + s.bufSize + 65535) / 65536
-	prev, ok := h.mod.Memory().Grow(pages)
-	if !ok {
-		s.err = fmt.Errorf("cannot grow memory by %d pages for the asyncify buffer", pages)
-		return
+	// using it. The last buffer, zeroed by the rewind that read it, is
+	// still the host's if memory has not grown since: the guest's
+	// allocator only takes pages it grew itself (as package vessel
+	// relies on). A fresh buffer at every stop would make memory, and
+	// the copies of it, grow with the number of stops. The data
+	// structure is {current, end}, then the buffer.
+	mem := h.mod.Memory()
+	if s.bufEnd == 0 || mem.Size() != s.bufEnd {
+		pages := (8 + s.bufSize + 65535) / 65536
+		prev, ok := mem.Grow(pages)
+		if !ok {
+			s.err = fmt.Errorf("cannot grow memory by %d pages for the asyncify buffer", pages)
+			return
+		}
+		s.addr, s.bufEnd = prev*65536, (prev+pages)*65536
 	}
-	s.addr = prev * 65536
 	var hdr [8]byte
 	binary.LittleEndian.PutUint32(hdr[0:], s.addr+8)
 	binary.LittleEndian.PutUint32(hdr[4:], s.addr+8+s.bufSize)
