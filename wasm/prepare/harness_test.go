@@ -20,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/podctl/podctl/test/harness"
+	"github.com/podctl/podctl/wasm/internal/stopflag"
 )
 
 // buildC compiles testdata/<name>.c for wasm32-wasi into t's temporary
@@ -113,8 +114,11 @@ type outcome struct {
 // host is one wazero runtime running one instance of a guest, with WASI
 // and a podctl.poll function that calls onPoll.
 type host struct {
-	rt     wazero.Runtime
-	mod    api.Module
+	rt  wazero.Runtime
+	mod api.Module
+	// flag is the instance's flag, nil if it has none (the module is not
+	// instrumented). Every goroutine raises and lowers it through flag.
+	flag   *stopflag.Flag
 	stdout bytes.Buffer
 	stderr bytes.Buffer
 	onPoll func(ctx context.Context, h *host)
@@ -158,6 +162,9 @@ func newHost(ctx context.Context, t testing.TB, cfg wazero.RuntimeConfig, module
 	if h.mod, err = h.rt.InstantiateModule(ctx, compiled, modCfg); err != nil {
 		t.Fatalf("instantiate: %v", err)
 	}
+	if g, ok := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal); ok {
+		h.flag = stopflag.New(g)
+	}
 	return h
 }
 
@@ -168,7 +175,7 @@ func newHost(ctx context.Context, t testing.TB, cfg wazero.RuntimeConfig, module
 func (h *host) close(ctx context.Context) {
 	if h.rt != nil {
 		h.rt.Close(ctx)
-		h.rt, h.mod = nil, nil
+		h.rt, h.mod, h.flag = nil, nil, nil
 	}
 }
 
@@ -218,29 +225,37 @@ func runOnce(ctx context.Context, t testing.TB, cache wazero.CompilationCache, m
 	return runFlagged(ctx, t, cache, module, false, args...)
 }
 
-// runFlagged is runOnce, but when flag is true another goroutine keeps
-// setting the flag of the instrumented module while the poll function
-// clears it: the guest then leaves for the poll function at nearly every
-// poll point it passes.
+// runFlagged is runOnce, but when flag is true another goroutine raises
+// the flag of the instrumented module again whenever the poll function
+// has lowered it: the guest then leaves for the poll function at nearly
+// every poll point it passes.
 func runFlagged(ctx context.Context, t testing.TB, cache wazero.CompilationCache, module []byte, flag bool, args ...string) (outcome, int) {
 	t.Helper()
 	h := newHost(ctx, t, runtimeConfig(cache), module, args...)
 	polls := 0
 	h.onPoll = func(context.Context, *host) { polls++ }
 	if flag {
-		skipIfRace(t)
-		g := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
-		g.Set(1)
+		if h.flag == nil {
+			t.Fatalf("the module does not export the mutable global %s", FlagExport)
+		}
+		// The raising goroutine waits for each Lower rather than raise
+		// the flag over and over, which would keep it locked.
+		var lowered atomic.Int64
 		h.onPoll = func(context.Context, *host) {
 			polls++
-			g.Set(0)
+			h.flag.Lower()
+			lowered.Add(1)
 		}
+		h.flag.Raise()
 		var stop atomic.Bool
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			for !stop.Load() {
-				g.Set(1)
+			for seen := int64(0); !stop.Load(); {
+				if n := lowered.Load(); n != seen {
+					seen = n
+					h.flag.Raise()
+				}
 			}
 		}()
 		defer func() { stop.Store(true); <-done }()
@@ -338,11 +353,9 @@ func (s *stopper) poll(ctx context.Context, h *host) {
 		}
 		return
 	}
-	flag := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
-	if flag.Get() == 0 {
+	if !h.flag.Lower() {
 		return
 	}
-	flag.Set(0)
 	// The buffer goes into memory the host adds: the guest cannot be
 	// using it. The last buffer, zeroed by the rewind that read it, is
 	// still the host's if memory has not grown since: the guest's
@@ -437,14 +450,4 @@ func firstLines(s string, n int) string {
 		lines = lines[:n]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// skipIfRace skips a test that sets the flag global from one goroutine
-// while the guest's poll function reads or clears it from another: the
-// race detector would see the race the guest code has by design.
-func skipIfRace(t testing.TB) {
-	t.Helper()
-	if raceEnabled {
-		t.Skip("the flag global is shared between goroutines by design")
-	}
 }
