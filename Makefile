@@ -10,7 +10,7 @@ GO_BUILD := CGO_ENABLED=1 go build -tags "netgo osusergo seccomp" -ldflags "-ext
 CC ?= cc
 PODINIT_CFLAGS := -static -Os -Wall -Wextra -Werror
 
-.PHONY: all deps build test unit e2e bench demo fuzz vet clean
+.PHONY: all deps build test unit race e2e bench demo fuzz vet clean
 
 all: build
 
@@ -41,10 +41,18 @@ vet:
 # after make deps, which installs every one: then a missing tool fails.
 REQUIRE_TOOLS := PODCTL_REQUIRE_TOOLS=1
 
-# The whole suite, as root: unit tests and end-to-end tests on real
-# namespaces, overlayfs, cgroups, veth and nftables.
+# The package tests under the race detector: every package but the
+# end-to-end suite in ./test, whose tests run podctl binaries built
+# without it. (Under it, wasm/vessel's tests leave out stops of
+# interpreted guests: see wasm/internal/stopflag.)
+RACE := go test -race -tags seccomp -count=1 -timeout 30m $$(go list ./... | grep -v '/test$$')
+
+# The whole suite, as root: the package tests under the race detector,
+# then unit tests and end-to-end tests on real namespaces, overlayfs,
+# cgroups, veth and nftables.
 test: deps build vet
 	./bin/podctl doctor
+	$(REQUIRE_TOOLS) $(RACE)
 	$(REQUIRE_TOOLS) go test -tags seccomp -count=1 -timeout 40m ./...
 
 # The package tests alone: no build of podctl and no end-to-end suite
@@ -52,6 +60,10 @@ test: deps build vet
 # minutes (Asyncify of a Go guest takes half a minute).
 unit:
 	go test -tags seccomp -count=1 $$(go list ./... | grep -v '/test')
+
+# The package tests under the race detector (see RACE).
+race:
+	$(RACE)
 
 # The end-to-end suite alone: real pods, CRIU, namespaces and docks (root).
 e2e: deps build
