@@ -10,7 +10,7 @@ GO_BUILD := CGO_ENABLED=1 go build -tags "netgo osusergo seccomp" -ldflags "-ext
 CC ?= cc
 PODINIT_CFLAGS := -static -Os -Wall -Wextra -Werror
 
-.PHONY: all deps build test unit e2e bench soak demo fuzz vet clean
+.PHONY: all deps build test unit race e2e bench soak demo fuzz vet clean
 
 all: build
 
@@ -28,15 +28,32 @@ build:
 	for isa in $(CROSS_ISAS); do CGO_ENABLED=0 GOARCH=$$isa go build -o bin/podctl-$$isa ./cmd/podctl || exit 1; done
 	for os in $(CROSS_OSES); do CGO_ENABLED=0 GOOS=$$os GOARCH=amd64 go build -o /dev/null ./cmd/podctl || exit 1; done
 
+# The Go programs under testdata/ directories, which ./... leaves out, are
+# guests the tests build for wasip1: vetted as such.
+WASIP1_GUESTS := $(sort $(shell find . -path ./.git -prune -o -path '*/testdata/*' -name '*.go' -printf '%h\n'))
+
 vet:
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
 	go vet ./...
+	GOOS=wasip1 GOARCH=wasm go vet $(WASIP1_GUESTS)
 
-# The whole suite, as root: unit tests and end-to-end tests on real
-# namespaces, overlayfs, cgroups, veth and nftables.
+# Tests skip when a tool they need is missing (see test/harness), except
+# after make deps, which installs every one: then a missing tool fails.
+REQUIRE_TOOLS := PODCTL_REQUIRE_TOOLS=1
+
+# The package tests under the race detector: every package but the
+# end-to-end suite in ./test, whose tests run podctl binaries built
+# without it. (Under it, wasm/vessel's tests leave out stops of
+# interpreted guests: see wasm/internal/stopflag.)
+RACE := go test -race -tags seccomp -count=1 -timeout 30m $$(go list ./... | grep -v '/test$$')
+
+# The whole suite, as root: the package tests under the race detector,
+# then unit tests and end-to-end tests on real namespaces, overlayfs,
+# cgroups, veth and nftables.
 test: deps build vet
 	./bin/podctl doctor
-	go test -tags seccomp -count=1 -timeout 40m ./...
+	$(REQUIRE_TOOLS) $(RACE)
+	$(REQUIRE_TOOLS) go test -tags seccomp -count=1 -timeout 40m ./...
 
 # The package tests alone: no build of podctl and no end-to-end suite
 # (./test). One package takes seconds; wasm/prepare and wasm/vessel take
@@ -44,17 +61,21 @@ test: deps build vet
 unit:
 	go test -tags seccomp -count=1 $$(go list ./... | grep -v '/test')
 
+# The package tests under the race detector (see RACE).
+race:
+	$(RACE)
+
 # The end-to-end suite alone: real pods, CRIU, namespaces and docks (root).
 e2e: deps build
-	go test -count=1 -timeout 40m ./test/...
+	$(REQUIRE_TOOLS) go test -count=1 -timeout 40m ./test/...
 
 # The soak: a stateful pod migrated between two hosts 500 times
 # (PODCTL_SOAK_ROUNDS), checking that nothing grows. Not in CI.
 soak: deps build
-	go test -tags soak -count=1 -run TestSoak -v -timeout 120m ./test/
+	$(REQUIRE_TOOLS) go test -tags soak -count=1 -run TestSoak -v -timeout 120m ./test/
 
 bench: deps build
-	go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/
+	$(REQUIRE_TOOLS) go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/
 
 demo: deps build
 	bash scripts/demo.sh

@@ -223,10 +223,7 @@ func copyFile(t *testing.T, from, to string) {
 // must still succeed, the pod run on, and the last archive restore.
 func TestCheckpointDuringVfork(t *testing.T) {
 	h := newHost(t)
-	cc, err := exec.LookPath("cc")
-	if err != nil {
-		t.Skip("no C compiler (cc) to build the workload")
-	}
+	cc := harness.NeedTool(t, "cc", "gcc")
 	img := t.TempDir()
 	for _, d := range []string{"etc", "bin", "tmp"} {
 		os.MkdirAll(filepath.Join(img, d), 0o755)

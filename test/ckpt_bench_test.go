@@ -84,9 +84,7 @@ func cbWorkloads() map[string]cbWorkload {
 }
 
 func cbRequireNginx(b *testing.B) {
-	if _, err := exec.LookPath("nginx"); err != nil {
-		b.Skip("nginx is not installed (run make deps)")
-	}
+	harness.NeedTool(b, "nginx", "nginx")
 }
 
 // ---------------------------------------------------------------------
@@ -107,9 +105,7 @@ func cbRequireNginx(b *testing.B) {
 //     removed with podctl rm -f.
 func BenchmarkCheckpointRestore(b *testing.B) {
 	harness.RequireRoot(b)
-	if _, err := exec.LookPath("criu"); err != nil {
-		b.Skip("needs criu (run make deps)")
-	}
+	harness.NeedTool(b, "criu", "criu")
 	var rows []cbCkptRow
 	wls := cbWorkloads()
 	for _, name := range []string{"idle", "mem256", "nginx"} {
@@ -487,9 +483,7 @@ func cbDirBytes(dir string) int64 {
 // itself on the same pod when mem256 did not run.
 func BenchmarkMigrate(b *testing.B) {
 	harness.RequireRoot(b)
-	if _, err := exec.LookPath("criu"); err != nil {
-		b.Skip("needs criu (run make deps)")
-	}
+	harness.NeedTool(b, "criu", "criu")
 	wls := cbWorkloads()
 	var rows []cbMigRow
 	var stopCopyMem256 []float64 // downtimes of mem256's stop-and-copy migrations

@@ -74,9 +74,7 @@ func startIn(t *testing.T, cmd *exec.Cmd) {
 // from each other.
 func TestLANReachability(t *testing.T) {
 	harness.RequireRoot(t)
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Skip("needs socat")
-	}
+	harness.NeedTool(t, "socat", "socat")
 	// Registered first, so it runs last: the LAN left nothing behind.
 	before := rootLinks(t)
 	var lan *harness.LAN

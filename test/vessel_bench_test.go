@@ -97,9 +97,7 @@ type vbRow struct {
 func benchWorkloads(b *testing.B) map[string]harness.WasmWorkload {
 	dir := b.TempDir()
 	wls, err := harness.BuildWasmWorkloads(dir)
-	if err != nil {
-		b.Skip(err)
-	}
+	harness.SkipOrFail(b, err)
 	return wls
 }
 
@@ -304,9 +302,12 @@ func vbForeignRestores(b *testing.B, file string, module []byte) map[string]floa
 	dir := b.TempDir()
 	for _, isa := range harness.ForeignISAs {
 		launcher, err := harness.BuildForeign(dir, isa)
-		if err != nil {
-			b.Logf("skip %s: %v", isa.GOARCH, err)
+		if harness.Missing(err) {
+			b.Logf("no restore on %s: %v", isa.GOARCH, err)
 			continue
+		}
+		if err != nil {
+			b.Fatal(err)
 		}
 		root := b.TempDir()
 		out, err := exec.Command(launcher, "--root", root, "restore", "--json", file).Output()

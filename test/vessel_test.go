@@ -43,12 +43,7 @@ func wasmWorkloads(t testing.TB) map[string]harness.WasmWorkload {
 		wasmDir = dir
 		wasmWLs, wasmErr = harness.BuildWasmWorkloads(dir)
 	})
-	if errors.Is(wasmErr, harness.ErrNoWasmToolchain) {
-		t.Skipf("needs the WASI toolchain (run make deps): %v", wasmErr)
-	}
-	if wasmErr != nil {
-		t.Fatal(wasmErr)
-	}
+	harness.SkipOrFail(t, wasmErr)
 	return wasmWLs
 }
 
@@ -210,9 +205,7 @@ func TestVesselMigratesAcrossISAs(t *testing.T) {
 	dir := t.TempDir()
 	for i, isa := range isas {
 		launcher, err := harness.BuildForeign(dir, isa)
-		if err != nil {
-			t.Skip(err) // qemu-user-static missing (CI has it)
-		}
+		harness.SkipOrFail(t, err)
 		lan.Hosts[1+i].Binary = launcher
 	}
 	pki := lan.PKI(t)
@@ -262,9 +255,7 @@ func TestVesselMigrationPicksPath(t *testing.T) {
 	wls := wasmWorkloads(t)
 	lan := harness.NewLAN(t, podctlBin, 3)
 	launcher, err := harness.BuildForeign(t.TempDir(), harness.ForeignISAs[0])
-	if err != nil {
-		t.Skip(err) // qemu-user-static missing (CI has it)
-	}
+	harness.SkipOrFail(t, err)
 	lan.Hosts[2].Binary = launcher
 	pki := lan.PKI(t)
 	// Guests run interpreted everywhere, so that they last the trip.
@@ -320,9 +311,7 @@ func TestVesselOnArm64Compiler(t *testing.T) {
 	wls := wasmWorkloads(t)
 	h := newHost(t)
 	launcher, err := harness.BuildForeign(t.TempDir(), harness.ForeignISAs[0])
-	if err != nil {
-		t.Skip(err)
-	}
+	harness.SkipOrFail(t, err)
 	arm := harness.NewHost(t, launcher)
 	for _, name := range []string{"recurse", "gowork"} {
 		wl := wls[name]

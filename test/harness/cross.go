@@ -26,11 +26,13 @@ var ForeignISAs = []ForeignISA{
 // into dir and returns a launcher script that runs it under qemu-user.
 // The launcher also sets PODCTL_SELF, since a podctl under qemu-user
 // without binfmt cannot start itself (the supervisors of its vessel
-// pods) otherwise.
+// pods) otherwise. When the emulator is not installed, its error wraps
+// ErrToolMissing (callers skip, see SkipOrFail); a failed build is any
+// other error.
 func BuildForeign(dir string, isa ForeignISA) (string, error) {
-	emu, err := exec.LookPath(isa.Emulator)
+	emu, err := LookTool(isa.Emulator, "qemu-user-static")
 	if err != nil {
-		return "", fmt.Errorf("needs %s (apt-get install qemu-user-static): %w", isa.Emulator, err)
+		return "", err
 	}
 	_, self, _, _ := runtime.Caller(0)
 	repo := filepath.Join(filepath.Dir(self), "..", "..")
@@ -44,7 +46,7 @@ func BuildForeign(dir string, isa ForeignISA) (string, error) {
 	launcher := filepath.Join(dir, "podctl-"+isa.GOARCH+".sh")
 	script := fmt.Sprintf("#!/bin/sh\nexport PODCTL_SELF=%q\nexec %s %s \"$@\"\n", emu+" "+bin, emu, bin)
 	if err := os.WriteFile(launcher, []byte(script), 0o755); err != nil {
-		return "", err
+		return "", fmt.Errorf("write the launcher of podctl for %s: %w", isa.GOARCH, err)
 	}
 	return launcher, nil
 }

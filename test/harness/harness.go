@@ -1,6 +1,23 @@
 // Package harness runs podctl end to end for tests: it builds the binary,
 // makes "hosts" (network namespaces, each with its own podctl state root),
 // runs podctl commands in them, and inspects what a pod left on the system.
+// It also builds the WebAssembly programs the tests run, and finds the
+// tools they need.
+//
+// # Skips
+//
+// A test skips only when a tool it needs is not installed: one of the
+// compilers, emulators and utilities scripts/deps.sh installs (make
+// deps), which a developer's machine may lack; or when it does not run as
+// root, which it needs. Whether a tool is installed is decided before
+// anything is built with it (LookTool, WasmClang), never from the output
+// of a failed build: once the tools are there, a build that fails is a
+// failure of the test, with the build's output (SkipOrFail tells the two
+// apart by ErrToolMissing).
+//
+// make test, make e2e and make bench run make deps first and set
+// RequireToolsEnv: there every tool is installed, and a missing one fails
+// the tests that need it (scripts/deps.sh is then what is broken).
 package harness
 
 import (
@@ -22,17 +39,17 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// RequireRoot skips the test when it cannot do what podctl does.
+// RequireRoot skips the test when it cannot do what podctl does: when it
+// does not run as root, or when a tool the harness runs is missing (see
+// NeedTool).
 func RequireRoot(tb testing.TB) {
 	tb.Helper()
 	if os.Geteuid() != 0 {
 		tb.Skip("needs root (namespaces, mounts, nftables)")
 	}
-	for _, tool := range []string{"nsenter", "nft", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			tb.Skipf("needs %s (run make deps)", tool)
-		}
-	}
+	NeedTool(tb, "nsenter", "util-linux")
+	NeedTool(tb, "nft", "nftables")
+	NeedTool(tb, "ip", "iproute2")
 }
 
 // Build compiles podctl and podinit into dir and returns podctl's path.

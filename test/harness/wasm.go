@@ -1,9 +1,7 @@
 package harness
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 )
 
 // WasmWorkload is a built WASI test program.
@@ -29,10 +28,8 @@ type WasmWorkload struct {
 	WantExit int
 }
 
-// ErrNoWasmToolchain is what BuildWasmWorkloads's error wraps when a tool
-// it needs is not installed: callers skip on errors.Is(err,
-// ErrNoWasmToolchain) and fail on anything else.
-var ErrNoWasmToolchain = errors.New("WebAssembly toolchain missing (apt-get install clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32)")
+// wasmToolchainPackages are the Debian packages of the WASI C toolchain.
+const wasmToolchainPackages = "clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32"
 
 // WasmDataDir is the name under which workloads with NeedsData expect
 // their preopened directory.
@@ -59,48 +56,109 @@ func WasmWorkloadsDir() string {
 }
 
 // BuildWasmWorkloads compiles every workload into dir and returns them by
-// name. It returns an error naming the missing tool when clang-14/wasi-libc
-// is absent, so callers can skip: that error wraps ErrNoWasmToolchain.
-// test/workloads/wasm/README.md describes the workloads.
+// name. When the WASI C toolchain is not installed, its error wraps
+// ErrToolMissing (see WasmClang). test/workloads/wasm/README.md describes
+// the workloads.
 func BuildWasmWorkloads(dir string) (map[string]WasmWorkload, error) {
-	src := WasmWorkloadsDir()
-	clang, err := exec.LookPath("clang-14")
-	if err != nil {
-		return nil, fmt.Errorf("%w: clang-14 not on PATH", ErrNoWasmToolchain)
-	}
+	src := filepath.Join(WasmWorkloadsDir(), "testdata")
 	out := make(map[string]WasmWorkload)
 	for _, c := range wasmC {
 		w := c.wl
 		w.Name = c.name
 		w.Path = filepath.Join(dir, c.name+".wasm")
-		args := []string{"--target=wasm32-wasi", "-O2", "-Wall", "-Wextra", "-Werror", "-Wl,--strip-debug"}
+		args := []string{"-O2", "-Wall", "-Wextra", "-Werror", "-Wl,--strip-debug"}
 		args = append(args, c.flags...)
-		args = append(args, "-o", w.Path, filepath.Join(src, "testdata", c.name+".c"))
-		cmd := exec.Command(clang, args...)
-		var o bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &o, &o
-		if err := cmd.Run(); err != nil {
-			if tool := wasmMissingTool(o.String()); tool != "" {
-				return nil, fmt.Errorf("%w: %s (clang-14: %s)", ErrNoWasmToolchain, tool, strings.TrimSpace(o.String()))
-			}
-			return nil, fmt.Errorf("build %s: %v\n%s", c.name, err, o.Bytes())
+		args = append(args, filepath.Join(src, c.name+".c"))
+		if err := BuildWasmC(w.Path, args...); err != nil {
+			return nil, fmt.Errorf("build %s: %w", c.name, err)
 		}
 		out[w.Name] = w
 	}
-
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return nil, fmt.Errorf("%w: go not on PATH", ErrNoWasmToolchain)
-	}
 	w := WasmWorkload{Name: "gowork", Path: filepath.Join(dir, "gowork.wasm"), NeedsData: true}
-	cmd := exec.Command(goTool, "build", "-trimpath", "-o", w.Path, ".")
-	cmd.Dir = filepath.Join(src, "testdata", "gowork")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-	if o, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build gowork: %v\n%s", err, o)
+	if err := BuildGoWasm(filepath.Join(src, "gowork"), w.Path); err != nil {
+		return nil, err
 	}
 	out[w.Name] = w
 	return out, nil
+}
+
+var (
+	wasmClangOnce sync.Once
+	wasmClang     string
+	wasmClangErr  error
+)
+
+// wasmProbe is the program WasmClang builds: it needs every part of the
+// toolchain (wasi-libc's headers, crt1.o and libc, compiler-rt's
+// builtins, wasm-ld) and nothing of the tests'.
+const wasmProbe = "#include <stdio.h>\nint main(void) { puts(\"probe\"); return 0; }\n"
+
+// WasmClang returns the path of the clang-14 that builds C for
+// wasm32-wasi, once it has built and linked a program that only prints.
+// When clang-14 is not on PATH, or cannot build that program (wasi-libc,
+// compiler-rt's wasm32 builtins or wasm-ld is not installed), its error
+// wraps ErrToolMissing: the tests' own sources have no part in that
+// verdict, so that an error of theirs fails a test rather than skips it.
+// The verdict is reached once per process.
+func WasmClang() (string, error) {
+	wasmClangOnce.Do(func() { wasmClang, wasmClangErr = probeWasmClang() })
+	return wasmClang, wasmClangErr
+}
+
+func probeWasmClang() (string, error) {
+	clang, err := LookTool("clang-14", "clang-14")
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "wasm-probe-")
+	if err != nil {
+		return "", fmt.Errorf("probe the WASI toolchain: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.Command(clang, "--target=wasm32-wasi", "-x", "c", "-o", filepath.Join(dir, "probe.wasm"), "-")
+	cmd.Stdin = strings.NewReader(wasmProbe)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		part := wasmMissingTool(string(out))
+		if part == "" {
+			part = "a part"
+		}
+		return "", fmt.Errorf("%w: the WASI toolchain lacks %s: clang-14 cannot build a program that only prints (packages %s): %v\n%s",
+			ErrToolMissing, part, wasmToolchainPackages, err, out)
+	}
+	return clang, nil
+}
+
+// BuildWasmC compiles and links C for wasm32-wasi into out with clang-14:
+// args are the flags and the sources. Its error wraps ErrToolMissing when
+// the toolchain is not installed (see WasmClang), and holds clang's
+// output when the build fails.
+func BuildWasmC(out string, args ...string) error {
+	clang, err := WasmClang()
+	if err != nil {
+		return err
+	}
+	argv := append([]string{"--target=wasm32-wasi", "-o", out}, args...)
+	if b, err := exec.Command(clang, argv...).CombinedOutput(); err != nil {
+		return fmt.Errorf("clang-14 %s: %v\n%s", strings.Join(argv, " "), err, b)
+	}
+	return nil
+}
+
+// BuildGoWasm builds the Go program in dir for GOOS=wasip1 GOARCH=wasm into
+// out. It needs no tool but go, which go test puts on PATH: any error is
+// a failure.
+func BuildGoWasm(dir, out string) error {
+	out, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s for wasip1: %v\n%s", dir, err, b)
+	}
+	return nil
 }
 
 // Golden returns what a correct run of w prints on stdout and, for a
@@ -123,8 +181,8 @@ func (w WasmWorkload) Golden() (stdout, data string, err error) {
 	return string(b), data, nil
 }
 
-// wasmMissingTool recognizes, in clang's output, the part of the
-// toolchain that is not installed.
+// wasmMissingTool recognizes, in clang's output for the probe of
+// WasmClang, the part of the toolchain that is not installed.
 func wasmMissingTool(out string) string {
 	switch {
 	case strings.Contains(out, "libclang_rt.builtins-wasm32"):

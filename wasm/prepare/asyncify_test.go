@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
 )
 
 // preparedModules holds the modules prepareModule made in this test
@@ -102,7 +101,6 @@ func busy(t testing.TB) {
 // which a busy goroutine prevents. The test goroutine itself spins (and
 // yields) until it is time to set the flag.
 func TestTimeToPoll(t *testing.T) {
-	skipIfRace(t)
 	prepared := prepareModule(t, buildC(t, "spin", "-O2"))
 	ctx := context.Background()
 	cache := wazero.NewCompilationCache()
@@ -133,7 +131,6 @@ func TestTimeToPoll(t *testing.T) {
 					polledAt.Store(time.Now().UnixNano())
 					s.poll(ctx, h)
 				}
-				flag := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
 				done := make(chan struct{})
 				var o outcome
 				var err error
@@ -144,7 +141,7 @@ func TestTimeToPoll(t *testing.T) {
 				// Let the guest spin a little, then set the flag.
 				spinUntil(time.Now().Add(time.Duration(1+rand.Intn(5))*time.Millisecond), nil)
 				setAt.Store(time.Now().UnixNano())
-				flag.Set(1)
+				h.flag.Raise()
 				if !spinUntil(time.Now().Add(bound), func() bool { return polledAt.Load() != 0 }) {
 					h.mod.CloseWithExitCode(ctx, 1)
 					<-done
@@ -187,7 +184,7 @@ type migration struct {
 }
 
 // migrate runs a prepared module to completion, stopping it about every
-// interval (a random fraction of it, from rng) by setting its flag from
+// interval (a random fraction of it, from rng) by raising its flag from
 // a timer, and resuming each stop from a snapshot of its memory and
 // globals in a fresh wazero runtime, as another host would. The first
 // leg runs start, the prepared module's start module, when it is not nil,
@@ -209,19 +206,29 @@ func migrate(ctx context.Context, t *testing.T, cache wazero.CompilationCache, p
 		if leg == 0 {
 			checkExports(t, h)
 		}
+		// The timer that raises the flag starts when the guest runs on:
+		// at once on the first leg, once the rewind is over on the
+		// others. There is no other goroutine to keep the other P busy:
+		// the timer fires even when it lives with the guest's P.
+		var timer *time.Timer
+		startTimer := func() {
+			timer = time.AfterFunc(time.Duration(rng.Int63n(int64(interval))+1), h.flag.Raise)
+		}
 		s := &stopper{bufSize: 1 << 20, globals: globals}
 		h.onPoll = s.poll
-		if st != nil {
+		if st == nil {
+			startTimer()
+		} else {
 			if err := restore(ctx, h, st); err != nil {
 				t.Fatalf("leg %d: restore: %v", leg, err)
 			}
+			s.resumed(st)
+			s.rewound = startTimer
 		}
-		// There is no other goroutine to keep the other P busy: this
-		// timer fires even when it lives with the guest's P.
-		flag := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
-		timer := time.AfterFunc(time.Duration(rng.Int63n(int64(interval))+1), func() { flag.Set(1) })
 		o, err := h.run(ctx)
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
 		if err == nil {
 			err = s.err
 		}
@@ -241,7 +248,7 @@ func migrate(ctx context.Context, t *testing.T, cache wazero.CompilationCache, p
 		cur := binary.LittleEndian.Uint32(st.memory[st.dataAddr:])
 		result.maxStack = max(result.maxStack, cur-(st.dataAddr+8))
 		result.stops++
-		h.rt.Close(ctx)
+		h.close(ctx)
 		runtime.GC() // no guest runs: a stop of the world is safe
 	}
 }
@@ -271,7 +278,6 @@ func testSeed(t testing.TB) int64 {
 // moved many times, and fails the test unless both print the same and
 // exit the same way.
 func checkMigration(t *testing.T, original []byte, interval time.Duration, args ...string) migration {
-	skipIfRace(t)
 	prepared := prepareModule(t, original)
 	startModule, err := stripRewind(prepared)
 	if err != nil && !errors.Is(err, errNoSplit) {

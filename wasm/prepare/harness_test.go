@@ -18,30 +18,20 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/podctl/podctl/test/harness"
+	"github.com/podctl/podctl/wasm/internal/stopflag"
 )
 
-// lookTool returns the path of a tool the test needs, or skips the test.
-func lookTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s is not installed: %v", name, err)
-	}
-	return p
-}
-
 // buildC compiles testdata/<name>.c for wasm32-wasi into t's temporary
-// directory. clang optimizes the linked module with wasm-opt when it
-// finds one on PATH and the optimization level is above -O0.
+// directory, or skips t when the WASI C toolchain is not installed (see
+// harness.WasmClang). clang optimizes the linked module with wasm-opt
+// when it finds one on PATH and the optimization level is above -O0.
 func buildC(t testing.TB, name string, flags ...string) []byte {
 	t.Helper()
-	clang := lookTool(t, "clang-14")
 	out := filepath.Join(t.TempDir(), name+".wasm")
-	args := append([]string{"--target=wasm32-wasi", "-Wl,--strip-debug", "-Wl,-z,stack-size=8388608"}, flags...)
-	args = append(args, filepath.Join("testdata", name+".c"), "-o", out)
-	if b, err := exec.Command(clang, args...).CombinedOutput(); err != nil {
-		t.Fatalf("clang %s: %v\n%s", name, err, b)
-	}
+	args := append([]string{"-Wl,--strip-debug", "-Wl,-z,stack-size=8388608"}, flags...)
+	harness.SkipOrFail(t, harness.BuildWasmC(out, append(args, filepath.Join("testdata", name+".c"))...))
 	module, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -52,13 +42,9 @@ func buildC(t testing.TB, name string, flags ...string) []byte {
 // buildGo builds testdata/goguest for wasip1 into t's temporary directory.
 func buildGo(t testing.TB) []byte {
 	t.Helper()
-	goTool := lookTool(t, "go")
 	out := filepath.Join(t.TempDir(), "goguest.wasm")
-	cmd := exec.Command(goTool, "build", "-o", out, ".")
-	cmd.Dir = filepath.Join("testdata", "goguest")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build goguest: %v\n%s", err, b)
+	if err := harness.BuildGoWasm(filepath.Join("testdata", "goguest"), out); err != nil {
+		t.Fatal(err)
 	}
 	module, err := os.ReadFile(out)
 	if err != nil {
@@ -70,7 +56,7 @@ func buildGo(t testing.TB) []byte {
 // buildWat assembles testdata/<name>.wat with wat2wasm.
 func buildWat(t testing.TB, name string) []byte {
 	t.Helper()
-	wat2wasm := lookTool(t, "wat2wasm")
+	wat2wasm := harness.NeedTool(t, "wat2wasm", "wabt")
 	out := filepath.Join(t.TempDir(), name+".wasm")
 	cmd := exec.Command(wat2wasm, "--enable-tail-call", "--debug-names", filepath.Join("testdata", name+".wat"), "-o", out)
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -87,10 +73,13 @@ func buildWat(t testing.TB, name string) []byte {
 // wabt's default features (WebAssembly 2.0) and tail calls.
 func validate(t testing.TB, module []byte) {
 	t.Helper()
-	tool, err := exec.LookPath("wasm-validate")
-	if err != nil {
-		t.Logf("wasm-validate is not installed, not validating: %v", err)
+	tool, err := harness.LookTool("wasm-validate", "wabt")
+	if harness.Missing(err) {
+		t.Logf("not validating: %v", err)
 		return
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	f := filepath.Join(t.TempDir(), "validate.wasm")
 	if err := os.WriteFile(f, module, 0o644); err != nil {
@@ -101,8 +90,9 @@ func validate(t testing.TB, module []byte) {
 	}
 }
 
-// wasmOptPath returns the path of wasm-opt, or skips the test.
-func wasmOptPath(t testing.TB) string { return lookTool(t, "wasm-opt") }
+// wasmOptPath returns the path of wasm-opt, or skips the test when it is
+// not installed.
+func wasmOptPath(t testing.TB) string { return harness.NeedTool(t, "wasm-opt", "binaryen") }
 
 // runtimeConfig returns the wazero configuration of the tests: the
 // compiler where wazero has one, sharing compiled code between runtimes
@@ -124,8 +114,11 @@ type outcome struct {
 // host is one wazero runtime running one instance of a guest, with WASI
 // and a podctl.poll function that calls onPoll.
 type host struct {
-	rt     wazero.Runtime
-	mod    api.Module
+	rt  wazero.Runtime
+	mod api.Module
+	// flag is the instance's flag, nil if it has none (the module is not
+	// instrumented). Every goroutine raises and lowers it through flag.
+	flag   *stopflag.Flag
 	stdout bytes.Buffer
 	stderr bytes.Buffer
 	onPoll func(ctx context.Context, h *host)
@@ -142,7 +135,7 @@ type host struct {
 func newHost(ctx context.Context, t testing.TB, cfg wazero.RuntimeConfig, module []byte, args ...string) *host {
 	t.Helper()
 	h := &host{rt: wazero.NewRuntimeWithConfig(ctx, cfg)}
-	t.Cleanup(func() { h.rt.Close(context.Background()) })
+	t.Cleanup(func() { h.close(context.Background()) })
 	wasi_snapshot_preview1.MustInstantiate(ctx, h.rt)
 	_, err := h.rt.NewHostModuleBuilder(PollModule).
 		NewFunctionBuilder().
@@ -169,7 +162,21 @@ func newHost(ctx context.Context, t testing.TB, cfg wazero.RuntimeConfig, module
 	if h.mod, err = h.rt.InstantiateModule(ctx, compiled, modCfg); err != nil {
 		t.Fatalf("instantiate: %v", err)
 	}
+	if g, ok := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal); ok {
+		h.flag = stopflag.New(g)
+	}
 	return h
+}
+
+// close closes the host's runtime, unless it is closed already, and lets
+// go of it: a test that makes many hosts closes each when done with it,
+// or the cleanup that closes it at the end of the test would keep every
+// one's memory until then.
+func (h *host) close(ctx context.Context) {
+	if h.rt != nil {
+		h.rt.Close(ctx)
+		h.rt, h.mod, h.flag = nil, nil, nil
+	}
 }
 
 // call calls an exported function of the guest.
@@ -218,29 +225,37 @@ func runOnce(ctx context.Context, t testing.TB, cache wazero.CompilationCache, m
 	return runFlagged(ctx, t, cache, module, false, args...)
 }
 
-// runFlagged is runOnce, but when flag is true another goroutine keeps
-// setting the flag of the instrumented module while the poll function
-// clears it: the guest then leaves for the poll function at nearly every
-// poll point it passes.
+// runFlagged is runOnce, but when flag is true another goroutine raises
+// the flag of the instrumented module again whenever the poll function
+// has lowered it: the guest then leaves for the poll function at nearly
+// every poll point it passes.
 func runFlagged(ctx context.Context, t testing.TB, cache wazero.CompilationCache, module []byte, flag bool, args ...string) (outcome, int) {
 	t.Helper()
 	h := newHost(ctx, t, runtimeConfig(cache), module, args...)
 	polls := 0
 	h.onPoll = func(context.Context, *host) { polls++ }
 	if flag {
-		skipIfRace(t)
-		g := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
-		g.Set(1)
+		if h.flag == nil {
+			t.Fatalf("the module does not export the mutable global %s", FlagExport)
+		}
+		// The raising goroutine waits for each Lower rather than raise
+		// the flag over and over, which would keep it locked.
+		var lowered atomic.Int64
 		h.onPoll = func(context.Context, *host) {
 			polls++
-			g.Set(0)
+			h.flag.Lower()
+			lowered.Add(1)
 		}
+		h.flag.Raise()
 		var stop atomic.Bool
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			for !stop.Load() {
-				g.Set(1)
+			for seen := int64(0); !stop.Load(); {
+				if n := lowered.Load(); n != seen {
+					seen = n
+					h.flag.Raise()
+				}
 			}
 		}()
 		defer func() { stop.Store(true); <-done }()
@@ -262,8 +277,10 @@ const (
 // vesselState is everything a prepared guest stopped at a poll point is:
 // its memory, its mutable globals and where its call stack was unwound.
 type vesselState struct {
-	memory   []byte
-	globals  map[string]uint64
+	memory  []byte
+	globals map[string]uint64
+	// dataAddr is where the stack buffer starts (with Asyncify's data
+	// structure); the buffer ends where memory does.
 	dataAddr uint32
 }
 
@@ -290,8 +307,22 @@ type stopper struct {
 	globals []string // the exports of the guest's mutable globals
 	bufSize uint32   // size of the asyncify buffer to allocate
 	addr    uint32   // where the asyncify data structure went
-	polls   int      // polls seen
+	// bufEnd is where the stack buffer at addr ends, 0 if there is
+	// none yet. The next stop reuses it if memory still ends there.
+	bufEnd uint32
+	// rewound, if not nil, is called when a rewind is over and the
+	// guest runs on. (The host's part of a rewind is slow under the
+	// race detector: a timer started before it could raise the flag
+	// before the guest got anywhere, at every stop.)
+	rewound func()
+	polls   int // polls seen
 	err     error
+}
+
+// resumed tells s that its guest was restored from st: its next stop
+// may reuse st's stack buffer.
+func (s *stopper) resumed(st *vesselState) {
+	s.addr, s.bufEnd = st.dataAddr, uint32(len(st.memory))
 }
 
 // poll is the host poll function of a vessel: see the package tests.
@@ -317,22 +348,31 @@ func (s *stopper) poll(ctx context.Context, h *host) {
 			return
 		}
 		clear(view)
+		if s.rewound != nil {
+			s.rewound()
+		}
 		return
 	}
-	flag := h.mod.ExportedGlobal(FlagExport).(api.MutableGlobal)
-	if flag.Get() == 0 {
+	if !h.flag.Lower() {
 		return
 	}
-	flag.Set(0)
 	// The buffer goes into memory the host adds: the guest cannot be
-	// using it. The data structure is {current, end}, then the buffer.
-	pages := (8 + s.bufSize + 65535) / 65536
-	prev, ok := h.mod.Memory().Grow(pages)
-	if !ok {
-		s.err = fmt.Errorf("cannot grow memory by %d pages for the asyncify buffer", pages)
-		return
+	// using it. The last buffer, zeroed by the rewind that read it, is
+	// still the host's if memory has not grown since: the guest's
+	// allocator only takes pages it grew itself (as package vessel
+	// relies on). A fresh buffer at every stop would make memory, and
+	// the copies of it, grow with the number of stops. The data
+	// structure is {current, end}, then the buffer.
+	mem := h.mod.Memory()
+	if s.bufEnd == 0 || mem.Size() != s.bufEnd {
+		pages := (8 + s.bufSize + 65535) / 65536
+		prev, ok := mem.Grow(pages)
+		if !ok {
+			s.err = fmt.Errorf("cannot grow memory by %d pages for the asyncify buffer", pages)
+			return
+		}
+		s.addr, s.bufEnd = prev*65536, (prev+pages)*65536
 	}
-	s.addr = prev * 65536
 	var hdr [8]byte
 	binary.LittleEndian.PutUint32(hdr[0:], s.addr+8)
 	binary.LittleEndian.PutUint32(hdr[4:], s.addr+8+s.bufSize)
@@ -410,14 +450,4 @@ func firstLines(s string, n int) string {
 		lines = lines[:n]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// skipIfRace skips a test that sets the flag global from one goroutine
-// while the guest's poll function reads or clears it from another: the
-// race detector would see the race the guest code has by design.
-func skipIfRace(t testing.TB) {
-	t.Helper()
-	if raceEnabled {
-		t.Skip("the flag global is shared between goroutines by design")
-	}
 }

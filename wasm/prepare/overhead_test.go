@@ -71,7 +71,7 @@ func BenchmarkOverhead(b *testing.B) {
 							b.Fatalf("prepared module printed\n%s\nwant\n%s", o.stdout, want)
 						}
 						best[j] = min(best[j], d)
-						h.rt.Close(ctx)
+						h.close(ctx)
 					}
 				}
 				ratio := float64(best[1]) / float64(best[0])

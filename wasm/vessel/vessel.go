@@ -31,6 +31,12 @@
 // another, so a process that runs vessels needs GOMAXPROCS of at least
 // 2 (the supervisor sees to it).
 //
+// The flag is raised in one goroutine and lowered in the guest's: the
+// host's accesses go through a stopflag.Flag, which orders them. The
+// guest's own reads of the flag cannot be ordered with a raise; that is
+// harmless, but under wazero's interpreter it is a data race that the
+// race detector reports (see package wasm/internal/stopflag).
+//
 // A fresh vessel runs the prepared module's start module
 // (prepare.Prepared.Start), which lacks the rewinding twins and compiles
 // in half the time. It can stop like the prepared module, but not
@@ -65,6 +71,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
+	"github.com/podctl/podctl/wasm/internal/stopflag"
 	"github.com/podctl/podctl/wasm/prepare"
 	"github.com/podctl/podctl/wasm/snapshot"
 	"github.com/podctl/podctl/wasm/wasi"
@@ -167,7 +174,7 @@ type Vessel struct {
 type instance struct {
 	compiled wazero.CompiledModule
 	mod      api.Module
-	flag     api.MutableGlobal
+	flag     *stopflag.Flag
 	// entry is the entry point, rewind the function a rewind goes
 	// through (prepare.RewindExport, or entry in a module prepared
 	// without it; nil in a start module, which cannot rewind). The
@@ -313,7 +320,7 @@ func (v *Vessel) newInstance(ctx context.Context, start bool) (*instance, error)
 			return fail(fmt.Errorf("module %x is not prepared: it does not export %s", v.cfg.Module.Hash[:6], name))
 		}
 	}
-	flag, ok := mod.ExportedGlobal(prepare.FlagExport).(api.MutableGlobal)
+	flagGlobal, ok := mod.ExportedGlobal(prepare.FlagExport).(api.MutableGlobal)
 	if !ok {
 		return fail(fmt.Errorf("module %x is not prepared: it does not export %s", v.cfg.Module.Hash[:6], prepare.FlagExport))
 	}
@@ -323,7 +330,7 @@ func (v *Vessel) newInstance(ctx context.Context, start bool) (*instance, error)
 	in := &instance{
 		compiled:    compiled,
 		mod:         mod,
-		flag:        flag,
+		flag:        stopflag.New(flagGlobal),
 		entry:       mod.ExportedFunction(EntryPoint),
 		startUnwind: mod.ExportedFunction(asyncifyStartUnwind),
 		stopUnwind:  mod.ExportedFunction(asyncifyStopUnwind),
@@ -358,7 +365,7 @@ func (v *Vessel) leaveStartModule(ctx context.Context, in *instance) error {
 	v.instance = in
 	if v.requested() {
 		// Raised on the old instance meanwhile.
-		in.flag.Set(1)
+		in.flag.Raise()
 	}
 	v.mu.Unlock()
 	v.native.release()
@@ -564,9 +571,10 @@ func (v *Vessel) poll(ctx context.Context, m api.Module, _ []uint64) {
 	if !v.requested() {
 		// A stale flag (a request withdrawn, or the one just served).
 		// Requests store their intent before they raise the flag, so
-		// one made while the flag is cleared here is seen by the check
-		// that follows, or raises the flag again after it.
-		v.flag.Set(0)
+		// one made while the flag is lowered here is seen by the check
+		// that follows, or raises the flag again after it (see
+		// stopflag.Flag.Lower).
+		v.flag.Lower()
 		if !v.requested() {
 			return
 		}
@@ -636,7 +644,7 @@ func (v *Vessel) unwind(ctx context.Context, m api.Module) {
 	}
 	v.stack = snapshot.Stack{DataAddr: addr, Start: addr + 8, End: end}
 	v.buffer = v.stack
-	v.flag.Set(0)
+	v.flag.Lower()
 	if _, err := v.startUnwind.Call(ctx, uint64(addr)); err != nil {
 		panic(fmt.Errorf("start unwind: %w", err))
 	}
@@ -732,7 +740,7 @@ func (v *Vessel) Stop(ctx context.Context) (*snapshot.Snapshot, error) {
 	stopped := v.stopped
 	requested := time.Now()
 	v.stopRequested.Store(true)
-	v.flag.Set(1)
+	v.flag.Raise()
 	v.mu.Unlock()
 	v.wakeWaiter()
 	select {
@@ -886,7 +894,7 @@ func (v *Vessel) Close(ctx context.Context) error {
 		v.resume <- false
 	}
 	v.killRequested.Store(true)
-	v.flag.Set(1)
+	v.flag.Raise()
 	v.mu.Unlock()
 	v.wakeWaiter()
 	select {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -21,12 +20,16 @@ import (
 	wazerowasi "github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
+	"github.com/podctl/podctl/test/harness"
 	"github.com/podctl/podctl/wasm/snapshot"
 	"github.com/podctl/podctl/wasm/wasi"
 )
 
 // guest is testdata/guest built for wasip1, and guestErr why it is not;
-// cguest and cguestErr the same for testdata/cguest, built with clang.
+// cguest and cguestErr the same for testdata/cguest, built with clang-14
+// and wasi-libc. A test that needs a guest fails when it could not be
+// built, or skips when the C toolchain is not installed (see needGuest
+// and needCGuest).
 var (
 	guest, cguest       []byte
 	guestErr, cguestErr error
@@ -50,46 +53,35 @@ func TestMain(m *testing.M) {
 
 // buildGuest builds testdata/guest into dir.
 func buildGuest(dir string) ([]byte, error) {
-	// go test puts the go tool it runs on in PATH.
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return nil, fmt.Errorf("no go tool: %w", err)
-	}
 	out := filepath.Join(dir, "guest.wasm")
-	cmd := exec.Command(goTool, "build", "-o", out, "./testdata/guest")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the wasip1 guest: %v\n%s", err, msg)
+	if err := harness.BuildGoWasm(filepath.Join("testdata", "guest"), out); err != nil {
+		return nil, err
 	}
 	return os.ReadFile(out)
 }
 
-// buildCGuest builds testdata/cguest into dir with clang and wasi-libc.
+// buildCGuest builds testdata/cguest into dir.
 func buildCGuest(dir string) ([]byte, error) {
-	var clang string
-	for _, name := range []string{"clang", "clang-14"} {
-		if p, err := exec.LookPath(name); err == nil {
-			clang = p
-			break
-		}
-	}
-	if clang == "" {
-		return nil, errors.New("no clang")
-	}
 	out := filepath.Join(dir, "cguest.wasm")
-	cmd := exec.Command(clang, "--target=wasm32-wasi", "--sysroot=/usr", "-O1", "-o", out, "testdata/cguest/main.c")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the C guest (clang with wasi-libc): %v\n%s", err, msg)
+	if err := harness.BuildWasmC(out, "-O1", filepath.Join("testdata", "cguest", "main.c")); err != nil {
+		return nil, fmt.Errorf("build the C guest: %w", err)
 	}
 	return os.ReadFile(out)
 }
 
-// needGuest skips t if the guest could not be built.
+// needGuest fails t if the guest could not be built.
 func needGuest(t *testing.T) {
 	t.Helper()
 	if guestErr != nil {
-		t.Skip(guestErr)
+		t.Fatal(guestErr)
 	}
+}
+
+// needCGuest skips t if the C toolchain is not installed, and fails it if
+// the C guest could not be built.
+func needCGuest(t *testing.T) {
+	t.Helper()
+	harness.SkipOrFail(t, cguestErr)
 }
 
 // result is how a guest run ended.
@@ -357,9 +349,7 @@ func TestDifferential(t *testing.T) {
 // TestDifferentialC runs the C guest, through wasi-libc, under wazero's
 // WASI and under ours.
 func TestDifferentialC(t *testing.T) {
-	if cguestErr != nil {
-		t.Skip(cguestErr)
-	}
+	needCGuest(t)
 	out := differential(t, cguest, []string{"cguest", "x y"}, 5)
 	for _, want := range []string{
 		"isatty: 0 0",

@@ -148,12 +148,7 @@ func runWorkload(t *testing.T, ctx context.Context, rt wazero.Runtime, mod wazer
 func TestWasmWorkloads(t *testing.T) {
 	dir := t.TempDir()
 	ws, err := harness.BuildWasmWorkloads(dir)
-	if errors.Is(err, harness.ErrNoWasmToolchain) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	harness.SkipOrFail(t, err)
 	names := make([]string, 0, len(ws))
 	for n := range ws {
 		names = append(names, n)
