@@ -110,6 +110,11 @@ type Config struct {
 	// CompilationCache, if set, keeps compiled modules across vessels (a
 	// dock resuming many vessels of one module compiles it once).
 	CompilationCache wazero.CompilationCache
+	// Held makes Resume leave the guest stopped where its snapshot was
+	// taken, as Stop leaves it: Continue runs it, Close ends it, and
+	// nothing of the guest runs before. (A migration's destination holds
+	// the guest until its source commits.)
+	Held bool
 }
 
 // ErrExited is returned by Snapshot for a vessel whose guest has exited.
@@ -242,7 +247,19 @@ func Resume(ctx context.Context, cfg Config, snap *snapshot.Snapshot) (*Vessel, 
 		v.native.release()
 		return nil, fmt.Errorf("vessel: %w", err)
 	}
-	go v.run(ctx)
+	if !cfg.Held {
+		go v.run(ctx)
+		return v, nil
+	}
+	v.paused = true
+	go func() {
+		if <-v.resume {
+			v.run(ctx)
+			return
+		}
+		v.native.release()
+		v.finish(sys.NewExitError(KilledExitCode))
+	}()
 	return v, nil
 }
 

@@ -3,6 +3,7 @@ package vessel_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -180,6 +181,65 @@ func TestStopResume(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestResumeHeld resumes a snapshot held, as a migration's destination
+// does: the guest writes nothing until Continue, then ends exactly like an
+// uninterrupted run; a held guest that is closed instead never runs.
+func TestResumeHeld(t *testing.T) {
+	wl := workloads(t)["files"]
+	ctx := context.Background()
+	var out1 syncBuffer
+	v, err := vessel.Start(ctx, config(t, wl, &out1, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLines(t, &out1, 3)
+	snap, err := v.Stop(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close(ctx)
+
+	var out2 syncBuffer
+	cfg := config(t, wl, &out2, false)
+	cfg.Held = true
+	held := move(t, snap, cfg)
+	// A guest let run would print its next line within this time (it
+	// printed three in less); the held one must not.
+	waitCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = held.Wait(waitCtx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || out2.String() != "" {
+		t.Fatalf("held guest ran: wait %v, stdout %q", err, out2.String())
+	}
+	if _, err := held.Stop(ctx); err == nil {
+		t.Error("Stop of a held guest succeeded; want \"already stopped\"")
+	}
+	held.Continue()
+	code, err := held.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOut, _, err := wl.Golden()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out1.String() + out2.String(); got != wantOut || code != wl.WantExit {
+		t.Errorf("after Continue: exit %d, stdout %q; want %d, %q", code, got, wl.WantExit, wantOut)
+	}
+	held.Close(ctx)
+
+	var out3 syncBuffer
+	cfg = config(t, wl, &out3, false)
+	cfg.Held = true
+	closed := move(t, snap, cfg)
+	if err := closed.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := closed.Wait(ctx); code != vessel.KilledExitCode || out3.String() != "" {
+		t.Errorf("closed while held: exit %d, stdout %q; want %d and nothing", code, out3.String(), vessel.KilledExitCode)
 	}
 }
 
