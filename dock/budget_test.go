@@ -49,7 +49,7 @@ func (h *holdVessels) ReceiveVessel(ctx context.Context, t *VesselTransfer) (str
 	}
 	return t.Name, time.Millisecond, nil
 }
-func (h *holdVessels) RemoveVessel(context.Context, string) error { return nil }
+func (h *holdVessels) Decide(context.Context, string, bool) error { return nil }
 
 // TestVesselMemoryBudget checks that concurrent receives share the dock's
 // memory budget: while one holds most of it, a receive that needs more
@@ -64,7 +64,7 @@ func TestVesselMemoryBudget(t *testing.T) {
 	ctx := context.Background()
 	send := func(name string, n int64) (*Event, error) {
 		body := strconv.FormatInt(n, 10)
-		return c.SendVessel(ctx, strings.NewReader(body), int64(len(body)), name)
+		return c.SendVessel(ctx, strings.NewReader(body), int64(len(body)), name, NewSession())
 	}
 
 	big := make(chan error, 1)
@@ -138,7 +138,7 @@ func TestVesselMemoryBudgetConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			body := strconv.Itoa(10 << 20)
-			_, err := c.SendVessel(context.Background(), strings.NewReader(body), int64(len(body)), "v"+strconv.Itoa(i))
+			_, err := c.SendVessel(context.Background(), strings.NewReader(body), int64(len(body)), "v"+strconv.Itoa(i), NewSession())
 			errs <- err
 		}()
 	}

@@ -238,7 +238,9 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-func newSessionID() string {
+// NewSession returns a new migration session: 128 random bits in hex, by
+// which the source names the migration when it decides (Client.Decide).
+func NewSession() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return hex.EncodeToString(b)

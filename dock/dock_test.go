@@ -321,13 +321,20 @@ func (noVessels) HasModule([32]byte) bool { return false }
 func (noVessels) ReceiveVessel(context.Context, *VesselTransfer) (string, time.Duration, error) {
 	return "", 0, errdefs.New(errdefs.Unsupported, "no vessels here")
 }
-func (noVessels) RemoveVessel(context.Context, string) error { return nil }
+func (noVessels) Decide(_ context.Context, session string, commit bool) error {
+	if commit {
+		return errdefs.New(errdefs.NotFound, "no vessel in session %s", session)
+	}
+	return nil
+}
 
-// keepVessels keeps the snapshots it receives.
+// keepVessels keeps the snapshots it receives, and the decisions it is
+// told.
 type keepVessels struct {
-	module  [32]byte
-	got     []byte
-	removed string
+	module    [32]byte
+	got       []byte
+	session   string
+	decisions []string
 }
 
 func (k *keepVessels) HasModule(h [32]byte) bool { return h == k.module }
@@ -337,10 +344,14 @@ func (k *keepVessels) ReceiveVessel(_ context.Context, t *VesselTransfer) (strin
 	if int64(len(k.got)) != t.Size {
 		return "", 0, errors.New("size mismatch")
 	}
+	k.session = t.Session
 	return t.Name, 7 * time.Millisecond, err
 }
-func (k *keepVessels) RemoveVessel(_ context.Context, name string) error {
-	k.removed = name
+func (k *keepVessels) Decide(_ context.Context, session string, commit bool) error {
+	if session != k.session {
+		return errdefs.New(errdefs.NotFound, "no session %s", session)
+	}
+	k.decisions = append(k.decisions, map[bool]string{true: "commit", false: "abort"}[commit])
 	return nil
 }
 
@@ -356,24 +367,31 @@ func TestSendVessel(t *testing.T) {
 		t.Fatal("HasModule does not answer what the receiver has")
 	}
 	snap := []byte("a portable snapshot")
-	ev, err := c.SendVessel(ctx, bytes.NewReader(snap), int64(len(snap)), "v1")
+	session := NewSession()
+	ev, err := c.SendVessel(ctx, bytes.NewReader(snap), int64(len(snap)), "v1", session)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Pod != "v1" || ev.Restore != 7*time.Millisecond || ev.Bytes != int64(len(snap)) || !bytes.Equal(v.got, snap) {
-		t.Fatalf("event %+v, received %q", ev, v.got)
+	if ev.Pod != "v1" || ev.Restore != 7*time.Millisecond || ev.Bytes != int64(len(snap)) || !bytes.Equal(v.got, snap) || v.session != session {
+		t.Fatalf("event %+v, received %q in session %q", ev, v.got, v.session)
 	}
-	if v.removed != "" {
-		t.Fatalf("the dock removed %s although the source heard of it", v.removed)
+	if err := c.Decide(ctx, session, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Decide(ctx, NewSession(), true); errdefs.KindOf(err) != errdefs.NotFound {
+		t.Fatalf("commit of an unknown session: %v, want NotFound", err)
+	}
+	if strings.Join(v.decisions, " ") != "commit" {
+		t.Fatalf("decisions %q, want the one commit", v.decisions)
 	}
 	serial := serialOf(t, dir, "source")
-	for _, path := range []string{pathModules + hex.EncodeToString(v.module[:]), pathVessels} {
+	for _, path := range []string{pathModules + hex.EncodeToString(v.module[:]), pathVessels, pathDecide} {
 		wantRequestLogged(t, logs.String(), path, "source", serial)
 	}
 	// The dock logs the restore once the event is out: the source may
 	// read it first.
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "msg=\"vessel restored\" peer=source serial="+serial+" ") {
+	for !strings.Contains(logs.String(), "msg=\"vessel restored, held for its source's decision\" peer=source serial="+serial+" ") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the vessel's restore is not logged with its peer:\n%s", logs.String())
 		}
@@ -383,7 +401,7 @@ func TestSendVessel(t *testing.T) {
 
 func TestSendVesselRefused(t *testing.T) {
 	c := startDock(t, &Server{Vessels: noVessels{}})
-	_, err := c.SendVessel(context.Background(), strings.NewReader("x"), 1, "v1")
+	_, err := c.SendVessel(context.Background(), strings.NewReader("x"), 1, "v1", NewSession())
 	if errdefs.KindOf(err) != errdefs.Unsupported || !strings.Contains(err.Error(), "no vessels here") {
 		t.Fatalf("got %v, want the dock's Unsupported", err)
 	}
@@ -596,11 +614,11 @@ func TestDockHost(t *testing.T) {
 
 // goneVessels restores every vessel it is sent only once the source has
 // given up on it (the request's context is done), as a restore that ends
-// just after the source died would, and records what it is told to
-// remove.
+// just after the source died would, and records the sessions it is told
+// to abort.
 type goneVessels struct {
 	restoring chan struct{}
-	removed   chan string
+	aborted   chan string
 }
 
 func (g *goneVessels) HasModule([32]byte) bool { return false }
@@ -610,8 +628,10 @@ func (g *goneVessels) ReceiveVessel(ctx context.Context, t *VesselTransfer) (str
 	<-ctx.Done()
 	return t.Name, time.Millisecond, nil
 }
-func (g *goneVessels) RemoveVessel(_ context.Context, name string) error {
-	g.removed <- name
+func (g *goneVessels) Decide(_ context.Context, session string, commit bool) error {
+	if !commit {
+		g.aborted <- session
+	}
 	return nil
 }
 
@@ -620,20 +640,21 @@ func (g *goneVessels) RemoveVessel(_ context.Context, name string) error {
 // "restored" event is flushed, so that writing it fails, instead of
 // sitting in the response's buffer until the handler returns.
 func TestVesselRestoredToAGoneSource(t *testing.T) {
-	g := &goneVessels{restoring: make(chan struct{}), removed: make(chan string, 1)}
+	g := &goneVessels{restoring: make(chan struct{}), aborted: make(chan string, 1)}
 	c := startDock(t, &Server{Vessels: g})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-g.restoring
 		cancel() // the source gives up, as a Ctrl-C or its death would
 	}()
-	if _, err := c.SendVessel(ctx, strings.NewReader("snapshot"), int64(len("snapshot")), "v"); err == nil {
+	session := NewSession()
+	if _, err := c.SendVessel(ctx, strings.NewReader("snapshot"), int64(len("snapshot")), "v", session); err == nil {
 		t.Fatal("a source that gave up learned of the restore")
 	}
 	select {
-	case name := <-g.removed:
-		if name != "v" {
-			t.Fatalf("removed %q, want v", name)
+	case got := <-g.aborted:
+		if got != session {
+			t.Fatalf("aborted session %q, want %q", got, session)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the dock kept a vessel whose source never learned it runs there")

@@ -50,7 +50,7 @@ type podResponse struct {
 // SendPod starts the archive request of a native pod's migration. The
 // request lasts as long as ctx; Close ends it.
 func (c *Client) SendPod(ctx context.Context, o SendPodOptions) (*PodSend, error) {
-	s := &PodSend{ctx: ctx, c: c, session: newSessionID(), response: make(chan podResponse, 1)}
+	s := &PodSend{ctx: ctx, c: c, session: NewSession(), response: make(chan podResponse, 1)}
 	q := url.Values{"session": {s.session}}
 	if o.Lazy {
 		q.Set("lazy", "1")

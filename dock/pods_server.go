@@ -244,6 +244,23 @@ func (s *Server) receivePod(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// decideSession hands a decision to the receiver that has the session: a
+// session names one migration, of a vessel or of a native pod. A commit
+// that neither knows is an errdefs.NotFound; an abort goes to both.
+func (s *Server) decideSession(ctx context.Context, id string, commit bool) error {
+	err := s.Vessels.Decide(ctx, id, commit)
+	if s.Pods == nil {
+		return err
+	}
+	switch {
+	case commit && errdefs.KindOf(err) == errdefs.NotFound:
+		return s.Pods.Decide(ctx, id, commit)
+	case commit:
+		return err
+	}
+	return errors.Join(err, s.Pods.Decide(ctx, id, commit))
+}
+
 // decide carries out a source's decision on the pod it migrated here
 // (Client.Decide), and answers with one event.
 func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
@@ -257,7 +274,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	if sessionRE.MatchString(id) {
 		// Carried out in full even if the source goes meanwhile: it will
 		// ask again, and find it done.
-		err = s.Pods.Decide(context.WithoutCancel(r.Context()), id, commit)
+		err = s.decideSession(context.WithoutCancel(r.Context()), id, commit)
 	}
 	if err != nil {
 		log.Warn("decision failed", "err", err)

@@ -88,10 +88,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("GET "+pathHello, s.hello)
 	mux.HandleFunc("GET "+pathModules+"{hash}", s.hasModule)
 	mux.HandleFunc("POST "+pathVessels, s.receiveVessel)
+	mux.HandleFunc("POST "+pathDecide, s.decide)
 	if s.Pods != nil {
 		mux.HandleFunc("POST "+pathPods, s.receivePod)
 		mux.HandleFunc("POST "+pathPages, s.pages)
-		mux.HandleFunc("POST "+pathDecide, s.decide)
 	}
 	cfg := s.TLS.Clone()
 	cfg.NextProtos = []string{"h2"}

@@ -12,18 +12,24 @@ import (
 
 	"github.com/podctl/podctl/internal/budget"
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/failpoint"
 )
 
 // Vessel migration adds two requests to the dock's protocol:
 //
 //	GET  /v1/modules/HASH            200 if the dock has the prepared module
-//	POST /v1/vessels?name=N          a portable snapshot; the response is
-//	                                 one JSON event: "restored" or "error"
+//	POST /v1/vessels?name=N&session=S
+//	                                 a portable snapshot; the response is
+//	                                 one JSON event: "restored" (the
+//	                                 vessel is held prepared) or "error"
+//	POST /v1/decide?session=S[&commit=1]
+//	                                 the source's decision, as for a
+//	                                 native pod: run the vessel, or remove it
 //
 // A snapshot is self-contained and small next to a native pod's memory, so
 // it travels in one request once the vessel is stopped: the vessel's
-// downtime is its time-to-safepoint, the capture, the transfer and the
-// destination's resume.
+// downtime is its time-to-safepoint, the capture, the transfer, the
+// destination's resume and the commit.
 const (
 	pathModules = "/v1/modules/"
 	pathVessels = "/v1/vessels"
@@ -35,11 +41,15 @@ type VesselReceiver interface {
 	// HasModule reports whether the receiver has a prepared module.
 	HasModule(hash [32]byte) bool
 	// ReceiveVessel resumes the vessel whose portable snapshot t
-	// carries; it returns the pod's name and how long the resume took.
-	// On failure nothing is left.
+	// carries, held until its source decides (Decide); it returns the
+	// pod's name and how long the resume took. On failure nothing is
+	// left.
 	ReceiveVessel(ctx context.Context, t *VesselTransfer) (pod string, restore time.Duration, err error)
-	// RemoveVessel removes a received vessel pod, running or not.
-	RemoveVessel(ctx context.Context, name string) error
+	// Decide carries out the source's decision on the vessel it sent in
+	// session: run it (commit) or remove it. Repeating a decision
+	// carried out is not an error; committing a session never received
+	// is an errdefs.NotFound.
+	Decide(ctx context.Context, session string, commit bool) error
 }
 
 // VesselTransfer is one vessel arriving at a dock.
@@ -50,6 +60,8 @@ type VesselTransfer struct {
 	Size int64
 	// Name names the pod (empty: the snapshot's).
 	Name string
+	// Session is the migration's session, in which the source decides.
+	Session string
 	// Memory is the request's lease of the dock's memory budget: the
 	// receiver reserves there what it allocates for the vessel before
 	// allocating it. Disk is its lease of the disk budget, for what the
@@ -77,34 +89,38 @@ func (s *Server) hasModule(w http.ResponseWriter, r *http.Request) {
 // receiveVessel resumes a migrating vessel from the request's snapshot.
 func (s *Server) receiveVessel(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	name := r.URL.Query().Get("name")
-	log := s.requestLog(r)
+	name, session := r.URL.Query().Get("name"), r.URL.Query().Get("session")
+	log := s.requestLog(r).With("session", session)
+	send := eventSender(w)
+	if !sessionRE.MatchString(session) {
+		send(Event{Type: EventError, Error: "bad session id", Kind: int(errdefs.InvalidArgument)})
+		return
+	}
 	counted := &byteCounter{r: r.Body}
 	t := &VesselTransfer{
-		Body: counted, Size: max(r.ContentLength, 0), Name: name,
+		Body: counted, Size: max(r.ContentLength, 0), Name: name, Session: session,
 		Memory: s.Memory.Lease(r.Context()), Disk: s.Disk.Lease(r.Context()),
 	}
 	defer t.Memory.Release()
 	defer t.Disk.Release()
-	send := eventSender(w)
 	pod, restore, err := s.Vessels.ReceiveVessel(r.Context(), t)
 	if err != nil {
 		log.Warn("vessel receive failed", "pod", name, "err", err)
 		send(Event{Type: EventError, Error: err.Error(), Kind: int(errdefs.KindOf(err))})
 		return
 	}
-	// Flushed, a write to a source that has gone fails. (One that fails
-	// to tell a source that did read the event would lose the vessel on
-	// both hosts, so nothing else is taken for the source's absence: the
-	// rest of that window is issue 16's commit protocol.)
+	failpoint.Hit(r.Context(), "dock:prepared")
+	// Flushed, a write to a source that has gone fails: it never heard
+	// of the prepared vessel, so it can only run its own on. (A write
+	// that succeeds proves nothing: the vessel waits for the source's
+	// decision either way.)
 	if err := send(Event{Type: EventRestored, Pod: pod, Restore: restore, Bytes: counted.n}); err != nil {
-		// The source cannot know the vessel runs here and will resume
-		// its own: this one must go.
 		log.Warn("source went away before learning of the restore; removing the vessel", "pod", pod, "err", err)
-		s.Vessels.RemoveVessel(context.WithoutCancel(r.Context()), pod)
+		s.Vessels.Decide(context.WithoutCancel(r.Context()), session, false)
 		return
 	}
-	log.Info("vessel restored", "pod", pod, "restore", restore, "bytes", counted.n)
+	failpoint.Hit(r.Context(), "dock:restored-sent")
+	log.Info("vessel restored, held for its source's decision", "pod", pod, "restore", restore, "bytes", counted.n)
 }
 
 // byteCounter counts the bytes read through it.
@@ -135,10 +151,11 @@ func (c *Client) HasModule(ctx context.Context, hash [32]byte) bool {
 }
 
 // SendVessel posts a vessel's snapshot of size bytes, for the dock to
-// resume as the pod name, and waits for its verdict: the "restored"
-// event, or an error.
-func (c *Client) SendVessel(ctx context.Context, body io.Reader, size int64, name string) (*Event, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(pathVessels, url.Values{"name": {name}}), body)
+// resume as the pod name in the migration session (NewSession), and
+// waits for its verdict: the "restored" event (the vessel is held until
+// Decide), or an error.
+func (c *Client) SendVessel(ctx context.Context, body io.Reader, size int64, name, session string) (*Event, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(pathVessels, url.Values{"name": {name}, "session": {session}}), body)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func NativeDestination(m *pod.Manager, store vesselpod.Store, images pod.ImagePo
 		recovery: []recoveryStep{
 			{"vessel pods", store.Recover},
 			{"native pods", m.Recover},
-			{"housed vessels", func(ctx context.Context) error { return housed.Recover(ctx, m) }},
+			{"housed vessels", func(ctx context.Context) error { return housed.Recover(ctx, m, store.Handovers) }},
 		},
 		guard: virtns.Firewall{}.GuardDock,
 	}

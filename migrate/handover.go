@@ -1,5 +1,3 @@
-//go:build linux && cgo
-
 package migrate
 
 import (
@@ -9,17 +7,17 @@ import (
 	"github.com/podctl/podctl/dock"
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/pki"
-	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/handle"
 )
 
 // resolveTimeout bounds recovery's question to a dock about a handover.
 const resolveTimeout = 5 * time.Second
 
 // ResolveHandover settles a pod that a migration handed over to a dock
-// before its podctl died (a pod.HandoverResolver): it tells the dock again
+// before its podctl died (a handle.HandoverResolver; pod.Manager's and vesselpod.Store's): it tells the dock again
 // to run the pod, reaching it as the migration did. ran is false when
 // the dock never had the pod, which then runs here again.
-func ResolveHandover(ctx context.Context, h pod.Handover) (ran bool, err error) {
+func ResolveHandover(ctx context.Context, h handle.Handover) (ran bool, err error) {
 	cfg, err := pki.ClientConfig(h.PKI, h.Cert)
 	if err != nil {
 		return false, err

@@ -11,12 +11,12 @@ import (
 )
 
 // HousedVessel moves the vessel housed in the native pod house of m to
-// the dock c as a portable snapshot, as the pod as (house's name if
+// the dock c as a portable snapshot, as the pod o.Name (house's name if
 // empty), and then removes the house here: see Vessel.
-func HousedVessel(ctx context.Context, c *dock.Client, m *pod.Manager, house *pod.Manifest, as string) (*Result, error) {
-	if as == "" {
-		as = house.Spec.Name
+func HousedVessel(ctx context.Context, c *dock.Client, m *pod.Manager, house *pod.Manifest, o Options) (*Result, error) {
+	if o.Name == "" {
+		o.Name = house.Spec.Name
 	}
 	removeHouse := func(ctx context.Context) error { return m.Remove(ctx, house.Spec.Name, true) }
-	return Vessel(ctx, c, housed.View(m, house), house.Spec.Vessel.Name, as, removeHouse)
+	return Vessel(ctx, c, housed.View(m, house), house.Spec.Vessel.Name, o, removeHouse)
 }

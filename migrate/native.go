@@ -307,51 +307,6 @@ func (d *lazyDump) abandon(cancel context.CancelFunc) {
 	}
 }
 
-// decideRetry bounds how long a source keeps telling a dock that went
-// away (restarting, say) its decision.
-const decideRetry = 30 * time.Second
-
-// commitAtDock tells the dock to run the pod it holds prepared, again and
-// again (on new connections) until it confirms, it says it never had the
-// pod (which then runs here again), or decideRetry passes (the pod then
-// stays frozen here, handed over, for recovery to settle).
-func commitAtDock(ctx context.Context, out *pod.Outgoing, c *dock.Client, session string) error {
-	deadline := time.Now().Add(decideRetry)
-	delay := 50 * time.Millisecond
-	for {
-		err := c.Decide(ctx, session, true)
-		switch {
-		case err == nil:
-			return nil
-		case errdefs.KindOf(err) == errdefs.NotFound:
-			if rerr := out.Reclaim(ctx); rerr != nil {
-				return fmt.Errorf("the dock lost the pod (%v), and resuming it here failed: %w", err, rerr)
-			}
-			return fmt.Errorf("the dock lost the pod, which runs here again: %w", err)
-		case ctx.Err() != nil || time.Now().After(deadline):
-			return fmt.Errorf("the pod is handed over to %s, which has not confirmed it runs it (it stays frozen here; the next podctl command asks the dock again): %w", c.Addr(), err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, time.Second)
-	}
-}
-
-// abortTimeout bounds the courtesy of telling a dock a migration was
-// abandoned.
-const abortTimeout = 5 * time.Second
-
-// abortAtDock tells the dock, on a new request, to remove whatever it
-// holds of an abandoned migration. It is a courtesy: a pod the dock keeps
-// prepared never runs there, and goes when the pod migrates there again.
-func abortAtDock(ctx context.Context, c *dock.Client, session string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
-	defer cancel()
-	c.Decide(ctx, session, false)
-}
-
 // checkDock refuses a dock that cannot take a native pod from this host,
 // whose CPU features hostFeatures reports (asked only without o.Force).
 func checkDock(h *dock.Hello, o Options, hostFeatures func() (cpufeat.Features, error)) error {

@@ -27,10 +27,10 @@ func Pod(ctx context.Context, p handle.Pod, c *dock.Client, via string, o Option
 	}
 	switch p := p.(type) {
 	case *vesselpod.Handle:
-		return Vessel(ctx, c, p.Store(), p.Name(), p.Name(), nil)
+		return Vessel(ctx, c, p.Store(), p.Name(), o, nil)
 	case *housed.Handle:
 		if route == RouteSnapshot {
-			return HousedVessel(ctx, c, p.Manager(), p.House(), o.Name)
+			return HousedVessel(ctx, c, p.Manager(), p.House(), o)
 		}
 		return Native(ctx, p.Manager(), p.Name(), c, o)
 	case *pod.NativeHandle:

@@ -19,10 +19,12 @@ type VesselHost interface {
 	// HasModule reports whether the host has a prepared module.
 	HasModule(hash [32]byte) bool
 	// ReceiveVessel makes a new vessel pod from a snapshot and resumes
-	// it; it returns the pod's name. On failure nothing is left.
+	// it, held if o.Session is set; it returns the pod's name. On
+	// failure nothing is left.
 	ReceiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vesselpod.RestoreOptions) (string, error)
-	// RemoveVessel removes a received vessel pod, running or not.
-	RemoveVessel(ctx context.Context, name string) error
+	// Decide carries out a source's decision on the vessel it migrated
+	// here in session (see dock.VesselReceiver).
+	Decide(ctx context.Context, session string, commit bool) error
 }
 
 // VesselReceiver is the destination side of a migration as a portable
@@ -52,7 +54,7 @@ func (r VesselReceiver) HasModule(hash [32]byte) bool { return r.Host.HasModule(
 // snapshot carries goes to the module cache, and out again if the
 // receive fails.
 func (r VesselReceiver) ReceiveVessel(ctx context.Context, t *dock.VesselTransfer) (string, time.Duration, error) {
-	o := vesselpod.RestoreOptions{Name: t.Name}
+	o := vesselpod.RestoreOptions{Name: t.Name, Session: t.Session}
 	if t.Memory != nil {
 		o.MemoryBudget = t.Memory
 		if limit := t.Memory.Limit(); limit > 0 {
@@ -90,9 +92,10 @@ func (r VesselReceiver) ReceiveVessel(ctx context.Context, t *dock.VesselTransfe
 	return pod, time.Since(start), nil
 }
 
-// RemoveVessel removes a received vessel pod, running or not.
-func (r VesselReceiver) RemoveVessel(ctx context.Context, name string) error {
-	return r.Host.RemoveVessel(ctx, name)
+// Decide carries out a source's decision on the vessel it migrated here
+// in session.
+func (r VesselReceiver) Decide(ctx context.Context, session string, commit bool) error {
+	return r.Host.Decide(ctx, session, commit)
 }
 
 // PlainVessels keeps received vessels as vessel pods of a store.
@@ -110,7 +113,7 @@ func (p PlainVessels) ReceiveVessel(ctx context.Context, snap *snapshot.Snapshot
 	return m.Spec.Name, nil
 }
 
-// RemoveVessel is vesselpod.Store.Remove, forced.
-func (p PlainVessels) RemoveVessel(ctx context.Context, name string) error {
-	return p.Store.Remove(ctx, name, true)
+// Decide is vesselpod.Store.Decide; an abort discards the vessel pod.
+func (p PlainVessels) Decide(ctx context.Context, session string, commit bool) error {
+	return p.Store.Decide(ctx, session, commit, p.Store.Discard)
 }

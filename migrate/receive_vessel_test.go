@@ -144,7 +144,7 @@ func (h *holdHost) ReceiveVessel(ctx context.Context, snap *snapshot.Snapshot, o
 	runtime.KeepAlive(snap)
 	return "", errdefs.New(errdefs.Conflict, "held")
 }
-func (h *holdHost) RemoveVessel(context.Context, string) error { return nil }
+func (h *holdHost) Decide(context.Context, string, bool) error { return nil }
 
 // TestDockHeapUnderBudget runs a real dock (mutual TLS, HTTP/2) with the
 // real vessel receiver and a memory budget, and has N authenticated
@@ -191,7 +191,7 @@ func TestDockHeapUnderBudget(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := c.SendVessel(context.Background(), bytes.NewReader(data), int64(len(data)), "bomb-"+strconv.Itoa(i))
+			_, err := c.SendVessel(context.Background(), bytes.NewReader(data), int64(len(data)), "bomb-"+strconv.Itoa(i), dock.NewSession())
 			errs <- err
 		}()
 	}
@@ -333,7 +333,7 @@ func TestDockRefusesStringBomb(t *testing.T) {
 	}
 	var sendErr error
 	n := allocated(func() {
-		_, sendErr = c.SendVessel(context.Background(), bytes.NewReader(data), int64(len(data)), "bomb")
+		_, sendErr = c.SendVessel(context.Background(), bytes.NewReader(data), int64(len(data)), "bomb", dock.NewSession())
 	})
 	t.Logf("a %d-byte string bomb: refused with %v after the process allocated %.1f MiB", len(data), sendErr, float64(n)/(1<<20))
 	if sendErr == nil {

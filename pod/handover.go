@@ -8,6 +8,7 @@ import (
 
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/failpoint"
+	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/restart"
 	"github.com/podctl/podctl/virtns"
 )
@@ -37,15 +38,7 @@ const (
 )
 
 // Handover records where a handed-over pod went.
-type Handover struct {
-	// Dock is the destination's address, Session the migration's.
-	Dock    string `json:"dock"`
-	Session string `json:"session"`
-	// PKI and Cert are the directory and name of the certificate this
-	// host reached the dock with, to reach it again.
-	PKI  string `json:"pki,omitempty"`
-	Cert string `json:"cert,omitempty"`
-}
+type Handover = handle.Handover
 
 // Prepare restores the pod like Start, but frozen and without announcing
 // its address, and records it as prepared in session: from then on a
@@ -267,11 +260,9 @@ func (out *Outgoing) Reclaim(ctx context.Context) error {
 	return out.frozen.Resume()
 }
 
-// HandoverResolver asks a dock about a pod handed over to it: ran is true
-// once the dock runs the pod (it has committed it now, or had before),
-// false if the dock has no such pod (the pod may resume here). An error
-// leaves the question for the next recovery.
-type HandoverResolver func(ctx context.Context, h Handover) (ran bool, err error)
+// HandoverResolver asks a dock about a pod handed over to it (see
+// handle.HandoverResolver).
+type HandoverResolver = handle.HandoverResolver
 
 // resolveHandovers settles the pods of this host left handed over by a
 // podctl that died before the dock confirmed: each goes, or runs here

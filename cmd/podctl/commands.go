@@ -14,6 +14,7 @@ import (
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/migrate"
 	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/housed"
 )
 
 // podCommands are this build's pod commands: native pods (namespaces,
@@ -204,7 +205,19 @@ func psCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			vessels, err := vesselRows(g)
+			// A dock that does not answer leaves its vessels handed
+			// over: ps shows them so.
+			if n, _ := housed.SettleStopped(c.Context(), m, pods, migrate.ResolveHandover); n > 0 {
+				if pods, err = m.List(c.Context()); err != nil {
+					return err
+				}
+			}
+			for _, p := range pods {
+				if st := housed.MigrationState(m, &p.Manifest); st != "" && p.Status == "running" {
+					p.Status = string(st)
+				}
+			}
+			vessels, err := vesselRows(c.Context(), g)
 			if err != nil {
 				return err
 			}

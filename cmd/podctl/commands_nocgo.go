@@ -67,7 +67,7 @@ func vesselPsCommand(g *globalOptions) *cobra.Command {
 		Short: "List pods",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			vessels, err := vesselRows(g)
+			vessels, err := vesselRows(c.Context(), g)
 			if err != nil {
 				return err
 			}
@@ -169,7 +169,7 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			defer client.Close()
-			res, err := migrate.Vessel(c.Context(), client, g.vessels(), args[0], args[0], nil)
+			res, err := migrate.Vessel(c.Context(), client, g.vessels(), args[0], migrate.Options{PKI: absPath(tls.dir), Cert: tls.name}, nil)
 			return printMigration(c, res, err, asJSON)
 		},
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +24,7 @@ import (
 // native pods dispatch here for vessel pods, the others have nothing else.
 
 func (g *globalOptions) vessels() vesselpod.Store {
-	return vesselpod.Store{Root: g.root}
+	return vesselpod.Store{Root: g.root, Handovers: migrate.ResolveHandover}
 }
 
 // vesselFlags are create's vessel options.
@@ -77,7 +78,9 @@ func createVessel(c *cobra.Command, g *globalOptions, name string, v vesselFlags
 }
 
 // vesselRows are `podctl ps` rows for the vessel pods.
-func vesselRows(g *globalOptions) ([]*vesselpod.Status, error) { return g.vessels().List() }
+func vesselRows(ctx context.Context, g *globalOptions) ([]*vesselpod.Status, error) {
+	return g.vessels().List(ctx)
+}
 
 // printVesselRow writes one vessel pod as a ps row (NAME STATUS IP PORTS
 // CREATED COMMAND).

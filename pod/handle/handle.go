@@ -93,3 +93,23 @@ type RestoreOptions struct {
 type Report interface {
 	String() string
 }
+
+// Handover records where a migration handed a pod over: to the dock that
+// holds it until the source's commit (see ARCHITECTURE.md, "The commit
+// point"). A source that dies before the dock confirms keeps the pod
+// stopped under this record, and its next podctl asks the dock again.
+type Handover struct {
+	// Dock is the destination's address, Session the migration's.
+	Dock    string `json:"dock"`
+	Session string `json:"session"`
+	// PKI and Cert are the directory and name of the certificate this
+	// host reached the dock with, to reach it again.
+	PKI  string `json:"pki,omitempty"`
+	Cert string `json:"cert,omitempty"`
+}
+
+// HandoverResolver asks a dock about a pod handed over to it: ran is true
+// once the dock runs the pod (it has committed it now, or had before),
+// false if the dock has no such pod (the pod may run here again). An
+// error leaves the question for the next recovery.
+type HandoverResolver func(ctx context.Context, h Handover) (ran bool, err error)

@@ -32,6 +32,7 @@ import (
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/failpoint"
 	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/vesselpod"
 	"github.com/podctl/podctl/virtns"
 	"github.com/podctl/podctl/wasm/snapshot"
@@ -74,6 +75,9 @@ func Receive(ctx context.Context, m *pod.Manager, host vesselpod.Store, snap *sn
 		name = snap.Meta[vesselpod.MetaName]
 	}
 	o.Name = name
+	if err := supersede(ctx, m, name, snap.Meta); err != nil {
+		return nil, err
+	}
 	resume := vesselpod.Store{Root: Root}.ResumePath(name)
 	man, err := start(ctx, m, houseSpec(name, snap.WASI.Args, resume), func(inPod vesselpod.Store) (func(), error) {
 		_, _, unlock, err := inPod.Unpack(snap, o, prepared)
@@ -142,12 +146,13 @@ func start(ctx context.Context, m *pod.Manager, spec pod.Spec, seed func(inPod v
 	return man, nil
 }
 
-// Recover removes the pods housing a vessel that a dead podctl left half
-// started: a vessel still recorded as creating that nobody operates on.
-// Its guest may run, but the podctl that started it never reported it
-// running (a dock never answered "restored", so the source's vessel runs
-// on), so it must go.
-func Recover(ctx context.Context, m *pod.Manager) error {
+// Recover settles what dead podctls left of the vessels housed in pods
+// of m (vesselpod.Store.Settle): a pod whose vessel was half started goes
+// (its guest may run, but nobody was told it runs: a received one is
+// held, and its source runs its own on); a prepared one stays held for
+// its source's decision; a handed-over one goes or runs on as its dock
+// says, asked through handovers (nil: it stays stopped).
+func Recover(ctx context.Context, m *pod.Manager, handovers handle.HandoverResolver) error {
 	pods, err := m.List(ctx)
 	if err != nil {
 		return err
@@ -157,11 +162,57 @@ func Recover(ctx context.Context, m *pod.Manager) error {
 		if p.Spec.Vessel == nil {
 			continue
 		}
-		if View(m, &p.Manifest).Abandoned(p.Spec.Vessel.Name) {
-			errs = append(errs, m.Remove(ctx, p.Spec.Name, true))
-		}
+		view := View(m, &p.Manifest)
+		view.Handovers = handovers
+		errs = append(errs, view.Settle(ctx, p.Spec.Vessel.Name, discardHousing(m, p.Spec.Name)))
 	}
 	return errors.Join(errs...)
+}
+
+// SettleStopped settles the vessels housed in pods of m that a podctl
+// that died left stopped (vesselpod.Store.SettleStopped): a handed-over
+// one goes with its pod, or runs on, as its dock says (asked through
+// handovers); one stopped before its handover runs on. It reports how
+// many were handed over (whose pods may be gone now).
+func SettleStopped(ctx context.Context, m *pod.Manager, pods []*pod.Status, handovers handle.HandoverResolver) (int, error) {
+	var errs []error
+	n := 0
+	for _, p := range pods {
+		if p.Spec.Vessel == nil || p.Status != string(virtns.StatusRunning) {
+			continue
+		}
+		if MigrationState(m, &p.Manifest) == vesselpod.StateHandedOver {
+			n++
+		}
+		view := View(m, &p.Manifest)
+		view.Handovers = handovers
+		errs = append(errs, view.SettleStopped(ctx, p.Spec.Vessel.Name, discardHousing(m, p.Spec.Name)))
+	}
+	return n, errors.Join(errs...)
+}
+
+// MigrationState is the state of the vessel that man houses if it is in
+// the middle of a migration (vesselpod.StatePrepared or StateHandedOver),
+// or half created (StateCreating): its pod runs, but its guest does not.
+// It is "" otherwise.
+func MigrationState(m *pod.Manager, man *pod.Manifest) vesselpod.State {
+	if man.Spec.Vessel == nil {
+		return ""
+	}
+	v, err := View(m, man).Load(man.Spec.Vessel.Name)
+	if err != nil {
+		return ""
+	}
+	switch v.State {
+	case vesselpod.StatePrepared, vesselpod.StateHandedOver, vesselpod.StateCreating:
+		return v.State
+	}
+	return ""
+}
+
+// discardHousing discards a housed vessel with the pod housing it.
+func discardHousing(m *pod.Manager, housing string) vesselpod.Discard {
+	return func(ctx context.Context, _ string) error { return m.Remove(ctx, housing, true) }
 }
 
 // waitStarted polls until the housed supervisor has reported its start,
@@ -218,7 +269,36 @@ func (d Dock) ReceiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vess
 	return man.Spec.Name, nil
 }
 
-// RemoveVessel removes a pod housing a vessel, running or not.
-func (d Dock) RemoveVessel(ctx context.Context, name string) error {
-	return d.Manager.Remove(ctx, name, true)
+// Decide carries out a source's decision on the vessel it migrated here
+// in session (vesselpod.Store.Decide): an abort removes the pod housing
+// it.
+func (d Dock) Decide(ctx context.Context, session string, commit bool) error {
+	pods, err := d.Manager.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range pods {
+		if p.Spec.Vessel == nil {
+			continue
+		}
+		view := View(d.Manager, &p.Manifest)
+		if view.SessionPod(session) != "" {
+			return view.Decide(ctx, session, commit, discardHousing(d.Manager, p.Spec.Name))
+		}
+	}
+	if commit {
+		return errdefs.New(errdefs.NotFound, "no vessel was received here in session %s", session)
+	}
+	return nil
+}
+
+// supersede removes the pod name if it houses a vessel held prepared from
+// an earlier migration of the pod whose snapshot's metadata is meta
+// (vesselpod.Store.Supersede).
+func supersede(ctx context.Context, m *pod.Manager, name string, meta vesselpod.Meta) error {
+	man, err := m.Manifest(name)
+	if err != nil || man.Spec.Vessel == nil {
+		return nil
+	}
+	return View(m, man).Supersede(ctx, man.Spec.Vessel.Name, meta, discardHousing(m, name))
 }

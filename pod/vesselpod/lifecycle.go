@@ -117,23 +117,39 @@ func (s Store) Install(o CreateOptions, prepared *prepare.Prepared) (_ *Manifest
 }
 
 // launch starts a pod's supervisor (resuming from the snapshot file
-// resume, if set) and records the pod as created.
+// resume, if set) and records the pod as started (see Launched).
 func (s Store) launch(ctx context.Context, m *Manifest, resume string) error {
 	if err := s.startSupervisor(ctx, m.Spec.Name, resume); err != nil {
 		return err
 	}
-	m.State = StateCreated
+	m.State = m.launchedState()
 	return s.save(m)
 }
 
-// Launched records that a pod's supervisor was started.
+// Launched records that a pod's supervisor was started: the pod is
+// created, or prepared if a migration session brought it (its guest is
+// held until the source decides).
 func (s Store) Launched(name string) error {
 	m, err := s.Load(name)
 	if err != nil {
 		return err
 	}
-	m.State = StateCreated
+	m.State = m.launchedState()
 	return s.save(m)
+}
+
+// launchedState is the state of a pod whose supervisor was started.
+func (m *Manifest) launchedState() State {
+	if m.Session != "" {
+		return StatePrepared
+	}
+	return StateCreated
+}
+
+// held reports whether a supervisor starting for the pod holds its guest:
+// a received pod that its source has not decided on.
+func (m *Manifest) held() bool {
+	return m.Session != "" && (m.State == StateCreating || m.State == StatePrepared)
 }
 
 // makePodDir creates a new pod's directory and takes its operation lock.
@@ -289,6 +305,10 @@ type RestoreOptions struct {
 	// DiskBudget, if set, is where Unpack reserves the space of the
 	// snapshot file it writes for the supervisor, before writing it.
 	DiskBudget Reserver
+	// Session, if set, is the migration that brings the snapshot: the
+	// pod is then received prepared, its guest held until its source
+	// decides (Store.Decide).
+	Session string
 }
 
 // Reserver reserves a resource (bytes of memory or disk) from a budget
@@ -503,16 +523,19 @@ func (s Store) restoreInPlace(ctx context.Context, name string, snap *snapshot.S
 	return m, nil
 }
 
-// Receive makes a new vessel pod from a snapshot and resumes it: the
-// module comes from the snapshot or this host's cache, the preopened
-// directories and logs from the snapshot. On failure nothing of the pod
-// is left.
+// Receive makes a new vessel pod from a snapshot and resumes it (held, if
+// o.Session is set): the module comes from the snapshot or this host's
+// cache, the preopened directories and logs from the snapshot. On
+// failure nothing of the pod is left.
 func (s Store) Receive(ctx context.Context, snap *snapshot.Snapshot, o RestoreOptions) (*Manifest, error) {
 	if err := o.Check(snap); err != nil {
 		return nil, err
 	}
 	prepared, err := s.ModuleFor(snap, o)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.Supersede(ctx, o.name(snap), snap.Meta, s.Discard); err != nil {
 		return nil, err
 	}
 	m, file, unlock, err := s.Unpack(snap, o, prepared)
@@ -556,8 +579,8 @@ func (s Store) Unpack(snap *snapshot.Snapshot, o RestoreOptions, prepared *prepa
 	}()
 	m := &Manifest{
 		Kind: Kind, ID: newID(), State: StateCreating, Created: time.Now().UTC(),
-		ModuleHash: hashHex(prepared.Hash),
-		Spec:       Spec{Name: name, Module: snap.Meta[MetaModule], Args: snap.WASI.Args, Env: snap.WASI.Env, MemoryLimit: o.MemoryLimit},
+		ModuleHash: hashHex(prepared.Hash), Session: o.Session, SourceID: snap.Meta[MetaID],
+		Spec: Spec{Name: name, Module: snap.Meta[MetaModule], Args: snap.WASI.Args, Env: snap.WASI.Env, MemoryLimit: o.MemoryLimit},
 	}
 	for _, p := range snap.WASI.Preopens {
 		m.Spec.Dirs = append(m.Spec.Dirs, DirMap{Guest: p.GuestPath})

@@ -99,11 +99,11 @@ func (o *Outgoing) Commit(ctx context.Context) error {
 	return os.RemoveAll(o.s.podDir(o.name))
 }
 
-// Close lets a stopped guest run on unless Commit was called, and releases
-// the pod.
+// Close lets a stopped guest run on unless Commit, HandOver or Reclaim
+// was called, and releases the pod.
 func (o *Outgoing) Close() error {
 	var err error
-	if !o.done && !o.stoppedAt.IsZero() {
+	if !o.done && !o.stoppedAt.IsZero() && !o.HandedOver() {
 		err = o.ctl.do(o.cleanupCtx, request{Op: opContinue})
 	}
 	os.Remove(o.SnapshotPath())

@@ -44,6 +44,7 @@ import (
 	"github.com/podctl/podctl/internal/errdefs"
 	"github.com/podctl/podctl/internal/names"
 	"github.com/podctl/podctl/internal/statedir"
+	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/wasm/prepare"
 )
 
@@ -86,6 +87,12 @@ const (
 	StateCreated State = "created"
 	// StateCheckpointed: stopped, its state in checkpoint.snap.
 	StateCheckpointed State = "checkpointed"
+	// StatePrepared: received by a migration, its guest resumed but held
+	// where it stopped, until its source decides (Store.Decide).
+	StatePrepared State = "prepared"
+	// StateHandedOver: migrated, its guest stopped here for good unless
+	// the dock it went to says it never had it (Outgoing.HandOver).
+	StateHandedOver State = "handed-over"
 )
 
 // Manifest is a vessel pod's record.
@@ -99,12 +106,19 @@ type Manifest struct {
 	// and of the prepared module, in hex.
 	SourceHash string `json:"sourceHash,omitempty"`
 	ModuleHash string `json:"moduleHash"`
+	// Session is the migration that brought the pod here, and SourceID
+	// the ID of the pod it came from (see Store.Decide).
+	Session  string `json:"session,omitempty"`
+	SourceID string `json:"sourceID,omitempty"`
+	// Handover is where a handed-over pod went (StateHandedOver).
+	Handover *handle.Handover `json:"handover,omitempty"`
 }
 
 // Status is a vessel pod as `podctl ps` shows it.
 type Status struct {
 	*Manifest
-	// Status is "running", "exited", "checkpointed" or "creating".
+	// Status is "running", "exited", "checkpointed", "creating", or, in
+	// the middle of a migration, "prepared" or "handed-over".
 	Status string `json:"status"`
 	// ExitCode is the guest's exit status, once it has exited.
 	ExitCode *int   `json:"exitCode,omitempty"`
@@ -121,6 +135,10 @@ type Store struct {
 	Self []string
 	// WasmOpt is Binaryen's wasm-opt ("" finds it on PATH).
 	WasmOpt string
+	// Handovers, if set, settles the pods a migration handed over to a
+	// dock whose confirmation never came (see Recover). Without it they
+	// stay stopped.
+	Handovers handle.HandoverResolver
 }
 
 // SelfEnv names the environment variable that overrides Store.Self: the
@@ -227,8 +245,8 @@ func (s Store) Status(name string) (*Status, error) {
 	switch {
 	case m.State == StateCheckpointed:
 		st.Status = string(StateCheckpointed)
-	case m.State == StateCreating:
-		st.Status = string(StateCreating)
+	case m.State == StateCreating, m.State == StatePrepared, m.State == StateHandedOver:
+		st.Status = string(m.State)
 	case s.running(name):
 		st.Status = "running"
 	default:
@@ -243,7 +261,10 @@ func (s Store) Status(name string) (*Status, error) {
 }
 
 // List returns every vessel pod, by name.
-func (s Store) List() ([]*Status, error) {
+func (s Store) List(ctx context.Context) ([]*Status, error) {
+	// A dock that does not answer leaves its vessels handed over: the
+	// list shows them so.
+	_ = s.settleStopped(ctx)
 	ents, err := os.ReadDir(s.dir())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -291,50 +312,4 @@ func parseHash(s string) ([32]byte, error) {
 	}
 	copy(h[:], b)
 	return h, nil
-}
-
-// Abandoned reports whether the pod name is recorded as creating and
-// nobody operates on it: a podctl died starting it.
-func (s Store) Abandoned(name string) bool {
-	l, err := s.lock(name)
-	if err != nil {
-		return false // busy: someone is on it
-	}
-	defer l.Unlock()
-	m, err := s.Load(name)
-	return err == nil && m.State == StateCreating
-}
-
-// Recover removes what a dead podctl left half created: vessel pods still
-// "creating" that nobody operates on. Once ctx is done it stops before
-// the next pod (each pod is removed whole or not at all); the next
-// Recover finishes the job.
-func (s Store) Recover(ctx context.Context) error {
-	ents, err := os.ReadDir(s.dir())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range ents {
-		if err := ctx.Err(); err != nil {
-			return errors.Join(append(errs, err)...)
-		}
-		name := e.Name()
-		if names.Validate(name) != nil {
-			continue
-		}
-		l, err := s.lock(name)
-		if err != nil {
-			continue // busy: someone is on it
-		}
-		m, err := s.Load(name)
-		if (err != nil || m.State == StateCreating) && !s.running(name) {
-			errs = append(errs, os.RemoveAll(s.podDir(name)))
-		}
-		l.Unlock()
-	}
-	return errors.Join(errs...)
 }

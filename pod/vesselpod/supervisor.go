@@ -326,6 +326,7 @@ func (s Store) newSupervisor(name, resume string) (_ *supervisor, err error) {
 		Module:      prepared,
 		WASI:        wasi.Config{Args: m.Spec.Args, Env: m.Spec.Env, Stdout: sv.stdout, Stderr: sv.stderr},
 		Interpreter: os.Getenv(EngineEnv) == "interpreter",
+		Held:        resume != "" && m.held(),
 	}
 	if m.Spec.MemoryLimit > 0 {
 		cfg.MemoryLimitPages = uint32(m.Spec.MemoryLimit / snapshot.PageSize)
@@ -460,7 +461,7 @@ func (sv *supervisor) stop(req request) reply {
 	if err != nil {
 		return fail(err)
 	}
-	snap.Meta = map[string]string{MetaName: m.Spec.Name, MetaModule: m.Spec.Module}
+	snap.Meta = map[string]string{MetaName: m.Spec.Name, MetaModule: m.Spec.Module, MetaID: m.ID}
 	if req.Module {
 		hash, _ := parseHash(m.ModuleHash)
 		p, err := sv.s.cache().Load(hash)
@@ -506,6 +507,10 @@ const (
 	MetaName = "podctl.pod.name"
 	// MetaModule is the module's path at creation, for display.
 	MetaModule = "podctl.pod.module"
+	// MetaID is the pod's ID: a destination that holds a pod prepared
+	// from an earlier migration of the same pod knows from it that the
+	// earlier one was abandoned (Store.Supersede).
+	MetaID = "podctl.pod.id"
 )
 
 // writeSnapshot encodes snap into path atomically (temp, rename), synced
