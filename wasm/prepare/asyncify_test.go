@@ -6,11 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand"
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +16,8 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+
+	"github.com/podctl/podctl/internal/testseed"
 )
 
 // preparedModules holds the modules prepareModule made in this test
@@ -253,27 +253,6 @@ func migrate(ctx context.Context, t *testing.T, cache wazero.CompilationCache, p
 	}
 }
 
-// seedEnv names the environment variable that replays a random test
-// with a given seed.
-const seedEnv = "PODCTL_TEST_SEED"
-
-// testSeed returns the seed of a random test: $PODCTL_TEST_SEED when it
-// is set, the time otherwise. It logs the seed, and how to replay it. A
-// seed fixes the intervals between stops, not the instructions they
-// land on: the guest runs on while a timer counts them down.
-func testSeed(t testing.TB) int64 {
-	t.Helper()
-	seed := time.Now().UnixNano()
-	if v := os.Getenv(seedEnv); v != "" {
-		var err error
-		if seed, err = strconv.ParseInt(v, 10, 64); err != nil {
-			t.Fatalf("%s=%q: %v", seedEnv, v, err)
-		}
-	}
-	t.Logf("seed %d (replay with %s=%d)", seed, seedEnv, seed)
-	return seed
-}
-
 // checkMigration runs a module uninterrupted and prepared and stopped and
 // moved many times, and fails the test unless both print the same and
 // exit the same way.
@@ -289,7 +268,9 @@ func checkMigration(t *testing.T, original []byte, interval time.Duration, args 
 	want, _ := runOnce(ctx, t, cache, original, args...)
 	noGC(t)
 	spareP(t)
-	seed := testSeed(t)
+	// A seed fixes the intervals between stops, not the instructions
+	// they land on: the guest runs on while a timer counts them down.
+	seed := testseed.Seed(t)
 	start := time.Now()
 	got := migrate(ctx, t, cache, prepared, startModule, interval, rand.New(rand.NewSource(seed)), args...)
 	if got.stdout != want.stdout || got.exitCode != want.exitCode {
