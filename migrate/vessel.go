@@ -79,7 +79,7 @@ func Vessel(ctx context.Context, c *dock.Client, store vesselpod.Store, name str
 	}
 	res.Transfer = time.Since(t) - ev.Restore
 	res.Restore = ev.Restore
-	failpoint.Hit(ctx, "migrate:vessel-restored")
+	failpoint.Hit(ctx, "migrate:restored-read")
 	// The commit point: the dock holds the vessel prepared; once
 	// recorded here as handed over, it must never run here again.
 	if err := out.HandOver(handle.Handover{Dock: c.Addr(), Session: session, PKI: o.PKI, Cert: o.Cert}); err != nil {

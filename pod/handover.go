@@ -84,17 +84,25 @@ func (m *Manager) Decide(ctx context.Context, session string, commit bool) error
 		}
 		return nil
 	}
-	man, pl, err := m.loadLocked(ctx, name)
-	if err != nil {
+	pending, err := m.decideLocked(ctx, name, session, commit)
+	if err != nil || !pending {
 		return err
 	}
-	defer func() {
-		if pl != nil {
-			pl.Unlock()
-		}
-	}()
+	// Committed before, and still receiving its memory: the source
+	// learns the outcome once post-copy ends.
+	return m.waitForPages(ctx, name, session)
+}
+
+// decideLocked is Decide on the pod name, with its lock held. pending
+// reports a pod committed before whose post-copy has not ended.
+func (m *Manager) decideLocked(ctx context.Context, name, session string, commit bool) (pending bool, err error) {
+	man, pl, err := m.loadLocked(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	defer pl.Unlock()
 	if man.Session != session {
-		return errdefs.New(errdefs.Conflict, "pod %s changed while the decision on session %s came", name, session)
+		return false, errdefs.New(errdefs.Conflict, "pod %s changed while the decision on session %s came", name, session)
 	}
 	switch {
 	case man.State == StatePrepared && commit:
@@ -102,28 +110,24 @@ func (m *Manager) Decide(ctx context.Context, session string, commit bool) error
 		// thaws a created pod it finds frozen.
 		man.State = StateCreated
 		if err := m.store.save(man); err != nil {
-			return err
+			return false, err
 		}
 		failpoint.Hit(ctx, "decide:committed")
 		t, err := m.restartTarget(man)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := restart.Release(ctx, t); err != nil {
-			return err
+			return false, err
 		}
 		failpoint.Hit(ctx, "decide:released")
-		return nil
+		return false, nil
 	case man.State == StatePrepared:
-		return m.teardown(ctx, man)
-	case commit && man.PagesPending:
-		pl.Unlock()
-		pl = nil
-		return m.waitForPages(ctx, name, session)
+		return false, m.teardown(ctx, man)
 	case commit:
-		return nil // committed before
+		return man.PagesPending, nil // committed before
 	default:
-		return errdefs.New(errdefs.Conflict, "pod %s of session %s runs here already: it cannot be aborted", name, session)
+		return false, errdefs.New(errdefs.Conflict, "pod %s of session %s runs here already: it cannot be aborted", name, session)
 	}
 }
 

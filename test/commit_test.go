@@ -22,58 +22,16 @@ func TestCommitCrashPoints(t *testing.T) {
 	a, b := lan.Hosts[0], lan.Hosts[1]
 	createCounter(t, a, "victim")
 
-	cases := []struct {
-		name               string
-		sourceEnv, dockEnv []string
-	}{
-		// The source's podctl dies ...
-		{name: "source killed once restored was read", sourceEnv: armed("migrate:restored-read")},
-		{name: "source killed once handed over", sourceEnv: armed("migrate:handed-over")},
-		{name: "source killed once the dock committed", sourceEnv: armed("migrate:committed")},
-		// ... the dock dies ...
-		{name: "dock killed once prepared", dockEnv: armed("dock:prepared")},
-		{name: "dock killed once restored was sent", dockEnv: armed("dock:restored-sent")},
-		{name: "dock killed while it commits", dockEnv: armed("decide:committed")},
-		// ... or the connection dies.
-		{name: "connection cut before restored is read", sourceEnv: armed("migrate:cut-at-restored")},
-		{name: "connection cut before the commit", sourceEnv: armed("migrate:cut-at-commit")},
-	}
 	for _, mode := range []string{"stop-and-copy", "live"} {
-		for _, tc := range cases {
+		for _, tc := range commitCrashPoints {
 			t.Run(mode+"/"+strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
-				counted := consecutive(t, "victim's log", a.MustPodctl("logs", "victim"))
-				argv := []string{"migrate", "victim", "--to", lan.DockAddr(1), "--pki", pki}
-				if mode == "live" {
-					argv = append(argv, "--live")
-				}
-				r, dock := faultyMigration(t, lan, pki, argv, tc.sourceEnv, tc.dockEnv)
-				defer dock.Stop()
-				if strings.Contains(tc.name, "source killed") && r.Code != -1 {
-					t.Fatalf("the source was not killed at its failpoint: exit %d", r.Code)
-				}
-				on := survivor(t, "victim", a, b)
-				harness.Eventually(t, 20*time.Second, func() error {
-					if n := consecutive(t, "victim's log", on.MustPodctl("logs", "victim")); n < counted+5 {
-						return fmt.Errorf("the pod counted to %d only (was at %d)", n, counted)
+				tc.check(t, lan, pki, "victim", func(to int) []string {
+					argv := []string{"migrate", "victim", "--to", lan.DockAddr(to), "--pki", pki}
+					if mode == "live" {
+						argv = append(argv, "--live")
 					}
-					return nil
+					return argv
 				})
-				if on == b {
-					back := lan.StartDock(t, 0, pki)
-					b.MustPodctl("migrate", "victim", "--to", lan.DockAddr(0), "--pki", pki)
-					back.Stop()
-					if !runningOn(t, a, "victim") {
-						t.Fatal("the pod did not come back")
-					}
-				}
-				// Whatever the destination kept (a prepared pod whose
-				// abort was lost) never runs, and the next migration
-				// of the pod supersedes it; until then it is frozen.
-				for _, p := range mustPods(t, b) {
-					if p.Name == "victim" && p.Status != "prepared" {
-						t.Fatalf("the destination keeps the pod as %s", p.Status)
-					}
-				}
 			})
 		}
 	}
@@ -82,6 +40,68 @@ func TestCommitCrashPoints(t *testing.T) {
 	a.MustPodctl("migrate", "victim", "--to", lan.DockAddr(1), "--pki", pki)
 	if !runningOn(t, b, "victim") || podNames(t, a) != "" {
 		t.Fatalf("after the faults: destination %s, source %s", podNames(t, b), podNames(t, a))
+	}
+}
+
+// commitCrash is a crash point of the commit protocol: the failpoints
+// armed in the source's podctl and in the dock.
+type commitCrash struct {
+	name               string
+	sourceEnv, dockEnv []string
+}
+
+// commitCrashPoints are the crash points of the commit protocol, for a
+// native pod and for a vessel alike (ARCHITECTURE.md, "The commit point").
+var commitCrashPoints = []commitCrash{
+	// The source's podctl dies ...
+	{name: "source killed once restored was read", sourceEnv: armed("migrate:restored-read")},
+	{name: "source killed once handed over", sourceEnv: armed("migrate:handed-over")},
+	{name: "source killed once the dock committed", sourceEnv: armed("migrate:committed")},
+	// ... the dock dies ...
+	{name: "dock killed once prepared", dockEnv: armed("dock:prepared")},
+	{name: "dock killed once restored was sent", dockEnv: armed("dock:restored-sent")},
+	{name: "dock killed while it commits", dockEnv: armed("decide:committed")},
+	// ... or the connection dies.
+	{name: "connection cut before restored is read", sourceEnv: armed("migrate:cut-at-restored")},
+	{name: "connection cut before the commit", sourceEnv: armed("migrate:cut-at-commit")},
+}
+
+// check migrates the counting pod name from the LAN's host 0 to host 1
+// with migrate(1)'s arguments, crashing at c, and checks the rule:
+// afterwards exactly one host runs the pod, which counts on, every
+// number once; whatever the destination kept is prepared, never running.
+// A pod left on host 1 migrates back, with migrate(0)'s arguments.
+func (c commitCrash) check(t *testing.T, lan *harness.LAN, pki, name string, migrate func(to int) []string) {
+	t.Helper()
+	a, b := lan.Hosts[0], lan.Hosts[1]
+	counted := consecutive(t, name+"'s log", a.MustPodctl("logs", name))
+	r, dock := faultyMigration(t, lan, pki, migrate(1), c.sourceEnv, c.dockEnv)
+	defer dock.Stop()
+	if strings.Contains(c.name, "source killed") && r.Code != -1 {
+		t.Fatalf("the source was not killed at its failpoint: exit %d", r.Code)
+	}
+	on := survivor(t, name, a, b)
+	harness.Eventually(t, 20*time.Second, func() error {
+		if n := consecutive(t, name+"'s log", on.MustPodctl("logs", name)); n < counted+5 {
+			return fmt.Errorf("the pod counted to %d only (was at %d)", n, counted)
+		}
+		return nil
+	})
+	if on == b {
+		back := lan.StartDock(t, 0, pki)
+		b.MustPodctl(migrate(0)...)
+		back.Stop()
+		if !runningOn(t, a, name) {
+			t.Fatal("the pod did not come back")
+		}
+	}
+	// Whatever the destination kept (a prepared pod whose abort was
+	// lost) never runs, and the next migration of the pod supersedes
+	// it; until then it is frozen (a vessel: held).
+	for _, p := range mustPods(t, b) {
+		if p.Name == name && p.Status != "prepared" {
+			t.Fatalf("the destination keeps the pod as %s", p.Status)
+		}
 	}
 }
 

@@ -122,9 +122,7 @@ func TestConcurrentMigrations(t *testing.T) {
 
 	t.Run("dock-stopped-while-receiving", func(t *testing.T) {
 		createCounter(t, a, "victim")
-		// The destination's network stays once made: make it first.
-		b.MustPodctl("create", "--name", "warmup", "--", "true")
-		b.MustPodctl("rm", "-f", "warmup")
+		makePodNetwork(t, b)
 		before := b.Snapshot()
 		// The dock holds the receive once the archive is in; SIGTERM
 		// must end it cleanly.

@@ -39,8 +39,7 @@ func TestDockKilledDuringReceiveStartsAgain(t *testing.T) {
 	pki := lan.PKI(t)
 	a, b := lan.Hosts[0], lan.Hosts[1]
 	createCounter(t, a, "victim")
-	b.MustPodctl("create", "--name", "warmup", "--", "true")
-	b.MustPodctl("rm", "-f", "warmup")
+	makePodNetwork(t, b)
 	script := filepath.Join(t.TempDir(), "kill-dock.sh")
 	if err := os.WriteFile(script, []byte(killDockScript), 0o755); err != nil {
 		t.Fatal(err)

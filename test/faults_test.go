@@ -26,6 +26,16 @@ func createCounter(t testing.TB, h *harness.Host, name string) {
 	waitLog(t, h, name, "3\n")
 }
 
+// makePodNetwork makes h's pod network, which stays once made (when its
+// last pod goes, like podman's): a test that checks that a failed
+// migration leaves nothing on h makes it first, so that only the pod's
+// own things count.
+func makePodNetwork(t testing.TB, h *harness.Host) {
+	t.Helper()
+	h.MustPodctl("create", "--name", "warmup", "--", "true")
+	h.MustPodctl("rm", "-f", "warmup")
+}
+
 // faultyMigration runs `podctl argv...` on host a (a migration to the
 // dock of host 1) with sourceEnv, against a dock started with dockEnv. A
 // dock that dies is started again at once, as an operator would, while

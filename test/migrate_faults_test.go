@@ -20,11 +20,7 @@ func TestMigrateFaultsLeaveSourceRunning(t *testing.T) {
 	pki := lan.PKI(t)
 	a, b := lan.Hosts[0], lan.Hosts[1]
 	createCounter(t, a, "victim")
-	// The destination's pod network exists already (a network stays when
-	// its last pod goes, like podman's): what a failed migration must not
-	// leave is the pod's own things.
-	b.MustPodctl("create", "--name", "warmup", "--", "true")
-	b.MustPodctl("rm", "-f", "warmup")
+	makePodNetwork(t, b)
 	// Forget the allocator's round-robin hint, so that a pod created on
 	// the destination takes the first address: the victim's.
 	os.Remove(filepath.Join(b.Root, "leases", "ip-default", ".next"))

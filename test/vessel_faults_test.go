@@ -21,11 +21,7 @@ func TestVesselMigrateFaultsLeaveSourceRunning(t *testing.T) {
 	lan := harness.NewLAN(t, podctlBin, 2)
 	pki := lan.PKI(t)
 	a, b := lan.Hosts[0], lan.Hosts[1]
-	// The destination's pod network exists already (it stays when its
-	// last pod goes): what a failed migration must not leave is the
-	// vessel's own things.
-	b.MustPodctl("create", "--name", "warmup", "--", "true")
-	b.MustPodctl("rm", "-f", "warmup")
+	makePodNetwork(t, b)
 	cases := []struct {
 		name    string
 		noDock  bool
