@@ -182,21 +182,25 @@ func tunnelTo(ctx context.Context, ss *session, helper func(context.Context, *os
 		})
 	}()
 	err = <-helperDone
-	// The helper's last words (the page server's final acknowledgement)
-	// may still be in the socket: let the relay drain them, and the source
-	// close its side, before ending the tunnel request.
-	var relayErr error
-	select {
-	case relayErr = <-relayDone:
-	case <-time.After(10 * time.Second):
-		ours.Close()
-		close(t.done)
-		relayErr = <-relayDone
-		return refusedOr(disk, damagedOr(relayErr, err))
+	// The last words of a helper that succeeded (the page server's final
+	// acknowledgement) may still be in the socket: let the relay drain
+	// them, and the source close its side, before ending the tunnel
+	// request. A helper that failed, or was stopped with the receive, has
+	// none: the tunnel ends at once, or the source's CRIU, waiting for an
+	// answer that never comes, would wait out the drain (the stalled
+	// dumps of TestMigrateFaultsLeaveSourceRunning/truncated-archive).
+	if err == nil {
+		select {
+		case relayErr := <-relayDone:
+			ours.Close()
+			close(t.done)
+			return refusedOr(disk, damagedOr(relayErr, err))
+		case <-time.After(10 * time.Second):
+		}
 	}
 	ours.Close()
 	close(t.done)
-	return refusedOr(disk, damagedOr(relayErr, err))
+	return refusedOr(disk, damagedOr(<-relayDone, err))
 }
 
 // damagedOr returns the relay's error if the page stream arrived damaged
