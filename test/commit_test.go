@@ -81,12 +81,21 @@ func (c commitCrash) check(t *testing.T, lan *harness.LAN, pki, name string, mig
 		t.Fatalf("the source was not killed at its failpoint: exit %d", r.Code)
 	}
 	on := survivor(t, name, a, b)
+	held := ""
+	if on == a && preparedOn(t, b, name) {
+		held = b.MustPodctl("logs", name)
+	}
 	harness.Eventually(t, 20*time.Second, func() error {
 		if n := consecutive(t, name+"'s log", on.MustPodctl("logs", name)); n < counted+5 {
 			return fmt.Errorf("the pod counted to %d only (was at %d)", n, counted)
 		}
 		return nil
 	})
+	// A prepared copy is recorded so, and must be stopped too: it counted
+	// nothing while the survivor counted on.
+	if held != "" && b.MustPodctl("logs", name) != held {
+		t.Fatalf("the copy prepared on the destination runs: its log grew from %d lines to %d", lines(held), lines(b.MustPodctl("logs", name)))
+	}
 	if on == b {
 		back := lan.StartDock(t, 0, pki)
 		b.MustPodctl(migrate(0)...)
@@ -98,11 +107,20 @@ func (c commitCrash) check(t *testing.T, lan *harness.LAN, pki, name string, mig
 	// Whatever the destination kept (a prepared pod whose abort was
 	// lost) never runs, and the next migration of the pod supersedes
 	// it; until then it is frozen (a vessel: held).
-	for _, p := range mustPods(t, b) {
-		if p.Name == name && p.Status != "prepared" {
-			t.Fatalf("the destination keeps the pod as %s", p.Status)
+	if podNames(t, b) != "" && !preparedOn(t, b, name) {
+		t.Fatalf("the destination keeps %s", podNames(t, b))
+	}
+}
+
+// preparedOn reports whether h holds pod name prepared.
+func preparedOn(t testing.TB, h *harness.Host, name string) bool {
+	t.Helper()
+	for _, p := range mustPods(t, h) {
+		if p.Name == name {
+			return p.Status == "prepared"
 		}
 	}
+	return false
 }
 
 // mustPods lists h's pods.
