@@ -1,9 +1,11 @@
 package test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,12 +16,12 @@ import (
 	"github.com/podctl/podctl/test/harness"
 )
 
-// holdRestoreScript is a CRIU action script that holds each restore at
-// its start (pre-restore) until the test creates release.N, N counting
-// the restores from 1, or until the CRIU that runs it is killed. It
-// records the held CRIU's PID in held.N/criu.
-const holdRestoreScript = `#!/bin/sh
-[ "$CRTOOLS_SCRIPT_ACTION" = pre-restore ] || exit 0
+// holdScript is a CRIU action script that holds each CRIU run at the
+// action ACTION (its start: pre-dump, pre-restore) until the test creates
+// release.N, N counting the held runs from 1, or until the CRIU that runs
+// it is killed. It records the held CRIU's PID in held.N/criu.
+const holdScript = `#!/bin/sh
+[ "$CRTOOLS_SCRIPT_ACTION" = ACTION ] || exit 0
 dir=$(dirname "$0")
 n=1
 while ! mkdir "$dir/held.$n" 2>/dev/null; do n=$((n+1)); done
@@ -29,13 +31,16 @@ echo $criu > "$dir/held.$n/criu"
 while [ ! -e "$dir/release.$n" ] && kill -0 $criu 2>/dev/null; do sleep 0.05; done
 `
 
-// TestCancelledRestoreSparesTheOthers cancels a migration while the
-// dock's CRIU restores the pod, with a second migration's CRIU restoring
-// on the same dock at the same moment. The cancelled restore's CRIU (the
-// one `make deps` installs runs under its own dynamic loader) must be
-// killed, so that the dock gives the pod's name, address and staging back
-// at once; the other must be spared and finish.
-func TestCancelledRestoreSparesTheOthers(t *testing.T) {
+// TestCancelledCRIUSparesTheOthers cancels a migration while a CRIU run
+// of it is held, with a second migration's run held at the same point on
+// the same hosts: the source's dump (with the dock's page server
+// receiving), the dock's restore, and the dock's restore of a --live
+// migration (with its lazy-pages daemon). The cancelled migration's CRIU
+// and its helper on the dock must be killed (CRIU, as `make deps`
+// installs it, runs under its own dynamic loader: a kill by name finds
+// nothing), so that the dock gives the pod's name, address and staging
+// back at once; the other migration's must be spared, and finish.
+func TestCancelledCRIUSparesTheOthers(t *testing.T) {
 	harness.RequireRoot(t)
 	lan := harness.NewLAN(t, podctlBin, 2)
 	pki := lan.PKI(t)
@@ -43,74 +48,144 @@ func TestCancelledRestoreSparesTheOthers(t *testing.T) {
 	for _, name := range []string{"first", "second"} {
 		createCounter(t, a, name)
 	}
-	scripts := t.TempDir()
-	script := filepath.Join(scripts, "hold.sh")
-	if err := os.WriteFile(script, []byte(holdRestoreScript), 0o755); err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name string
+		// action is where CRIU is held, in the source's dump or in the
+		// dock's restore.
+		action string
+		live   bool
+		// helper is the dock's CRIU helper that runs meanwhile.
+		helper string
+	}{
+		{name: "dump", action: "pre-dump", helper: "page-server"},
+		{name: "restore", action: "pre-restore"},
+		{name: "live-restore", action: "pre-restore", live: true, helper: "lazy-pages"},
 	}
-	dock := lan.StartDockEnv(t, 1, pki, failpoint.EnvVar+"="+failpoint.CRIUScriptPrefix+script)
-	t.Cleanup(dock.Stop)
-	heldCRIU := func(n int) int {
-		t.Helper()
-		var pid int
-		harness.Eventually(t, 60*time.Second, func() error {
-			b, err := os.ReadFile(filepath.Join(scripts, fmt.Sprintf("held.%d", n), "criu"))
-			if err != nil {
-				return fmt.Errorf("restore %d not held yet: %v (dock: %s)", n, err, dock.Stderr())
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			scripts := t.TempDir()
+			script := filepath.Join(scripts, "hold.sh")
+			if err := os.WriteFile(script, []byte(strings.Replace(holdScript, "ACTION", tc.action, 1)), 0o755); err != nil {
+				t.Fatal(err)
 			}
-			pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-			return err
+			armed := failpoint.EnvVar + "=" + failpoint.CRIUScriptPrefix + script
+			var dockEnv, sourceEnv []string
+			if tc.action == "pre-dump" {
+				sourceEnv = []string{armed}
+			} else {
+				dockEnv = []string{armed}
+			}
+			dock := lan.StartDockEnv(t, 1, pki, dockEnv...)
+			defer dock.Stop()
+			heldCRIU := func(n int) int {
+				t.Helper()
+				var pid int
+				harness.Eventually(t, 60*time.Second, func() error {
+					b, err := os.ReadFile(filepath.Join(scripts, fmt.Sprintf("held.%d", n), "criu"))
+					if err != nil {
+						return fmt.Errorf("CRIU run %d not held yet: %v (dock: %s)", n, err, dock.Stderr())
+					}
+					pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+					return err
+				})
+				return pid
+			}
+			release := func(n int) {
+				t.Helper()
+				if err := os.WriteFile(filepath.Join(scripts, fmt.Sprintf("release.%d", n)), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			alive := func(pid int) bool { return syscall.Kill(pid, 0) == nil }
+			migrate := func(name string) *harness.Background {
+				argv := []string{"migrate", name, "--to", lan.DockAddr(1), "--pki", pki}
+				if tc.live {
+					argv = append(argv, "--live")
+				}
+				cmd := a.Command(a.PodctlArgv(argv...)...)
+				cmd.Env = append(os.Environ(), sourceEnv...)
+				return harness.StartBackground(t, cmd)
+			}
+			first := migrate("first")
+			firstCRIU := heldCRIU(1)
+			second := migrate("second")
+			secondCRIU := heldCRIU(2)
+			if tc.helper != "" {
+				harness.Eventually(t, 20*time.Second, func() error {
+					if n := len(criuHelpers(b, tc.helper)); n != 2 {
+						return fmt.Errorf("the dock runs %d %s helpers, want one per migration", n, tc.helper)
+					}
+					return nil
+				})
+			}
+
+			// Ctrl-C the first migration while both CRIU runs are held.
+			r := first.Interrupt(30 * time.Second)
+			if r.Code != 130 || !strings.Contains(r.Stderr, "interrupted") {
+				t.Fatalf("interrupted migrate: exit %d, stderr %q (want 130, interrupted)", r.Code, r.Stderr)
+			}
+			if p := a.Inspect("first"); p.Status != "running" {
+				t.Fatalf("the interrupted migration's pod is %s at the source", p.Status)
+			}
+			harness.Eventually(t, 20*time.Second, func() error {
+				if alive(firstCRIU) {
+					return fmt.Errorf("the cancelled migration's CRIU (pid %d) still runs", firstCRIU)
+				}
+				if names := podNames(t, b); strings.Contains(names, "first") {
+					return fmt.Errorf("the dock still holds the cancelled pod: %s", names)
+				}
+				if tc.helper != "" && len(criuHelpers(b, tc.helper)) != 1 {
+					return fmt.Errorf("the dock runs %s helpers %v, want the spared migration's only", tc.helper, criuHelpers(b, tc.helper))
+				}
+				return nil
+			})
+			if !alive(secondCRIU) {
+				t.Fatalf("cancelling one migration killed the other's CRIU (pid %d)", secondCRIU)
+			}
+
+			// The other migration goes on once released, and the
+			// cancelled pod can migrate again at once (to a dock that
+			// holds nothing).
+			release(2)
+			if r := second.Wait(); r.Code != 0 {
+				t.Fatalf("the spared migration failed: exit %d, %s\nthe dock's log:\n%s", r.Code, r.Stderr, dock.Stderr())
+			}
+			dock.Stop()
+			lan.StartDock(t, 1, pki)
+			a.MustPodctl("migrate", "first", "--to", lan.DockAddr(1), "--pki", pki)
+			for _, name := range []string{"first", "second"} {
+				if p := b.Inspect(name); p.Status != "running" {
+					t.Fatalf("%s is %s at the destination", name, p.Status)
+				}
+			}
+			// Back to the source for the next case.
+			back := lan.StartDock(t, 0, pki)
+			defer back.Stop()
+			for _, name := range []string{"first", "second"} {
+				b.MustPodctl("migrate", name, "--to", lan.DockAddr(0), "--pki", pki)
+			}
 		})
-		return pid
 	}
-	release := func(n int) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(scripts, fmt.Sprintf("release.%d", n)), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	alive := func(pid int) bool { return syscall.Kill(pid, 0) == nil }
+}
 
-	migrate := func(name string) *harness.Background {
-		return harness.StartBackground(t, a.Command(a.PodctlArgv("migrate", name, "--to", lan.DockAddr(1), "--pki", pki)...))
-	}
-	first := migrate("first")
-	firstCRIU := heldCRIU(1)
-	second := migrate("second")
-	secondCRIU := heldCRIU(2)
-
-	// Ctrl-C the first migration while both restores are in CRIU.
-	r := first.Interrupt(30 * time.Second)
-	if r.Code != 130 || !strings.Contains(r.Stderr, "interrupted") {
-		t.Fatalf("interrupted migrate: exit %d, stderr %q (want 130, interrupted)", r.Code, r.Stderr)
-	}
-	if p := a.Inspect("first"); p.Status != "running" {
-		t.Fatalf("the interrupted migration's pod is %s at the source", p.Status)
-	}
-	harness.Eventually(t, 20*time.Second, func() error {
-		if alive(firstCRIU) {
-			return fmt.Errorf("the cancelled restore's CRIU (pid %d) still runs", firstCRIU)
+// criuHelpers lists the PIDs of the CRIU helpers (`criu page-server`,
+// `criu lazy-pages`) named helper that host h's podctl runs: their
+// command lines name an images directory under h's state root.
+func criuHelpers(h *harness.Host, helper string) []int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var pids []int
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
 		}
-		if names := podNames(t, b); strings.Contains(names, "first") {
-			return fmt.Errorf("the dock still holds the cancelled pod: %s", names)
+		args := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
+		if !slices.Contains(args, helper) || !strings.Contains(string(b), h.Root+"/") {
+			continue
 		}
-		return nil
-	})
-	if !alive(secondCRIU) {
-		t.Fatalf("cancelling one restore killed the other's CRIU (pid %d)", secondCRIU)
-	}
-
-	// The other restore goes on once released, and the cancelled pod can
-	// migrate again at once.
-	release(2)
-	if r := second.Wait(); r.Code != 0 {
-		t.Fatalf("the spared migration failed: exit %d, %s\nthe dock's log:\n%s", r.Code, r.Stderr, dock.Stderr())
-	}
-	release(3)
-	a.MustPodctl("migrate", "first", "--to", lan.DockAddr(1), "--pki", pki)
-	for _, name := range []string{"first", "second"} {
-		if p := b.Inspect(name); p.Status != "running" {
-			t.Fatalf("%s is %s at the destination", name, p.Status)
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			pids = append(pids, pid)
 		}
 	}
+	return pids
 }
