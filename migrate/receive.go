@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/podctl/podctl/dock"
@@ -73,8 +74,16 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 	}
 	// Should post-copy's tunnel break, the pod stops before the
 	// lazy-pages daemon learns of it (and lets missing pages read as
-	// zeros): it must never run without its memory.
+	// zeros): it must never run without its memory. While CRIU still
+	// restores it, it is not frozen (that would freeze CRIU's own
+	// processes in the pod's cgroup, which a cancelled receive could then
+	// never kill): the restore ends with the pod frozen anyway, and the
+	// break is then taken as lost pages.
+	tunnel := &tunnelState{}
 	broken := func() {
+		if !tunnel.broke() {
+			return
+		}
 		if err := in.Freeze(context.WithoutCancel(ctx)); err != nil {
 			log.Error("post-copy broke and the pod could not be frozen", "err", err)
 		}
@@ -89,6 +98,13 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 	// the commit point), so that whatever dies, it never runs twice.
 	if err := in.Prepare(ctx, images.criuDir, images.upperDir, t.Lazy, t.Session()); err != nil {
 		return err
+	}
+	if tunnel.restored() {
+		log.Warn("post-copy broke while the pod was restored: it cannot run without its memory; removing it")
+		if err := in.PagesLost(ctx); err != nil {
+			log.Error("removing the pod failed", "err", err)
+		}
+		return errors.New("post-copy: the page tunnel broke during the restore")
 	}
 	restoreTime := time.Since(start)
 	failpoint.Hit(ctx, "dock:prepared")
@@ -244,4 +260,30 @@ func waitForFile(ctx context.Context, path string, exited <-chan error) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// tunnelState orders a post-copy tunnel's break with the end of the
+// restore: a break during the restore is left to the restore's end (see
+// NativeReceiver.ReceivePod).
+type tunnelState struct {
+	mu                      sync.Mutex
+	restoreDone, brokeEarly bool
+}
+
+// broke records the tunnel's break, and reports whether the restore had
+// ended (the pod must then be frozen at once).
+func (s *tunnelState) broke() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.brokeEarly = !s.restoreDone
+	return s.restoreDone
+}
+
+// restored records the restore's end, and reports whether the tunnel
+// broke during it.
+func (s *tunnelState) restored() (brokeEarly bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.restoreDone = true
+	return s.brokeEarly
 }
