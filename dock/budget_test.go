@@ -183,20 +183,7 @@ func TestPageTunnelDiskBudget(t *testing.T) {
 			}
 			pods := &echoPods{pages: make(chan []byte, 1)}
 			c := startDock(t, &Server{Pods: pods, Vessels: noVessels{}, Disk: disk})
-			ctx := context.Background()
-			send, err := c.SendPod(ctx, SendPodOptions{Name: "web", Lazy: lazy})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer send.Close()
-			io.WriteString(send.Archive, "manifest;")
-			if err := send.Accepted(); err != nil {
-				t.Fatal(err)
-			}
-			criu, done, err := send.RelayPages(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			send, criu, done := sendToPages(t, c, SendPodOptions{Name: "web", Lazy: lazy})
 			go func() {
 				criu.Write(bytes.Repeat([]byte{0xa5}, 512<<10))
 				shutdownWrite(criu)
@@ -205,7 +192,7 @@ func TestPageTunnelDiskBudget(t *testing.T) {
 			}()
 			<-done
 			send.EndArchive()
-			_, err = send.Restored()
+			_, err := send.Restored()
 			if lazy {
 				if err != nil {
 					t.Fatalf("post-copy pages counted against the disk budget: %v", err)

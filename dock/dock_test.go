@@ -202,6 +202,29 @@ func (e *echoPods) ReceivePod(ctx context.Context, t *PodTransfer) error {
 	return t.Restored("p-"+t.Name, "10.88.0.9", 42*time.Millisecond)
 }
 
+// sendToPages starts sending a pod to c with o, as a source does until
+// its CRIU dumps: the archive's start, the dock's acceptance, then the
+// page tunnel, whose end of a socket pair the source's CRIU writes its
+// pages to (criu) and whose outcome arrives on done.
+func sendToPages(t *testing.T, c *Client, o SendPodOptions) (send *PodSend, criu *os.File, done <-chan error) {
+	t.Helper()
+	ctx := context.Background()
+	send, err := c.SendPod(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(send.Close)
+	io.WriteString(send.Archive, "manifest;")
+	if err := send.Accepted(); err != nil {
+		t.Fatalf("Accepted: %v", err)
+	}
+	criu, done, err = send.RelayPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return send, criu, done
+}
+
 // TestSendPod sends a pod through a real dock, archive and page tunnel,
 // and checks that the dock logged every request with the identity of the
 // peer that made it.
@@ -218,20 +241,7 @@ func TestSendPod(t *testing.T) {
 	if !h.Has(CapabilityCRIU) || !h.Has(CapabilityWasm) {
 		t.Fatalf("capabilities %v, want criu (from the receiver) and wasm", h.Capabilities)
 	}
-	send, err := c.SendPod(ctx, SendPodOptions{Name: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer send.Close()
-	io.WriteString(send.Archive, "manifest;")
-	if err := send.Accepted(); err != nil {
-		t.Fatalf("Accepted: %v", err)
-	}
-	// The source's CRIU writes its pages to one end of a socket pair.
-	criu, done, err := send.RelayPages(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	send, criu, done := sendToPages(t, c, SendPodOptions{Name: "web"})
 	page := bytes.Repeat([]byte{0xa5}, 1<<20)
 	criu.Write(page)
 	shutdownWrite(criu)

@@ -43,20 +43,7 @@ func (r *refusingPods) ReceivePod(ctx context.Context, t *PodTransfer) error {
 // been killed with the receive, and CRIU's failure then hid the dock's.)
 func TestTunnelEndsWhenTheReceiveFails(t *testing.T) {
 	c := startDock(t, &Server{Pods: &refusingPods{}, Vessels: noVessels{}})
-	ctx := context.Background()
-	send, err := c.SendPod(ctx, SendPodOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer send.Close()
-	io.WriteString(send.Archive, "manifest;")
-	if err := send.Accepted(); err != nil {
-		t.Fatal(err)
-	}
-	criu, done, err := send.RelayPages(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, criu, done := sendToPages(t, c, SendPodOptions{})
 	defer criu.Close()
 	start := time.Now()
 	criu.Write([]byte("OPEN2..."))

@@ -82,7 +82,7 @@ func (c commitCrash) check(t *testing.T, lan *harness.LAN, pki, name string, mig
 	}
 	on := survivor(t, name, a, b)
 	held := ""
-	if on == a && preparedOn(t, b, name) {
+	if on == a && statusOn(t, b, name) == "prepared" {
 		held = b.MustPodctl("logs", name)
 	}
 	harness.Eventually(t, 20*time.Second, func() error {
@@ -107,20 +107,9 @@ func (c commitCrash) check(t *testing.T, lan *harness.LAN, pki, name string, mig
 	// Whatever the destination kept (a prepared pod whose abort was
 	// lost) never runs, and the next migration of the pod supersedes
 	// it; until then it is frozen (a vessel: held).
-	if podNames(t, b) != "" && !preparedOn(t, b, name) {
+	if podNames(t, b) != "" && statusOn(t, b, name) != "prepared" {
 		t.Fatalf("the destination keeps %s", podNames(t, b))
 	}
-}
-
-// preparedOn reports whether h holds pod name prepared.
-func preparedOn(t testing.TB, h *harness.Host, name string) bool {
-	t.Helper()
-	for _, p := range mustPods(t, h) {
-		if p.Name == name {
-			return p.Status == "prepared"
-		}
-	}
-	return false
 }
 
 // mustPods lists h's pods.

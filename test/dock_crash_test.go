@@ -169,12 +169,18 @@ func TestDockKilledDuringReceiveStartsAgain(t *testing.T) {
 // runningOn reports whether host h runs pod name.
 func runningOn(t testing.TB, h *harness.Host, name string) bool {
 	t.Helper()
+	return statusOn(t, h, name) == "running"
+}
+
+// statusOn is pod name's status on host h ("" if h has no such pod).
+func statusOn(t testing.TB, h *harness.Host, name string) string {
+	t.Helper()
 	for _, p := range mustPods(t, h) {
 		if p.Name == name {
-			return p.Status == "running"
+			return p.Status
 		}
 	}
-	return false
+	return ""
 }
 
 // setImmutable creates path if needed and sets or clears its immutable
