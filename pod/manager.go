@@ -483,10 +483,43 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 			leftovers = append(leftovers, fmt.Errorf("recover pod %s: %w", name, err))
 		}
 	}
+	if only == "" {
+		if err := m.releaseStaleLeases(); err != nil {
+			leftovers = append(leftovers, err)
+		}
+	}
 	if leftovers != nil {
 		return &LeftoverError{Pods: leftovers}
 	}
 	return nil
+}
+
+// releaseStaleLeases releases the addresses and ports leased to pods that
+// do not exist. A podctl that dies between taking a lease and recording
+// its pod's address leaves one, which no teardown knows of (Take would
+// reclaim it once the key is wanted again; recovery leaves the state root
+// as it was instead). The caller holds the state lock, under which every
+// lease is taken.
+func (m *Manager) releaseStaleLeases() error {
+	dirs, err := filepath.Glob(filepath.Join(m.opts.Root, "leases", "*"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, dir := range dirs {
+		leases := statedir.Leases{Dir: dir}
+		all, err := leases.All()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for key, owner := range all {
+			if !m.store.podIDExists(owner) {
+				errs = append(errs, leases.Release(key, owner))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // LeftoverError reports pods that a dead podctl left half done and that
