@@ -201,21 +201,9 @@ func psCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			pods, err := m.List(c.Context())
+			pods, err := housed.List(c.Context(), m, migrate.ResolveHandover)
 			if err != nil {
 				return err
-			}
-			// A dock that does not answer leaves its vessels handed
-			// over: ps shows them so.
-			if n, _ := housed.SettleStopped(c.Context(), m, pods, migrate.ResolveHandover); n > 0 {
-				if pods, err = m.List(c.Context()); err != nil {
-					return err
-				}
-			}
-			for _, p := range pods {
-				if st := housed.MigrationState(m, &p.Manifest); st != "" && p.Status == "running" {
-					p.Status = string(st)
-				}
 			}
 			vessels, err := vesselRows(c.Context(), g)
 			if err != nil {

@@ -169,12 +169,37 @@ func Recover(ctx context.Context, m *pod.Manager, handovers handle.HandoverResol
 	return errors.Join(errs...)
 }
 
-// SettleStopped settles the vessels housed in pods of m that a podctl
+// List lists m's pods as `podctl ps` shows them. It first settles the
+// vessels housed in them that a podctl that died left stopped
+// (settleStopped); then a pod housing a vessel in the middle of a
+// migration shows the vessel's state (MigrationState) instead of
+// "running".
+func List(ctx context.Context, m *pod.Manager, handovers handle.HandoverResolver) ([]*pod.Status, error) {
+	pods, err := m.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A dock that does not answer leaves its vessels handed over: the
+	// list shows them so.
+	if n, _ := settleStopped(ctx, m, pods, handovers); n > 0 {
+		if pods, err = m.List(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range pods {
+		if st := MigrationState(m, &p.Manifest); st != "" && p.Status == string(virtns.StatusRunning) {
+			p.Status = string(st)
+		}
+	}
+	return pods, nil
+}
+
+// settleStopped settles the vessels housed in pods of m that a podctl
 // that died left stopped (vesselpod.Store.SettleStopped): a handed-over
 // one goes with its pod, or runs on, as its dock says (asked through
 // handovers); one stopped before its handover runs on. It reports how
 // many were handed over (whose pods may be gone now).
-func SettleStopped(ctx context.Context, m *pod.Manager, pods []*pod.Status, handovers handle.HandoverResolver) (int, error) {
+func settleStopped(ctx context.Context, m *pod.Manager, pods []*pod.Status, handovers handle.HandoverResolver) (int, error) {
 	var errs []error
 	n := 0
 	for _, p := range pods {
