@@ -181,3 +181,70 @@ func criuHelpers(h *harness.Host, helper string) []int {
 	}
 	return pids
 }
+
+// TestCancelledDumpSparesTheOthers interrupts a stop-and-copy migration
+// while its CRIU dumps the pod's memory into the dock's page server, and
+// a second migration dumps into the same dock. A dump is never killed
+// (its parasite runs in the pod's processes: see virtns.Runtime.
+// Checkpoint): it runs to its end, and the pod runs on at the source. The
+// dock must let go of the interrupted migration (its page server and
+// everything it reserved) and carry the other one through.
+func TestCancelledDumpSparesTheOthers(t *testing.T) {
+	harness.RequireRoot(t)
+	lan := harness.NewLAN(t, podctlBin, 2)
+	pki := lan.PKI(t)
+	a, b := lan.Hosts[0], lan.Hosts[1]
+	// Enough memory that both dumps still stream when the first is
+	// interrupted.
+	const memory = `import time
+b = bytearray(768 << 20)
+b[::4096] = b"\x01" * (len(b) // 4096)
+open("/tmp/ready", "w").close()
+while True:
+    time.sleep(1)
+`
+	for _, name := range []string{"first", "second"} {
+		a.MustPodctl("create", "--name", name, "--memory", "2g", "--", "python3", "-c", memory)
+		podFile(t, a, name, "/tmp/ready")
+	}
+	dock := lan.StartDock(t, 1, pki)
+	defer dock.Stop()
+	migrate := func(name string) *harness.Background {
+		return harness.StartBackground(t, a.Command(a.PodctlArgv("migrate", name, "--to", lan.DockAddr(1), "--pki", pki)...))
+	}
+	first, second := migrate("first"), migrate("second")
+	harness.Eventually(t, 60*time.Second, func() error {
+		if n := len(criuHelpers(b, "page-server")); n != 2 {
+			return fmt.Errorf("the dock runs %d page servers, want both migrations'", n)
+		}
+		return nil
+	})
+
+	r := first.Interrupt(60 * time.Second)
+	if r.Code != 130 || !strings.Contains(r.Stderr, "interrupted") {
+		t.Fatalf("interrupted migrate: exit %d, stderr %q (want 130, interrupted)", r.Code, r.Stderr)
+	}
+	if p := a.Inspect("first"); p.Status != "running" {
+		t.Fatalf("the interrupted migration's pod is %s at the source", p.Status)
+	}
+	if r := second.Wait(); r.Code != 0 {
+		t.Fatalf("the spared migration failed: exit %d, %s\nthe dock's log:\n%s", r.Code, r.Stderr, dock.Stderr())
+	}
+	if !runningOn(t, b, "second") {
+		t.Fatalf("the spared migration's pod does not run at the destination: %s", podNames(t, b))
+	}
+	harness.Eventually(t, 20*time.Second, func() error {
+		if pids := criuHelpers(b, "page-server"); len(pids) != 0 {
+			return fmt.Errorf("the dock still runs page servers %v", pids)
+		}
+		if names := podNames(t, b); strings.Contains(names, "first") {
+			return fmt.Errorf("the dock still holds the interrupted pod: %s", names)
+		}
+		return nil
+	})
+	// The interrupted pod migrates at once.
+	a.MustPodctl("migrate", "first", "--to", lan.DockAddr(1), "--pki", pki)
+	if !runningOn(t, b, "first") {
+		t.Fatalf("first does not run at the destination: %s", podNames(t, b))
+	}
+}
