@@ -2,6 +2,10 @@ package compare
 
 import (
 	"bytes"
+	"context"
+	"os"
+	"runtime"
+	"strings"
 	"testing"
 
 	"golang.org/x/perf/benchfmt"
@@ -79,5 +83,30 @@ func TestBenchmarkFormat(t *testing.T) {
 	}
 	if config["cpu"] != "Some CPU" || config["cores"] != "2" || config["goarch"] != "amd64" {
 		t.Errorf("machine header read back as %v", config)
+	}
+}
+
+// TestThisMachine checks the description against what the system
+// reports through other means.
+func TestThisMachine(t *testing.T) {
+	m := ThisMachine(context.Background(), func(context.Context) string { return "4.2.1" })
+	if m.Cores != runtime.NumCPU() || m.CRIU != "4.2.1" || m.OS != runtime.GOOS {
+		t.Errorf("machine %+v", m)
+	}
+	if runtime.GOOS != "linux" {
+		return
+	}
+	release, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Kernel != strings.TrimSpace(string(release)) {
+		t.Errorf("kernel %q, /proc/sys/kernel/osrelease says %q", m.Kernel, release)
+	}
+	if m.CPU == "" && runtime.GOARCH == "amd64" {
+		t.Error("no CPU model read from /proc/cpuinfo")
+	}
+	if m.LoadAverage < 0 {
+		t.Errorf("load average %v", m.LoadAverage)
 	}
 }
