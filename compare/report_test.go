@@ -1,0 +1,43 @@
+package compare
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestReport checks the report of a made-up comparison: its tables, and
+// the reading generated from them, against figures worked out by hand.
+func TestReport(t *testing.T) {
+	var runs []Run
+	add := func(wl, path string, ckpt, size float64) {
+		runs = append(runs, Run{Workload: wl, Path: path, Match: true, Metrics: map[string]float64{"checkpoint-ms": ckpt, "image-bytes": size}})
+	}
+	// raw-criu is the baseline; snapshot is 4x then 1/2x as fast, and
+	// 10x smaller on both.
+	add("nbody", "raw-criu", 100, 10<<20)
+	add("nbody", "raw-criu", 120, 10<<20)
+	add("nbody", "snapshot", 25, 1<<20)
+	add("nbody", "snapshot", 30, 1<<20)
+	add("kv", "raw-criu", 50, 300<<20)
+	add("kv", "snapshot", 100, 30<<20)
+	var buf bytes.Buffer
+	if err := WriteReport(&buf, Machine{OS: "linux", Arch: "amd64", CPU: "cpu", Cores: 2, Kernel: "6.1", CRIU: "4.2.1"}, runs, "raw-criu"); err != nil {
+		t.Fatal(err)
+	}
+	report := buf.String()
+	for _, want := range []string{
+		"Machine: cpu, 2 cores, linux/amd64, kernel 6.1, CRIU 4.2.1",
+		"## nbody\n\n| path | checkpoint-ms | image-bytes |",
+		"| raw-criu | 110.0 ms (100.0 ms–120.0 ms) |",
+		"| nbody | snapshot | 4.00× |  | 10.00× |",
+		"| kv | snapshot | 0.50× |  | 10.00× |",
+		// sqrt(4 * 0.5) = 1.41
+		"- snapshot checkpoints faster than raw-criu on 1 of 2 workloads (geometric mean 1.41×; from 0.50× on kv to 4.00× on nbody).",
+		"- snapshot writes a smaller image than raw-criu on 2 of 2 workloads (geometric mean 10.00×;",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report lacks %q:\n%s", want, report)
+		}
+	}
+}
