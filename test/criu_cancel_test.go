@@ -112,13 +112,7 @@ func TestCancelledCRIUSparesTheOthers(t *testing.T) {
 			}
 
 			// Ctrl-C the first migration while both CRIU runs are held.
-			r := first.Interrupt(30 * time.Second)
-			if r.Code != 130 || !strings.Contains(r.Stderr, "interrupted") {
-				t.Fatalf("interrupted migrate: exit %d, stderr %q (want 130, interrupted)", r.Code, r.Stderr)
-			}
-			if p := a.Inspect("first"); p.Status != "running" {
-				t.Fatalf("the interrupted migration's pod is %s at the source", p.Status)
-			}
+			interruptMigration(t, first, a, "first")
 			harness.Eventually(t, 20*time.Second, func() error {
 				if alive(firstCRIU) {
 					return fmt.Errorf("the cancelled migration's CRIU (pid %d) still runs", firstCRIU)
@@ -157,6 +151,19 @@ func TestCancelledCRIUSparesTheOthers(t *testing.T) {
 				b.MustPodctl("migrate", name, "--to", lan.DockAddr(0), "--pki", pki)
 			}
 		})
+	}
+}
+
+// interruptMigration Ctrl-Cs mig, a migration of pod name from host a,
+// and checks that it says so and that the pod runs on at the source.
+func interruptMigration(t *testing.T, mig *harness.Background, a *harness.Host, name string) {
+	t.Helper()
+	r := mig.Interrupt(60 * time.Second)
+	if r.Code != 130 || !strings.Contains(r.Stderr, "interrupted") {
+		t.Fatalf("interrupted migrate: exit %d, stderr %q (want 130, interrupted)", r.Code, r.Stderr)
+	}
+	if p := a.Inspect(name); p.Status != "running" {
+		t.Fatalf("the interrupted migration's pod is %s at the source", p.Status)
 	}
 }
 
@@ -220,13 +227,7 @@ while True:
 		return nil
 	})
 
-	r := first.Interrupt(60 * time.Second)
-	if r.Code != 130 || !strings.Contains(r.Stderr, "interrupted") {
-		t.Fatalf("interrupted migrate: exit %d, stderr %q (want 130, interrupted)", r.Code, r.Stderr)
-	}
-	if p := a.Inspect("first"); p.Status != "running" {
-		t.Fatalf("the interrupted migration's pod is %s at the source", p.Status)
-	}
+	interruptMigration(t, first, a, "first")
 	if r := second.Wait(); r.Code != 0 {
 		t.Fatalf("the spared migration failed: exit %d, %s\nthe dock's log:\n%s", r.Code, r.Stderr, dock.Stderr())
 	}

@@ -33,6 +33,23 @@ static void fill(unsigned char *v, uint64_t key) {
 	}
 }
 
+/* insert_new inserts a key that is not in the table yet, with its value,
+ * and returns it. */
+static uint64_t insert_new(void) {
+	uint64_t key;
+	do
+		key = rng();
+	while (key < 2 || find(key, 0));
+	struct slot *s = find(key, 1);
+	s->key = key;
+	if (!(s->value = malloc(VALUE))) {
+		perror("malloc");
+		exit(1);
+	}
+	fill(s->value, key);
+	return key;
+}
+
 int main(int argc, char **argv) {
 	long mib = size_arg(argc, argv, 1);
 	long count = mib * (1024 * 1024 / VALUE);
@@ -46,20 +63,8 @@ int main(int argc, char **argv) {
 		perror("malloc");
 		return 1;
 	}
-	for (long i = 0; i < count; i++) {
-		uint64_t key;
-		do
-			key = rng();
-		while (key < 2 || find(key, 0));
-		keys[i] = key;
-		struct slot *s = find(key, 1);
-		s->key = key;
-		if (!(s->value = malloc(VALUE))) {
-			perror("malloc");
-			return 1;
-		}
-		fill(s->value, key);
-	}
+	for (long i = 0; i < count; i++)
+		keys[i] = insert_new();
 	printf("%ld keys, %ld MiB of values\n", count, mib);
 	for (int round = 0; round < 4; round++) {
 		long hits = 0;
@@ -75,18 +80,7 @@ int main(int argc, char **argv) {
 				free(s->value);
 				s->value = 0;
 				s->key = 1;
-				uint64_t key;
-				do
-					key = rng();
-				while (key < 2 || find(key, 0));
-				keys[k] = key;
-				struct slot *t = find(key, 1);
-				t->key = key;
-				if (!(t->value = malloc(VALUE))) {
-					perror("malloc");
-					return 1;
-				}
-				fill(t->value, key);
+				keys[k] = insert_new();
 			}
 		}
 		printf("round %d: %ld hits\n", round, hits);
