@@ -735,7 +735,7 @@ func (s Store) resetForResume(name string, snap *snapshot.Snapshot) error {
 }
 
 // Remove removes a vessel pod, ending its guest first (force is required
-// to end a running one).
+// to end one that runs, or that a migration holds stopped).
 func (s Store) Remove(ctx context.Context, name string, force bool) error {
 	l, err := s.lock(name)
 	if err != nil {
@@ -746,9 +746,12 @@ func (s Store) Remove(ctx context.Context, name string, force bool) error {
 	if err != nil {
 		return err
 	}
-	if st.Status == "running" {
+	// A live supervisor runs the guest, or holds it stopped in the middle
+	// of a migration (prepared, handed over): it must end, or it would
+	// outlive its directory.
+	if s.running(name) {
 		if !force {
-			return errdefs.New(errdefs.Conflict, "vessel pod %s is running: stop it first or use --force", name)
+			return errdefs.New(errdefs.Conflict, "vessel pod %s is %s: stop it first or use --force", name, st.Status)
 		}
 		if err := s.end(ctx, name); err != nil {
 			return err
