@@ -81,14 +81,15 @@ func stat(vs []float64) Stat {
 // Machine describes where a comparison ran: its numbers mean little
 // without it.
 type Machine struct {
-	OS, Arch string
-	CPU      string
-	Cores    int
-	Kernel   string
-	CRIU     string
+	OS     string `json:"os"`
+	Arch   string `json:"arch"`
+	CPU    string `json:"cpu"`
+	Cores  int    `json:"cores"`
+	Kernel string `json:"kernel"`
+	CRIU   string `json:"criu"`
 	// LoadAverage is the 1-minute load average when the comparison
 	// started.
-	LoadAverage float64
+	LoadAverage float64 `json:"loadAverage"`
 }
 
 // WriteBenchmarks writes runs in Go's benchmark format, one line per run
