@@ -245,20 +245,22 @@ func (s *Server) receivePod(w http.ResponseWriter, r *http.Request) {
 }
 
 // decideSession hands a decision to the receiver that has the session: a
-// session names one migration, of a vessel or of a native pod. A commit
-// that neither knows is an errdefs.NotFound; an abort goes to both.
+// session names one migration, of a native pod or of a vessel. A commit
+// goes to the native pods first (theirs is the commonest, and its
+// downtime waits for it), then, unknown there, to the vessels; a commit
+// that neither knows is an errdefs.NotFound. An abort goes to both.
 func (s *Server) decideSession(ctx context.Context, id string, commit bool) error {
-	err := s.Vessels.Decide(ctx, id, commit)
 	if s.Pods == nil {
-		return err
+		return s.Vessels.Decide(ctx, id, commit)
 	}
+	err := s.Pods.Decide(ctx, id, commit)
 	switch {
 	case commit && errdefs.KindOf(err) == errdefs.NotFound:
-		return s.Pods.Decide(ctx, id, commit)
+		return s.Vessels.Decide(ctx, id, commit)
 	case commit:
 		return err
 	}
-	return errors.Join(err, s.Pods.Decide(ctx, id, commit))
+	return errors.Join(err, s.Vessels.Decide(ctx, id, commit))
 }
 
 // decide carries out a source's decision on the pod it migrated here

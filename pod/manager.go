@@ -665,6 +665,23 @@ type Status struct {
 // the pod is (see Inspect).
 func (m *Manager) Manifest(name string) (*Manifest, error) { return m.store.Load(name) }
 
+// Manifests reads every pod's recorded manifest, by name, skipping any it
+// cannot read: unlike List it recovers nothing and asks the kernel
+// nothing, for callers on a migration's critical path.
+func (m *Manager) Manifests() ([]*Manifest, error) {
+	names, err := m.store.names()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Manifest
+	for _, n := range names {
+		if man, err := m.store.Load(n); err == nil {
+			out = append(out, man)
+		}
+	}
+	return out, nil
+}
+
 // Inspect returns a pod's status.
 func (m *Manager) Inspect(ctx context.Context, name string) (*Status, error) {
 	man, err := m.store.Load(name)

@@ -31,14 +31,20 @@ import (
 const cbReps = 5
 
 // cbMem256 holds 256 MiB, every 4 KiB page written (resident, non-zero),
-// and sleeps.
-const cbMem256 = `import time
-b = bytearray(256 << 20)
+// and creates /tmp/ready once it has.
+var cbMem256 = memoryHog(256)
+
+// memoryHog is a Python program that holds mib MiB, every 4 KiB page
+// written (resident, non-zero), and creates /tmp/ready once it has.
+func memoryHog(mib int) string {
+	return fmt.Sprintf(`import time
+b = bytearray(%d << 20)
 b[::4096] = b"\x01" * (len(b) // 4096)
 open("/tmp/ready", "w").close()
 while True:
     time.sleep(1)
-`
+`, mib)
+}
 
 // cbNginxConf is a minimal nginx configuration: one worker, everything
 // it writes under /tmp, serving /tmp/www on port 80. The worker runs as

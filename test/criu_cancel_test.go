@@ -203,15 +203,8 @@ func TestCancelledDumpSparesTheOthers(t *testing.T) {
 	a, b := lan.Hosts[0], lan.Hosts[1]
 	// Enough memory that both dumps still stream when the first is
 	// interrupted.
-	const memory = `import time
-b = bytearray(768 << 20)
-b[::4096] = b"\x01" * (len(b) // 4096)
-open("/tmp/ready", "w").close()
-while True:
-    time.sleep(1)
-`
 	for _, name := range []string{"first", "second"} {
-		a.MustPodctl("create", "--name", name, "--memory", "2g", "--", "python3", "-c", memory)
+		a.MustPodctl("create", "--name", name, "--memory", "2g", "--", "python3", "-c", memoryHog(768))
 		podFile(t, a, name, "/tmp/ready")
 	}
 	dock := lan.StartDock(t, 1, pki)

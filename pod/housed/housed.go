@@ -298,15 +298,15 @@ func (d Dock) ReceiveVessel(ctx context.Context, snap *snapshot.Snapshot, o vess
 // in session (vesselpod.Store.Decide): an abort removes the pod housing
 // it.
 func (d Dock) Decide(ctx context.Context, session string, commit bool) error {
-	pods, err := d.Manager.List(ctx)
+	mans, err := d.Manager.Manifests()
 	if err != nil {
 		return err
 	}
-	for _, p := range pods {
+	for _, p := range mans {
 		if p.Spec.Vessel == nil {
 			continue
 		}
-		view := View(d.Manager, &p.Manifest)
+		view := View(d.Manager, p)
 		if view.SessionPod(session) != "" {
 			return view.Decide(ctx, session, commit, discardHousing(d.Manager, p.Spec.Name))
 		}
