@@ -2,10 +2,10 @@ package compare
 
 import (
 	"bytes"
-	"encoding/xml"
-	"io"
 	"strings"
 	"testing"
+
+	"github.com/podctl/podctl/test/harness"
 )
 
 // TestChart draws a chart and checks that it is well-formed XML whose
@@ -23,31 +23,15 @@ func TestChart(t *testing.T) {
 	if err := WriteChart(&buf, runs, "image-bytes", "Image size"); err != nil {
 		t.Fatal(err)
 	}
-	var text strings.Builder
-	dec := xml.NewDecoder(bytes.NewReader(buf.Bytes()))
-	root := ""
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("the SVG is not well-formed XML: %v", err)
-		}
-		switch tok := tok.(type) {
-		case xml.StartElement:
-			if root == "" {
-				root = tok.Name.Local
-			}
-		case xml.CharData:
-			text.Write(tok)
-		}
+	root, text, err := harness.XMLText(buf.Bytes())
+	if err != nil {
+		t.Fatalf("the SVG: %v", err)
 	}
 	if root != "svg" {
 		t.Fatalf("root element %q, want svg", root)
 	}
 	for _, want := range []string{"Image size", "nbody", "kv", "raw-criu", "snapshot"} {
-		if !strings.Contains(text.String(), want) {
+		if !strings.Contains(text, want) {
 			t.Errorf("the chart does not say %q", want)
 		}
 	}

@@ -73,7 +73,9 @@ func isaNames() []string {
 type Results struct {
 	Machine Machine `json:"machine"`
 	Options Options `json:"options"`
-	Runs    []Run   `json:"runs"`
+	// Podman says whether the Podman path could run, and why not.
+	Podman PodmanProbe `json:"podman"`
+	Runs   []Run       `json:"runs"`
 }
 
 // WriteJSON writes r as indented JSON.

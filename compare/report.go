@@ -14,18 +14,60 @@ import (
 // each (a time or a size).
 var comparedMetrics = []string{"checkpoint-ms", "restore-ms", "image-bytes"}
 
-// WriteReport writes report.md: the machine, a table per workload (each
-// path's metrics as median and min–max), a summary of each path's ratio
-// to baseline per compared metric, and a reading of that summary
-// generated from the numbers.
-func WriteReport(w io.Writer, m Machine, runs []Run, baseline string) error {
+// pathDescriptions say in a line what each path is, for the report.
+var pathDescriptions = map[string]string{
+	PathNative:         "the native binary on the host, uninterrupted (run time only)",
+	PathWasmPlain:      "the Wasm build under stock wazero and its WASI, uninterrupted (run time only)",
+	PathWasmPrepared:   "the prepared module as a vessel runs it (podctl's WASI), uninterrupted (run time only)",
+	Baseline:           "the native binary as a session on the host, `criu dump -t PID` and `criu restore -d` with CRIU's default options",
+	PathPodctl:         "the native binary in a pod, `podctl checkpoint` and `podctl restore` (archive, checksums and fsync included)",
+	PathPodman:         "the native binary in a Podman container, `podman container checkpoint` and `restore`",
+	PathVesselCRIU:     "the Wasm build as a housed vessel pod, `podctl checkpoint` and `restore` (CRIU)",
+	PathVesselSnapshot: "the same vessel, `podctl checkpoint --portable` and `podctl restore` of its snapshot",
+}
+
+// describe says what path is.
+func describe(path string) string {
+	if d, ok := pathDescriptions[path]; ok {
+		return d
+	}
+	if Emulated(path) {
+		return fmt.Sprintf("the portable snapshot restored by podctl for %s under qemu-user (emulated: its times measure the emulator, its checksum the result)", strings.TrimPrefix(path, pathSnapshotOn))
+	}
+	return path
+}
+
+// label is path as the report's tables name it.
+func label(path string) string {
+	if Emulated(path) {
+		return path + " (emulated)"
+	}
+	return path
+}
+
+// WriteReport writes report.md: the machine and the paths, a table per
+// workload (each path's metrics as median and min–max), each path's
+// ratio to baseline per compared metric, the prepared module's run-time
+// overhead, a reading of the ratios generated from the numbers, and the
+// targets of the comparison, met or not.
+func WriteReport(w io.Writer, r *Results, baseline string) error {
 	var b strings.Builder
+	m, runs := r.Machine, r.Runs
 	summary := Summarize(runs)
 	workloads, paths := order(runs)
 	fmt.Fprintf(&b, "# podctl compare\n\n")
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s/%s, kernel %s, CRIU %s, load average %.2f at the start.\n",
 		oneLine(m.CPU), m.Cores, m.OS, m.Arch, oneLine(m.Kernel), oneLine(m.CRIU), m.LoadAverage)
-	fmt.Fprintf(&b, "Each figure is the median of the runs, with the minimum and maximum in brackets.\n\n")
+	fmt.Fprintf(&b, "Size %s, %d runs of each path, checkpoints at %g of the uninterrupted run. ", r.Options.Size, r.Options.Runs, r.Options.CheckpointAt)
+	fmt.Fprintf(&b, "Each figure is the median of the runs, with the minimum and maximum in brackets. ")
+	fmt.Fprintf(&b, "Times are whole commands; image-bytes is what the path leaves on disk (podctl's archive is compressed, CRIU's images are not), image-zstd-bytes the same compressed with zstd.\n\n")
+	for _, p := range paths {
+		fmt.Fprintf(&b, "- **%s**: %s.\n", label(p), describe(p))
+	}
+	if !r.Podman.OK && r.Podman.Why != "" {
+		fmt.Fprintf(&b, "- **%s**: not measured: %s.\n", PathPodman, r.Podman.Why)
+	}
+	b.WriteString("\n")
 	for _, wl := range workloads {
 		metrics := metricNames(summary, wl, paths)
 		fmt.Fprintf(&b, "## %s\n\n| path | %s |\n|---|%s\n", wl, strings.Join(metrics, " | "), strings.Repeat("---|", len(metrics)))
@@ -40,39 +82,140 @@ func WriteReport(w io.Writer, m Machine, runs []Run, baseline string) error {
 					cells[i] = fmt.Sprintf("%s (%s–%s)", format(name, s.Median), format(name, s.Min), format(name, s.Max))
 				}
 			}
-			fmt.Fprintf(&b, "| %s | %s |\n", p, strings.Join(cells, " | "))
+			fmt.Fprintf(&b, "| %s | %s |\n", label(p), strings.Join(cells, " | "))
 		}
 		b.WriteString("\n")
 	}
+	compared := comparable(paths, baseline)
 	fmt.Fprintf(&b, "## Ratios to %s\n\nHow many times faster or smaller than %s each path is (its median to %s's): above 1 is better, below 1 worse.\n\n", baseline, baseline, baseline)
 	fmt.Fprintf(&b, "| workload | path | %s |\n|---|---|%s\n", strings.Join(comparedMetrics, " | "), strings.Repeat("---|", len(comparedMetrics)))
 	for _, wl := range workloads {
-		for _, p := range paths {
-			if p == baseline || summary[Key{wl, p}] == nil {
-				continue
-			}
+		for _, p := range compared {
 			cells := make([]string, len(comparedMetrics))
+			any := false
 			for i, name := range comparedMetrics {
 				if r, ok := ratio(summary, wl, p, baseline, name); ok {
-					cells[i] = fmt.Sprintf("%.2f×", r)
+					cells[i], any = fmt.Sprintf("%.2f×", r), true
 				}
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s |\n", wl, p, strings.Join(cells, " | "))
+			if any {
+				fmt.Fprintf(&b, "| %s | %s | %s |\n", wl, p, strings.Join(cells, " | "))
+			}
 		}
 	}
+	writeOverhead(&b, summary, workloads)
 	fmt.Fprintf(&b, "\n## Reading\n\n")
-	for _, p := range paths {
-		if p == baseline {
-			continue
-		}
+	for _, p := range compared {
 		for _, name := range comparedMetrics {
 			if s := reading(summary, workloads, p, baseline, name); s != "" {
 				fmt.Fprintf(&b, "- %s\n", s)
 			}
 		}
 	}
+	fmt.Fprintf(&b, "\n## Targets\n\n")
+	for _, t := range targets(r, summary, workloads, baseline) {
+		fmt.Fprintf(&b, "- %s\n", t)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// comparable are the paths whose times compare with baseline's: neither
+// the baseline, nor a reference, nor emulated.
+func comparable(paths []string, baseline string) []string {
+	var out []string
+	for _, p := range paths {
+		if p != baseline && p != PathNative && p != PathWasmPlain && p != PathWasmPrepared && !Emulated(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// writeOverhead writes the run-time overhead of the prepared module over
+// the plain one, and of the plain one over native, per workload and as
+// geometric means.
+func writeOverhead(b *strings.Builder, s map[Key]map[string]Stat, workloads []string) {
+	fmt.Fprintf(b, "\n## Run-time overhead\n\nUninterrupted run times divided (below 1.10 is the target for the prepared module).\n\n| workload | prepared / plain Wasm | plain Wasm / native |\n|---|---|---|\n")
+	for _, wl := range workloads {
+		prep, _ := ratio(s, wl, PathWasmPlain, PathWasmPrepared, "run-ms")
+		plain, _ := ratio(s, wl, PathNative, PathWasmPlain, "run-ms")
+		fmt.Fprintf(b, "| %s | %s | %s |\n", wl, times(prep), times(plain))
+	}
+	prep, _ := geomean(s, workloads, PathWasmPlain, PathWasmPrepared, "run-ms")
+	plain, _ := geomean(s, workloads, PathNative, PathWasmPlain, "run-ms")
+	fmt.Fprintf(b, "| geometric mean | %s | %s |\n", times(prep), times(plain))
+}
+
+// times writes a ratio ("" when there is none).
+func times(r float64) string {
+	if r == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f×", r)
+}
+
+// geomean is the geometric mean over workloads of ratio(path, baseline).
+func geomean(s map[Key]map[string]Stat, workloads []string, path, baseline, name string) (float64, bool) {
+	sum, n := 0.0, 0
+	for _, wl := range workloads {
+		if r, ok := ratio(s, wl, path, baseline, name); ok {
+			sum += math.Log(r)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	return math.Exp(sum / float64(n)), true
+}
+
+// targets says, for each target of the comparison, whether the results
+// meet it, with the numbers: where one is missed, the workloads that
+// miss it.
+func targets(r *Results, s map[Key]map[string]Stat, workloads []string, baseline string) []string {
+	var out []string
+	every := func(what, path, against, metric string, want float64) {
+		var miss []string
+		n := 0
+		for _, wl := range workloads {
+			v, ok := ratio(s, wl, path, against, metric)
+			if !ok {
+				continue
+			}
+			n++
+			if v < want {
+				miss = append(miss, fmt.Sprintf("%s %.2f×", wl, v))
+			}
+		}
+		switch {
+		case n == 0:
+			return
+		case len(miss) == 0:
+			out = append(out, fmt.Sprintf("%s on every workload: **met**.", what))
+		default:
+			out = append(out, fmt.Sprintf("%s on every workload: **not met** on %d of %d (%s).", what, len(miss), n, strings.Join(miss, ", ")))
+		}
+	}
+	every("Portable snapshot ≥ 5× smaller than raw CRIU's images", PathVesselSnapshot, baseline, "image-bytes", 5)
+	every("Portable snapshot checkpoint ≥ 3× faster than raw CRIU's", PathVesselSnapshot, baseline, "checkpoint-ms", 3)
+	every("podctl checkpoint faster than raw CRIU", PathPodctl, baseline, "checkpoint-ms", 1)
+	every("podctl restore faster than raw CRIU", PathPodctl, baseline, "restore-ms", 1)
+	every("podctl checkpoint faster than Podman", PathPodctl, PathPodman, "checkpoint-ms", 1)
+	every("podctl restore faster than Podman", PathPodctl, PathPodman, "restore-ms", 1)
+	if g, ok := geomean(s, workloads, PathWasmPlain, PathWasmPrepared, "run-ms"); ok {
+		verdict := "met"
+		if 1/g > 1.10 {
+			verdict = "not met"
+		}
+		out = append(out, fmt.Sprintf("Prepared module's run-time overhead ≤ 1.10× (geometric mean over the suite): %.2f×, **%s**.", 1/g, verdict))
+	}
+	if m := r.Mismatches(); len(m) > 0 {
+		out = append(out, fmt.Sprintf("Every restored run's checksum equals the uninterrupted run's: **not met** on %d runs (%s).", len(m), strings.Join(m, "; ")))
+	} else {
+		out = append(out, fmt.Sprintf("Every restored run's checksum equals the uninterrupted run's: **met** (%d runs, every path and ISA).", len(r.Runs)))
+	}
+	return out
 }
 
 // ratio is how many times better than baseline path is on the metric

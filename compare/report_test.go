@@ -22,7 +22,8 @@ func TestReport(t *testing.T) {
 	add("kv", "raw-criu", 50, 300<<20)
 	add("kv", "snapshot", 100, 30<<20)
 	var buf bytes.Buffer
-	if err := WriteReport(&buf, Machine{OS: "linux", Arch: "amd64", CPU: "cpu", Cores: 2, Kernel: "6.1", CRIU: "4.2.1"}, runs, "raw-criu"); err != nil {
+	res := &Results{Machine: Machine{OS: "linux", Arch: "amd64", CPU: "cpu", Cores: 2, Kernel: "6.1", CRIU: "4.2.1"}, Runs: runs}
+	if err := WriteReport(&buf, res, "raw-criu"); err != nil {
 		t.Fatal(err)
 	}
 	report := buf.String()

@@ -42,6 +42,9 @@ type Timings struct {
 	Restore time.Duration `json:"restoreNs,omitempty"`
 	// Total is the whole operation.
 	Total time.Duration `json:"totalNs"`
+	// CRIU is CRIU's own account of its dump or restore (its stats
+	// files), when it wrote one.
+	CRIU *virtns.CRIUStats `json:"criu,omitempty"`
 }
 
 // CheckpointResult describes a finished checkpoint.
@@ -92,6 +95,8 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 		return nil, err
 	}
 	res.Timings.Dump = time.Since(fp.FrozenAt)
+	// CRIU's statistics only inform: a dump without them is whole.
+	res.Timings.CRIU, _ = virtns.DumpStats(imagesDir)
 	var layerRead func() error
 	if o.LeaveRunning {
 		// Once everything the pod could change has been read, it may run

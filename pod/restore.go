@@ -129,6 +129,7 @@ func (m *Manager) Restore(ctx context.Context, source string, o RestoreOptions) 
 		return nil, nil, err
 	}
 	t.Restore = time.Since(rs)
+	t.CRIU, _ = virtns.RestoreStats(ex.CRIUDir)
 	t.Total = time.Since(start)
 	return man, t, nil
 }

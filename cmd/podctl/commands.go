@@ -24,6 +24,7 @@ func podCommands(g *globalOptions) []*cobra.Command {
 		createCommand(g), execCommand(g), psCommand(g), inspectCommand(g),
 		logsCommand(g), stopCommand(g), rmCommand(g),
 		checkpointCommand(g), restoreCommand(g), migrateCommand(g), dockCommand(g),
+		compareCommand(g),
 	}
 }
 

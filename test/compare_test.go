@@ -1,0 +1,161 @@
+package test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/perf/benchfmt"
+
+	"github.com/podctl/podctl/compare"
+	"github.com/podctl/podctl/test/harness"
+)
+
+// TestCompare runs `podctl compare` as CI can afford it (two workloads,
+// small, one run, one emulated ISA) and checks what it wrote: every
+// restored run printed the uninterrupted run's checksum, results.json
+// holds every metric of every path, results.txt parses as Go benchmark
+// output, and each chart is well-formed SVG naming its paths.
+func TestCompare(t *testing.T) {
+	h := newHost(t)
+	_, err := harness.WasmClang()
+	harness.SkipOrFail(t, err)
+	harness.NeedTool(t, "gcc", "gcc")
+	harness.NeedTool(t, "wasm-opt", "binaryen")
+	isa := harness.ForeignISAs[0]
+	for _, f := range harness.ForeignISAs {
+		if f.GOARCH == "s390x" {
+			isa = f
+		}
+	}
+	// compare finds the podctl of another ISA beside itself.
+	_, err = harness.BuildForeign(filepath.Dir(podctlBin), isa)
+	harness.SkipOrFail(t, err)
+	out := t.TempDir()
+	r := h.Podctl("compare", "--size", "small", "--runs", "1", "--workloads", "nbody,kv", "--isa", isa.GOARCH, "--out", out, "--json")
+	if r.Code != 0 {
+		t.Fatalf("podctl compare: exit %d\n%s\n%s", r.Code, r.Stderr, r.Stdout)
+	}
+	var res compare.Results
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+		t.Fatalf("--json: %v\n%s", err, r.Stdout)
+	}
+
+	// What each path must measure; the references only run.
+	checkpointed := []string{"checkpoint-ms", "restore-ms", "frozen-ms", "image-bytes", "image-zstd-bytes", "footprint-bytes"}
+	criu := append(append([]string{}, checkpointed...), "criu-frozen-ms", "criu-memdump-ms", "criu-written-pages", "criu-restore-ms")
+	want := map[string][]string{
+		compare.PathNative:         {"run-ms", "footprint-bytes"},
+		compare.PathWasmPlain:      {"run-ms"},
+		compare.PathWasmPrepared:   {"run-ms"},
+		compare.Baseline:           criu,
+		compare.PathPodctl:         criu,
+		compare.PathVesselCRIU:     criu,
+		compare.PathVesselSnapshot: checkpointed,
+		"snapshot-" + isa.GOARCH:   {"checkpoint-ms", "restore-ms", "image-bytes"},
+	}
+	seen := map[string]int{}
+	for _, run := range res.Runs {
+		seen[run.Workload+"/"+run.Path]++
+		if !run.Match {
+			t.Errorf("%s on %s: checksum %s differs from the uninterrupted run's", run.Workload, run.Path, run.Checksum)
+		}
+		for _, m := range want[run.Path] {
+			if _, ok := run.Metrics[m]; !ok {
+				t.Errorf("%s on %s: no %s in %v", run.Workload, run.Path, m, run.Metrics)
+			}
+		}
+	}
+	for _, wl := range []string{"nbody", "kv"} {
+		for p := range want {
+			if seen[wl+"/"+p] != 1 {
+				t.Errorf("%s ran %d times on %s, want once", wl, seen[wl+"/"+p], p)
+			}
+		}
+	}
+	if res.Machine.CRIU == "" || res.Machine.Cores == 0 {
+		t.Errorf("the machine is not described: %+v", res.Machine)
+	}
+
+	b, err := os.ReadFile(filepath.Join(out, "results.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := 0
+	rd := benchfmt.NewReader(strings.NewReader(string(b)), "results.txt")
+	for rd.Scan() {
+		switch rec := rd.Result().(type) {
+		case *benchfmt.SyntaxError:
+			t.Errorf("results.txt: %v", rec)
+		case *benchfmt.Result:
+			results++
+		}
+	}
+	if results != len(res.Runs) {
+		t.Errorf("results.txt holds %d results, want one per run (%d)", results, len(res.Runs))
+	}
+
+	report, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"## nbody", "## kv", "Ratios to criu", "emulated"} {
+		if !strings.Contains(string(report), s) {
+			t.Errorf("report.md does not say %q", s)
+		}
+	}
+	for _, c := range compare.Charts {
+		b, err := os.ReadFile(filepath.Join(out, c.File))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		root, text, err := harness.XMLText(b)
+		if err != nil || root != "svg" {
+			t.Errorf("%s: root %q, %v", c.File, root, err)
+			continue
+		}
+		series := []string{compare.Baseline, compare.PathPodctl, compare.PathVesselCRIU, compare.PathVesselSnapshot}
+		if c.Metric == "run-ms" {
+			series = []string{compare.PathNative, compare.PathWasmPlain, compare.PathWasmPrepared}
+		}
+		for _, s := range append(series, c.Title, "nbody", "kv") {
+			if !strings.Contains(text, s) {
+				t.Errorf("%s does not show %q", c.File, s)
+			}
+		}
+	}
+}
+
+// TestCompareBadInput checks that `podctl compare` refuses what it cannot
+// measure, with one line and the README's exit status, before it runs
+// anything.
+func TestCompareBadInput(t *testing.T) {
+	h := newHost(t)
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		says string
+	}{
+		{"unknown workload", nil, []string{"--workloads", "nbody,redis"}, 2, `unknown workload "redis"`},
+		{"no runs", nil, []string{"--runs", "0"}, 2, "--runs must be at least 1"},
+		// Nothing listens on the discard port of the host's loopback.
+		{"unreachable dock", nil, []string{"--to", "127.0.0.1:9"}, 10, "the dock is unreachable"},
+		{"ISA without its qemu", []string{"PATH=" + empty}, []string{"--isa", "s390x"}, 10, "needs qemu-s390x-static, which is not installed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := h.Command(h.PodctlArgv(append([]string{"compare", "--out", t.TempDir()}, tc.args...)...)...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			r := h.RunCmd(cmd)
+			lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
+			if r.Code != tc.code || len(lines) != 1 || !strings.Contains(lines[0], tc.says) {
+				t.Errorf("exit %d, stderr %q; want exit %d and one line saying %q", r.Code, r.Stderr, tc.code, tc.says)
+			}
+		})
+	}
+}
