@@ -243,6 +243,7 @@ func (r *Runner) Compare(ctx context.Context, dir string) (*Results, error) {
 		if err := reachable(ctx, r.Options.To); err != nil {
 			return nil, err
 		}
+		return nil, errdefs.New(errdefs.Unsupported, "podctl compare: --to %s: migrations are not measured yet, only checkpoints and restores on this host", r.Options.To)
 	}
 	r.Podman = ProbePodman(ctx)
 	res, err := r.Run(ctx)
