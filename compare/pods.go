@@ -136,8 +136,41 @@ func (podctlPod) name() string { return PathPodctl }
 
 func (p podctlPod) measure(ctx context.Context, b *built, at time.Duration, run int) (map[string]float64, string, error) {
 	name := podName(b, "pod", run)
-	create := []string{"create", "--name", name, "--image", b.image, "--", "/" + b.Name}
-	return p.r.criuRun(ctx, name, append(create, b.Args(b.size, "/data")...), at)
+	return p.r.criuRun(ctx, name, nativePodCreate(b, name), at)
+}
+
+// nativePodCreate is the podctl command that runs b natively in pod name.
+func nativePodCreate(b *built, name string) []string {
+	return append([]string{"create", "--name", name, "--image", b.image, "--", "/" + b.Name}, b.Args(b.size, "/data")...)
+}
+
+// vesselPodCreate is the podctl command that runs b's Wasm build in
+// vessel pod name, with data as its data directory.
+func vesselPodCreate(b *built, name, data string) []string {
+	return append([]string{"create", "--name", name, "--wasm", b.wasm, "--dir", data + ":/data", "--"}, b.Args(b.size, "/data")...)
+}
+
+// podRunTime runs the pod that create makes uninterrupted, and returns
+// its run time as a checkpoint sees it: from the end of the create
+// command to the pod's exit (a pod may start its payload before its
+// create command is over: a checkpoint can only begin after). It checks
+// the pod's checksum.
+func (r *Runner) podRunTime(ctx context.Context, b *built, name string, create []string) (time.Duration, error) {
+	pc := r.podctl()
+	if _, _, err := pc.run(ctx, create...); err != nil {
+		return 0, err
+	}
+	defer pc.remove(name)
+	start := time.Now()
+	out, err := pc.waitExited(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
+	if sum, err := b.Checksum(out); err != nil || sum != b.checksum {
+		return 0, fmt.Errorf("%s uninterrupted in pod %s printed checksum %q (%v), not the native run's %s", b.Name, name, sum, err, b.checksum)
+	}
+	return d, nil
 }
 
 // criuRun creates a pod with the podctl command create, checkpoints it
@@ -158,7 +191,7 @@ func (r *Runner) criuRun(ctx context.Context, name string, create []string, at t
 	var ck checkpointReport
 	d, err := pc.runJSON(ctx, &ck, "checkpoint", "--json", name)
 	if err != nil {
-		return nil, "", pc.finishedEarly(ctx, name, err)
+		return nil, "", pc.finishedEarly(ctx, name, at, err)
 	}
 	m["checkpoint-ms"] = ms(d)
 	m["frozen-ms"] = ms(ck.Timings.Frozen)
@@ -180,11 +213,12 @@ func (r *Runner) criuRun(ctx context.Context, name string, create []string, at t
 	return m, out, err
 }
 
-// finishedEarly is errFinishedEarly if pod name has exited, else err.
-func (p podctlCmd) finishedEarly(ctx context.Context, name string, err error) error {
+// finishedEarly is errFinishedEarly if pod name has exited, which its
+// checkpoint at at failed with err; else err.
+func (p podctlCmd) finishedEarly(ctx context.Context, name string, at time.Duration, err error) error {
 	var info podInfo
 	if _, ierr := p.runJSON(ctx, &info, "inspect", name); ierr == nil && info.Status == "exited" {
-		return errFinishedEarly
+		return fmt.Errorf("%w: at %s it had exited (%v)", errFinishedEarly, at.Round(time.Millisecond), err)
 	}
 	return err
 }
@@ -222,7 +256,7 @@ func (v vesselPod) measure(ctx context.Context, b *built, at time.Duration, run 
 	if err != nil {
 		return nil, "", err
 	}
-	create := append([]string{"create", "--name", name, "--wasm", b.wasm, "--dir", data + ":/data", "--"}, b.Args(b.size, "/data")...)
+	create := vesselPodCreate(b, name, data)
 	if v.via == viaCRIU {
 		return v.r.criuRun(ctx, name, create, at)
 	}
@@ -251,7 +285,7 @@ func (v vesselPod) measure(ctx context.Context, b *built, at time.Duration, run 
 	}
 	d, err := pc.runJSON(ctx, &ck, "checkpoint", "--portable", "-o", snap, "--json", name)
 	if err != nil {
-		return nil, "", pc.finishedEarly(ctx, name, err)
+		return nil, "", pc.finishedEarly(ctx, name, at, err)
 	}
 	m["checkpoint-ms"] = ms(d)
 	// The guest is stopped from its capture to the end of the command.
@@ -259,6 +293,7 @@ func (v vesselPod) measure(ctx context.Context, b *built, at time.Duration, run 
 	if err := addSizes(m, snap); err != nil {
 		return nil, "", err
 	}
+	m["module-bytes"] = float64(b.moduleBytes)
 	pc.remove(name)
 	at2, err := v.restorer()
 	if err != nil {

@@ -104,11 +104,16 @@ type built struct {
 	// image is a root filesystem holding only the binary (as /NAME) and
 	// an empty /data: what the native pod runs.
 	image string
-	// checksum is the uninterrupted native run's; nativeTime and
-	// preparedTime are the run times of the native binary and of the
-	// prepared module, uninterrupted.
-	checksum                 string
-	nativeTime, preparedTime time.Duration
+	// checksum is the uninterrupted native run's, nativeTime its run
+	// time.
+	checksum   string
+	nativeTime time.Duration
+	// podTime and vesselTime are the run times of the native pod and of
+	// the vessel pod as their checkpoints see them (see podRunTime).
+	podTime, vesselTime time.Duration
+	// moduleBytes is the size of the prepared module, which a portable
+	// snapshot carries (CRIU's images do not carry the executable).
+	moduleBytes int
 }
 
 // Run measures every workload on every path, Options.Runs times each,
@@ -163,7 +168,7 @@ func (r *Runner) Run(ctx context.Context) (*Results, error) {
 // paths are the checkpointing paths the options ask for, the baseline
 // first.
 func (r *Runner) paths() []path {
-	ps := []path{rawCRIU{}, podctlPod{r}}
+	ps := []path{rawCRIU{r}, podctlPod{r}}
 	if r.Podman.OK {
 		ps = append(ps, podmanContainer{r})
 	}
