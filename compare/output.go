@@ -85,6 +85,17 @@ func (r *Results) Mismatches() []string {
 	return out
 }
 
+// Missed lists the runs that have no measures, and why, one line each.
+func (r *Results) Missed() []string {
+	var out []string
+	for _, run := range r.Runs {
+		if run.Missed != "" {
+			out = append(out, fmt.Sprintf("%s on %s, run %d: %s", run.Workload, run.Path, run.Index+1, run.Missed))
+		}
+	}
+	return out
+}
+
 // Summary is what `podctl compare` prints when it is done: whether every
 // checksum matched, and where the report is.
 func (r *Results) Summary(dir string) string {
@@ -92,7 +103,10 @@ func (r *Results) Summary(dir string) string {
 	if m := r.Mismatches(); len(m) > 0 {
 		fmt.Fprintf(&b, "%d runs, %d of them restored to a wrong result:\n  %s\n", len(r.Runs), len(m), strings.Join(m, "\n  "))
 	} else {
-		fmt.Fprintf(&b, "%d runs, every one with the uninterrupted run's checksum\n", len(r.Runs))
+		fmt.Fprintf(&b, "%d runs measured, every one with the uninterrupted run's checksum\n", len(r.Runs)-len(r.Missed()))
+	}
+	if m := r.Missed(); len(m) > 0 {
+		fmt.Fprintf(&b, "%d runs missed their checkpoint:\n  %s\n", len(m), strings.Join(m, "\n  "))
 	}
 	fmt.Fprintf(&b, "report: %s\n", filepath.Join(dir, "report.md"))
 	return b.String()

@@ -4,9 +4,20 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podctl/podctl/virtns"
 )
+
+// podmanGlobal are the global flags of every podman command: runc (the
+// distribution's crun has no CRIU support), cgroupfs and a file for its
+// events (the machine runs no systemd).
+var podmanGlobal = []string{"--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file"}
 
 // PodmanProbe says whether Podman can checkpoint here, and if not, why,
 // in one line for the report.
@@ -15,18 +26,24 @@ type PodmanProbe struct {
 	Why string `json:"why,omitempty"`
 }
 
-// ProbePodman checks that Podman is installed and that it can
-// checkpoint with the CRIU on PATH (`podman info` and its runtime's
-// checkpoint support).
+// ProbePodman checks that Podman and runc are installed and that
+// `podman info` works.
 func ProbePodman(ctx context.Context) PodmanProbe {
-	if _, err := exec.LookPath("podman"); err != nil {
-		return PodmanProbe{Why: "podman is not installed"}
+	for _, tool := range []string{"podman", "runc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return PodmanProbe{Why: tool + " is not installed (make deps installs it)"}
+		}
 	}
-	out, err := exec.CommandContext(ctx, "podman", "info", "--format", "{{.Host.OCIRuntime.Name}}").CombinedOutput()
+	out, err := podman(ctx, "info", "--format", "{{.Host.OCIRuntime.Name}}").CombinedOutput()
 	if err != nil {
 		return PodmanProbe{Why: "podman info fails: " + firstLine(string(out))}
 	}
 	return PodmanProbe{OK: true}
+}
+
+// podman is a podman command with the global flags.
+func podman(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "podman", append(append([]string{}, podmanGlobal...), args...)...)
 }
 
 // podmanContainer is the native binary in a Podman container (its root
@@ -38,29 +55,101 @@ func (podmanContainer) name() string { return PathPodman }
 
 func (p podmanContainer) measure(ctx context.Context, b *built, at time.Duration, run int) (map[string]float64, string, error) {
 	name := podName(b, "podman", run)
-	args := append([]string{"run", "-d", "--name", name, "--network", "none", "--rootfs", b.image, "/" + b.Name}, b.Args(b.size, "/data")...)
-	if _, err := runTimed(ctx, "podman", args...); err != nil {
-		return nil, "", fmt.Errorf("podman run: %w", err)
+	if err := p.start(ctx, b, name); err != nil {
+		return nil, "", err
 	}
-	defer exec.Command("podman", "rm", "-f", name).Run()
+	defer podman(context.Background(), "rm", "-f", name).Run()
 	if err := sleepCtx(ctx, at); err != nil {
 		return nil, "", err
 	}
 	m := map[string]float64{}
-	d, err := runTimed(ctx, "podman", "container", "checkpoint", name)
+	if out, err := podman(ctx, "inspect", "-f", "{{.State.Pid}}", name).Output(); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil {
+			if rss, ok := residentBytes(pid); ok {
+				m["footprint-bytes"] = float64(rss)
+			}
+		}
+	}
+	start := time.Now()
+	if err := podmanRun(ctx, "container", "checkpoint", name); err != nil {
+		out, _ := podman(ctx, "inspect", "-f", "{{.State.Status}}", name).Output()
+		if st := strings.TrimSpace(string(out)); st == "exited" || st == "stopped" {
+			return nil, "", fmt.Errorf("%w: at %s it had exited (%v)", errFinishedEarly, at.Round(time.Millisecond), err)
+		}
+		return nil, "", err
+	}
+	m["checkpoint-ms"] = msSince(start)
+	// The images are in the container's directory, CRIU's statistics
+	// with them.
+	out, err := podman(ctx, "container", "inspect", "-f", "{{.StaticDir}}", name).Output()
 	if err != nil {
-		return nil, "", fmt.Errorf("podman container checkpoint: %w", err)
+		return nil, "", fmt.Errorf("podman container inspect: %w", err)
 	}
-	m["checkpoint-ms"] = ms(d)
-	if d, err = runTimed(ctx, "podman", "container", "restore", name); err != nil {
-		return nil, "", fmt.Errorf("podman container restore: %w", err)
+	images := filepath.Join(strings.TrimSpace(string(out)), "checkpoint")
+	if st, err := virtns.DumpStats(images); err == nil {
+		addCRIUStats(m, st)
+		m["frozen-ms"] = ms(st.Frozen)
 	}
-	m["restore-ms"] = ms(d)
-	if _, err := runTimed(ctx, "podman", "wait", name); err != nil {
-		return nil, "", fmt.Errorf("podman wait: %w", err)
+	if err := addSizes(m, images); err != nil {
+		return nil, "", err
 	}
-	out, err := exec.CommandContext(ctx, "podman", "logs", name).CombinedOutput()
+	start = time.Now()
+	if err := podmanRun(ctx, "container", "restore", name); err != nil {
+		return nil, "", err
+	}
+	m["restore-ms"] = msSince(start)
+	if st, err := virtns.RestoreStats(images); err == nil {
+		addCRIUStats(m, st)
+	}
+	if err := podmanRun(ctx, "wait", "--interval", "10ms", name); err != nil {
+		return nil, "", err
+	}
+	out, err = podman(ctx, "logs", name).CombinedOutput()
 	return m, string(out), err
+}
+
+// start runs b in a new container name, detached, on a root filesystem
+// of its own: Podman writes into a --rootfs directory itself, where a pod
+// writes into its own layer.
+func (p podmanContainer) start(ctx context.Context, b *built, name string) error {
+	rootfs, err := makeImage(filepath.Join(p.r.Work, "podman", name), b.native)
+	if err != nil {
+		return err
+	}
+	// Podman raises a root container's limits past what this process
+	// holds, which the kernel refuses without CAP_SYS_RESOURCE: the
+	// container gets this process's open files and a common process cap.
+	var nofile unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile)
+	args := []string{"run", "-d", "--name", name, "--network", "none",
+		"--ulimit", fmt.Sprintf("nofile=%d:%d", nofile.Cur, nofile.Max), "--ulimit", "nproc=4096:4096",
+		"--rootfs", rootfs, "/" + b.Name}
+	return podmanRun(ctx, append(args, b.Args(b.size, "/data")...)...)
+}
+
+// runTime runs b in a container uninterrupted, and returns its run time
+// as a checkpoint sees it: from the end of `podman run -d` to the exit
+// (see podRunTime).
+func (p podmanContainer) runTime(ctx context.Context, b *built) (time.Duration, error) {
+	name := podName(b, "podman", -1)
+	if err := p.start(ctx, b, name); err != nil {
+		return 0, err
+	}
+	defer podman(context.Background(), "rm", "-f", name).Run()
+	start := time.Now()
+	// podman wait polls, every 250 ms unless told.
+	if err := podmanRun(ctx, "wait", "--interval", "10ms", name); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// podmanRun runs a podman command; its error holds podman's own line.
+func podmanRun(ctx context.Context, args ...string) error {
+	if out, err := podman(ctx, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("podman %s: %w: %s", args[0], err, firstLine(string(out)))
+	}
+	return nil
 }
 
 // firstLine is the first line of s, trimmed.

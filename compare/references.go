@@ -28,8 +28,10 @@ func (b *built) runTime(path string) time.Duration {
 	switch {
 	case path == PathVesselCRIU || path == PathVesselSnapshot || Emulated(path):
 		return b.vesselTime
-	case path == PathPodctl || path == PathPodman:
+	case path == PathPodctl:
 		return b.podTime
+	case path == PathPodman:
+		return b.podmanTime
 	}
 	return b.nativeTime
 }
@@ -73,7 +75,7 @@ func (r *Runner) references(ctx context.Context, b *built) ([]path, error) {
 	// prepares the vessel's module and the second may compile it again
 	// (the shortest lands every checkpoint before the end of any run at
 	// least as long).
-	b.podTime, b.vesselTime = time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+	b.podTime, b.vesselTime, b.podmanTime = math.MaxInt64, math.MaxInt64, math.MaxInt64
 	for i := 0; i < 2; i++ {
 		name := podName(b, "pod", -1)
 		d, err := r.podRunTime(ctx, b, name, nativePodCreate(b, name))
@@ -90,6 +92,12 @@ func (r *Runner) references(ctx context.Context, b *built) ([]path, error) {
 			return nil, err
 		}
 		b.vesselTime = min(b.vesselTime, d)
+		if r.Podman.OK {
+			if d, err = (podmanContainer{r}).runTime(ctx, b); err != nil {
+				return nil, err
+			}
+			b.podmanTime = min(b.podmanTime, d)
+		}
 	}
 	return refs, nil
 }

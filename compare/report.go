@@ -21,7 +21,7 @@ var pathDescriptions = map[string]string{
 	PathWasmPrepared:   "the prepared module as a vessel runs it (podctl's WASI), uninterrupted (run time only)",
 	Baseline:           "the native binary as a session on the host, `criu dump -t PID` and `criu restore -d` with CRIU's default options",
 	PathPodctl:         "the native binary in a pod, `podctl checkpoint` and `podctl restore` (archive, checksums and fsync included)",
-	PathPodman:         "the native binary in a Podman container, `podman container checkpoint` and `restore`",
+	PathPodman:         "the native binary in a Podman container (runc, no network), `podman container checkpoint` and `restore`",
 	PathVesselCRIU:     "the Wasm build as a housed vessel pod, `podctl checkpoint` and `restore` (CRIU)",
 	PathVesselSnapshot: "the same vessel, `podctl checkpoint --portable` and `podctl restore` of its snapshot",
 }
@@ -78,6 +78,13 @@ func WriteReport(w io.Writer, r *Results, baseline string) error {
 			writeTable(&b, summary, wl, paths, criu)
 		}
 	}
+	if missed := r.Missed(); len(missed) > 0 {
+		fmt.Fprintf(&b, "Runs without measures (the workload ended before the path's checkpoint command stopped it; a larger size gives slow commands the time):\n\n")
+		for _, m := range missed {
+			fmt.Fprintf(&b, "- %s\n", m)
+		}
+		b.WriteString("\n")
+	}
 	compared := comparable(paths, baseline)
 	fmt.Fprintf(&b, "## Ratios to %s\n\nHow many times faster or smaller than %s each path is (its median to %s's): above 1 is better, below 1 worse.\n\n", baseline, baseline, baseline)
 	fmt.Fprintf(&b, "| workload | path | %s |\n|---|---|%s\n", strings.Join(comparedMetrics, " | "), strings.Repeat("---|", len(comparedMetrics)))
@@ -87,7 +94,7 @@ func WriteReport(w io.Writer, r *Results, baseline string) error {
 			any := false
 			for i, name := range comparedMetrics {
 				if r, ok := ratio(summary, wl, p, baseline, name); ok {
-					cells[i], any = fmt.Sprintf("%.2f×", r), true
+					cells[i], any = times(r), true
 				}
 			}
 			if any {
@@ -179,10 +186,14 @@ func writeOverhead(b *strings.Builder, s map[Key]map[string]Stat, workloads []st
 	fmt.Fprintf(b, "| geometric mean | %s | %s |\n", times(prep), times(plain))
 }
 
-// times writes a ratio ("" when there is none).
+// times writes a ratio ("" when there is none), with two decimals, or
+// two significant digits below 0.1.
 func times(r float64) string {
-	if r == 0 {
+	switch {
+	case r == 0:
 		return ""
+	case r < 0.1:
+		return fmt.Sprintf("%.2g×", r)
 	}
 	return fmt.Sprintf("%.2f×", r)
 }
@@ -245,7 +256,11 @@ func targets(r *Results, s map[Key]map[string]Stat, workloads []string, baseline
 	if m := r.Mismatches(); len(m) > 0 {
 		out = append(out, fmt.Sprintf("Every restored run's checksum equals the uninterrupted run's: **not met** on %d runs (%s).", len(m), strings.Join(m, "; ")))
 	} else {
-		out = append(out, fmt.Sprintf("Every restored run's checksum equals the uninterrupted run's: **met** (%d runs, every path and ISA).", len(r.Runs)))
+		line := fmt.Sprintf("Every restored run's checksum equals the uninterrupted run's: **met** (%d runs, every path and ISA", len(r.Runs)-len(r.Missed()))
+		if n := len(r.Missed()); n > 0 {
+			line += fmt.Sprintf("; %d runs missed their checkpoint", n)
+		}
+		out = append(out, line+").")
 	}
 	return out
 }

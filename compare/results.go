@@ -30,6 +30,10 @@ type Run struct {
 	// Metrics are the run's measures by name; a name ends in its unit
 	// ("checkpoint-ms", "image-bytes"), as Go benchmark units do.
 	Metrics map[string]float64 `json:"metrics"`
+	// Missed says why the run has no measures: its workload ended
+	// before the path's checkpoint command could stop it (a command that
+	// is slow to start, on a small size).
+	Missed string `json:"missed,omitempty"`
 }
 
 // Key names one workload on one path.
@@ -92,8 +96,8 @@ type Machine struct {
 	LoadAverage float64 `json:"loadAverage"`
 }
 
-// WriteBenchmarks writes runs in Go's benchmark format, one line per run
-// (benchstat takes the medians), after a header describing the machine:
+// WriteBenchmarks writes runs in Go's benchmark format, one line per
+// measured run (benchstat takes the medians), after a header describing the machine:
 //
 //	BenchmarkCompare/workload=nbody/path=criu-podctl 1 12.5 checkpoint-ms 3.1e+06 image-bytes
 //
@@ -103,6 +107,9 @@ func WriteBenchmarks(w io.Writer, m Machine, runs []Run) error {
 	fmt.Fprintf(&b, "goos: %s\ngoarch: %s\npkg: github.com/podctl/podctl/compare\n", m.OS, m.Arch)
 	fmt.Fprintf(&b, "cpu: %s\ncores: %d\nkernel: %s\ncriu: %s\nloadavg: %.2f\n", oneLine(m.CPU), m.Cores, oneLine(m.Kernel), oneLine(m.CRIU), m.LoadAverage)
 	for _, r := range runs {
+		if r.Missed != "" {
+			continue
+		}
 		fmt.Fprintf(&b, "BenchmarkCompare/workload=%s/path=%s 1", r.Workload, r.Path)
 		names := make([]string, 0, len(r.Metrics))
 		for name := range r.Metrics {

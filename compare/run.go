@@ -108,9 +108,10 @@ type built struct {
 	// time.
 	checksum   string
 	nativeTime time.Duration
-	// podTime and vesselTime are the run times of the native pod and of
-	// the vessel pod as their checkpoints see them (see podRunTime).
-	podTime, vesselTime time.Duration
+	// podTime, vesselTime and podmanTime are the run times of the native
+	// pod, the vessel pod and the Podman container as their checkpoints
+	// see them (see podRunTime).
+	podTime, vesselTime, podmanTime time.Duration
 	// moduleBytes is the size of the prepared module, which a portable
 	// snapshot carries (CRIU's images do not carry the executable).
 	moduleBytes int
@@ -148,6 +149,10 @@ func (r *Runner) Run(ctx context.Context) (*Results, error) {
 				}
 				at := time.Duration(float64(b.runTime(p.name())) * r.Options.CheckpointAt)
 				metrics, stdout, err := p.measure(ctx, b, at, run)
+				if errors.Is(err, errFinishedEarly) {
+					res.Runs = append(res.Runs, Run{Workload: w.Name, Path: p.name(), Index: run, Match: true, Missed: err.Error()})
+					continue
+				}
 				if err != nil {
 					if ctx.Err() != nil {
 						return nil, ctx.Err()

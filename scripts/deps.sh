@@ -44,6 +44,10 @@ APT_PACKAGES=(
   binaryen          # wasm-opt: Asyncify
   wabt              # wasm-validate, in tests
   qemu-user-static  # docks of other ISAs: qemu-aarch64-static ./podctl-arm64 dock
+  # podctl compare (issue 17): Podman's checkpoint, what a user would pick
+  # instead; runc, since bookworm's crun is built without CRIU
+  podman
+  runc
 )
 
 # Downloaded from sid (never installed) and unpacked into $CRIU_PREFIX when the

@@ -55,10 +55,20 @@ func TestCompare(t *testing.T) {
 		compare.PathVesselCRIU:     criu,
 		compare.PathVesselSnapshot: checkpointed,
 		"snapshot-" + isa.GOARCH:   {"checkpoint-ms", "restore-ms", "image-bytes"},
+		// make deps installs Podman and runc.
+		compare.PathPodman: append([]string{"criu-frozen-ms"}, checkpointed...),
 	}
-	seen := map[string]int{}
+	seen, measured := map[string]int{}, 0
 	for _, run := range res.Runs {
 		seen[run.Workload+"/"+run.Path]++
+		if run.Missed != "" {
+			// Only Podman's slow start may miss a checkpoint at this size.
+			if run.Path != compare.PathPodman {
+				t.Errorf("%s on %s: %s", run.Workload, run.Path, run.Missed)
+			}
+			continue
+		}
+		measured++
 		if !run.Match {
 			t.Errorf("%s on %s: checksum %s differs from the uninterrupted run's", run.Workload, run.Path, run.Checksum)
 		}
@@ -93,8 +103,8 @@ func TestCompare(t *testing.T) {
 			results++
 		}
 	}
-	if results != len(res.Runs) {
-		t.Errorf("results.txt holds %d results, want one per run (%d)", results, len(res.Runs))
+	if results != measured {
+		t.Errorf("results.txt holds %d results, want one per measured run (%d)", results, measured)
 	}
 
 	report, err := os.ReadFile(filepath.Join(out, "report.md"))

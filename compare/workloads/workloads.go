@@ -52,7 +52,7 @@ type Workload struct {
 
 // Suite is every workload, in the report's order.
 var Suite = []Workload{
-	{Name: "nbody", What: "Benchmarks Game n-body: steps of the Jovian planets", SmallArg: "4000000", FullArg: "40000000"},
+	{Name: "nbody", What: "Benchmarks Game n-body: steps of the Jovian planets", SmallArg: "8000000", FullArg: "40000000"},
 	{Name: "binarytrees", What: "Benchmarks Game binary-trees: allocation-heavy trees", SmallArg: "17", FullArg: "20"},
 	{Name: "fannkuch", What: "Benchmarks Game fannkuch-redux: permutations and flips", SmallArg: "10", FullArg: "11"},
 	{Name: "mandelbrot", What: "Benchmarks Game mandelbrot: a bitmap of the set", SmallArg: "2800", FullArg: "8000"},
