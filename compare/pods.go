@@ -82,6 +82,23 @@ func (p podctlCmd) waitExited(ctx context.Context, name string) (string, error) 
 	}
 }
 
+// runFor creates pod name with the command create, lets it run for at,
+// and returns its first metric: its footprint then. The caller removes
+// the pod.
+func (p podctlCmd) runFor(ctx context.Context, name string, create []string, at time.Duration) (map[string]float64, error) {
+	if _, _, err := p.run(ctx, create...); err != nil {
+		return nil, err
+	}
+	if err := sleepCtx(ctx, at); err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	if rss, ok := p.footprint(ctx, name); ok {
+		m["footprint-bytes"] = float64(rss)
+	}
+	return m, nil
+}
+
 // footprint is the resident memory of the largest process of pod name.
 func (p podctlCmd) footprint(ctx context.Context, name string) (int64, bool) {
 	var info podInfo
@@ -177,16 +194,10 @@ func (r *Runner) podRunTime(ctx context.Context, b *built, name string, create [
 // once it has run for at, restores it, and waits for its end.
 func (r *Runner) criuRun(ctx context.Context, name string, create []string, at time.Duration) (map[string]float64, string, error) {
 	pc := r.podctl()
-	if _, _, err := pc.run(ctx, create...); err != nil {
-		return nil, "", err
-	}
 	defer pc.remove(name)
-	if err := sleepCtx(ctx, at); err != nil {
+	m, err := pc.runFor(ctx, name, create, at)
+	if err != nil {
 		return nil, "", err
-	}
-	m := map[string]float64{}
-	if rss, ok := pc.footprint(ctx, name); ok {
-		m["footprint-bytes"] = float64(rss)
 	}
 	var ck checkpointReport
 	d, err := pc.runJSON(ctx, &ck, "checkpoint", "--json", name)
@@ -261,16 +272,10 @@ func (v vesselPod) measure(ctx context.Context, b *built, at time.Duration, run 
 		return v.r.criuRun(ctx, name, create, at)
 	}
 	pc := v.r.podctl()
-	if _, _, err := pc.run(ctx, create...); err != nil {
-		return nil, "", err
-	}
 	defer pc.remove(name)
-	if err := sleepCtx(ctx, at); err != nil {
+	m, err := pc.runFor(ctx, name, create, at)
+	if err != nil {
 		return nil, "", err
-	}
-	m := map[string]float64{}
-	if rss, ok := pc.footprint(ctx, name); ok {
-		m["footprint-bytes"] = float64(rss)
 	}
 	snap := filepath.Join(v.r.Work, "snapshots", name+".snap")
 	if err := os.MkdirAll(filepath.Dir(snap), 0o755); err != nil {
