@@ -2,6 +2,7 @@ package compare
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/stats"
 	"golang.org/x/sys/unix"
 
 	"github.com/podctl/podctl/virtns"
@@ -70,8 +72,9 @@ func (p podmanContainer) measure(ctx context.Context, b *built, at time.Duration
 			}
 		}
 	}
+	var dump podmanStats[stats.DumpStatsEntry]
 	start := time.Now()
-	if err := podmanRun(ctx, "container", "checkpoint", name); err != nil {
+	if err := podmanJSON(ctx, &dump, "container", "checkpoint", "--print-stats", name); err != nil {
 		out, _ := podman(ctx, "inspect", "-f", "{{.State.Status}}", name).Output()
 		if st := strings.TrimSpace(string(out)); st == "exited" || st == "stopped" {
 			return nil, "", fmt.Errorf("%w: at %s it had exited (%v)", errFinishedEarly, at.Round(time.Millisecond), err)
@@ -79,27 +82,27 @@ func (p podmanContainer) measure(ctx context.Context, b *built, at time.Duration
 		return nil, "", err
 	}
 	m["checkpoint-ms"] = msSince(start)
-	// The images are in the container's directory, CRIU's statistics
-	// with them.
+	if st := dump.criu(); st != nil {
+		c := virtns.FromDumpStats(st)
+		addCRIUStats(m, c)
+		m["frozen-ms"] = ms(c.Frozen)
+	}
+	// The images are in the container's directory.
 	out, err := podman(ctx, "container", "inspect", "-f", "{{.StaticDir}}", name).Output()
 	if err != nil {
 		return nil, "", fmt.Errorf("podman container inspect: %w", err)
 	}
-	images := filepath.Join(strings.TrimSpace(string(out)), "checkpoint")
-	if st, err := virtns.DumpStats(images); err == nil {
-		addCRIUStats(m, st)
-		m["frozen-ms"] = ms(st.Frozen)
-	}
-	if err := addSizes(m, images); err != nil {
+	if err := addSizes(m, filepath.Join(strings.TrimSpace(string(out)), "checkpoint")); err != nil {
 		return nil, "", err
 	}
+	var restore podmanStats[stats.RestoreStatsEntry]
 	start = time.Now()
-	if err := podmanRun(ctx, "container", "restore", name); err != nil {
+	if err := podmanJSON(ctx, &restore, "container", "restore", "--print-stats", name); err != nil {
 		return nil, "", err
 	}
 	m["restore-ms"] = msSince(start)
-	if st, err := virtns.RestoreStats(images); err == nil {
-		addCRIUStats(m, st)
+	if st := restore.criu(); st != nil {
+		addCRIUStats(m, virtns.FromRestoreStats(st))
 	}
 	if err := podmanRun(ctx, "wait", "--interval", "10ms", name); err != nil {
 		return nil, "", err
@@ -142,6 +145,38 @@ func (p podmanContainer) runTime(ctx context.Context, b *built) (time.Duration, 
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// podmanStats is what `podman container checkpoint --print-stats` and
+// `restore --print-stats` print: CRIU's statistics as go-criu reads
+// them, for each container.
+type podmanStats[T any] struct {
+	Containers []struct {
+		CRIU *T `json:"criu_statistics"`
+	} `json:"container_statistics"`
+}
+
+// criu is the statistics of the one container.
+func (s podmanStats[T]) criu() *T {
+	if len(s.Containers) != 1 {
+		return nil
+	}
+	return s.Containers[0].CRIU
+}
+
+// podmanJSON runs a podman command and decodes what it prints into v.
+func podmanJSON(ctx context.Context, v any, args ...string) error {
+	cmd := podman(ctx, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("podman %s: %w: %s", args[0], err, firstLine(stderr.String()))
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("podman %s: its statistics: %w", strings.Join(args, " "), err)
+	}
+	return nil
 }
 
 // podmanRun runs a podman command; its error holds podman's own line.

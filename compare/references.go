@@ -71,12 +71,12 @@ func (r *Runner) references(ctx context.Context, b *built) ([]path, error) {
 		return nil, err
 	}
 	// Pods checkpoint a fraction of their own run, as a checkpoint sees
-	// it (see podRunTime): the shortest of two, the first of which
-	// prepares the vessel's module and the second may compile it again
+	// it (see podRunTime): the shortest of three, the first of which
+	// prepares the vessel's module and the second may still compile it
 	// (the shortest lands every checkpoint before the end of any run at
 	// least as long).
 	b.podTime, b.vesselTime, b.podmanTime = math.MaxInt64, math.MaxInt64, math.MaxInt64
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 3; i++ {
 		name := podName(b, "pod", -1)
 		d, err := r.podRunTime(ctx, b, name, nativePodCreate(b, name))
 		if err != nil {

@@ -228,7 +228,7 @@ func targets(r *Results, s map[Key]map[string]Stat, workloads []string, baseline
 			}
 			n++
 			if v < want {
-				miss = append(miss, fmt.Sprintf("%s %.2f×", wl, v))
+				miss = append(miss, fmt.Sprintf("%s %s", wl, times(v)))
 			}
 		}
 		switch {
@@ -303,10 +303,10 @@ func reading(s map[Key]map[string]Stat, workloads []string, path, baseline, name
 	if word == "" {
 		word = "does better on " + name
 	}
-	s2 := fmt.Sprintf("%s %s than %s on %d of %d workloads (geometric mean %.2f×", path, word, baseline, better, len(pts), math.Exp(logSum/float64(len(pts))))
+	s2 := fmt.Sprintf("%s %s than %s on %d of %d workloads (geometric mean %s", path, word, baseline, better, len(pts), times(math.Exp(logSum/float64(len(pts)))))
 	if len(pts) > 1 {
 		lo, hi := pts[0], pts[len(pts)-1]
-		s2 += fmt.Sprintf("; from %.2f× on %s to %.2f× on %s", lo.r, lo.wl, hi.r, hi.wl)
+		s2 += fmt.Sprintf("; from %s on %s to %s on %s", times(lo.r), lo.wl, times(hi.r), hi.wl)
 	}
 	return s2 + ")."
 }

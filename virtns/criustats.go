@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/stats"
 )
 
 // CRIUStats is CRIU's own account of a dump or a restore: what it writes
@@ -38,6 +39,12 @@ func DumpStats(dir string) (*CRIUStats, error) {
 	if err != nil {
 		return nil, statsError("stats-dump", err)
 	}
+	return FromDumpStats(d), nil
+}
+
+// FromDumpStats converts go-criu's dump statistics (which Podman prints
+// too, with --print-stats).
+func FromDumpStats(d *stats.DumpStatsEntry) *CRIUStats {
 	return &CRIUStats{
 		Freezing:     micros(d.GetFreezingTime()),
 		Frozen:       micros(d.GetFrozenTime()),
@@ -46,7 +53,7 @@ func DumpStats(dir string) (*CRIUStats, error) {
 		PagesScanned: d.GetPagesScanned(),
 		PagesWritten: d.GetPagesWritten(),
 		PagesLazy:    d.GetPagesLazy(),
-	}, nil
+	}
 }
 
 // RestoreStats reads the statistics of the restore from the images in
@@ -56,11 +63,16 @@ func RestoreStats(dir string) (*CRIUStats, error) {
 	if err != nil {
 		return nil, statsError("stats-restore", err)
 	}
+	return FromRestoreStats(r), nil
+}
+
+// FromRestoreStats converts go-criu's restore statistics.
+func FromRestoreStats(r *stats.RestoreStatsEntry) *CRIUStats {
 	return &CRIUStats{
 		Forking:       micros(r.GetForkingTime()),
 		Restore:       micros(r.GetRestoreTime()),
 		PagesRestored: r.GetPagesRestored(),
-	}, nil
+	}
 }
 
 // micros converts CRIU's microsecond counts.
