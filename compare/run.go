@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/podctl/podctl/compare/workloads"
@@ -44,14 +45,12 @@ const (
 	// snapshot with podctl of another ISA under qemu-user
 	// ("snapshot-s390x"): emulated, their times are not comparable.
 	pathSnapshotOn = "snapshot-"
-	// pathMigrate prefixes the migrations of --to ("migrate-podctl").
-	pathMigrate = "migrate-"
 )
 
 // Emulated reports whether path runs under qemu-user: its times measure
 // the emulator, and only its correctness compares.
 func Emulated(path string) bool {
-	return len(path) > len(pathSnapshotOn) && path[:len(pathSnapshotOn)] == pathSnapshotOn
+	return strings.HasPrefix(path, pathSnapshotOn) && path != pathSnapshotOn
 }
 
 // Step is what a comparison is doing, for a progress display.
