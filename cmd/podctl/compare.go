@@ -61,7 +61,7 @@ func compareCommand(g *globalOptions) *cobra.Command {
 	f.IntVar(&o.Runs, "runs", 5, "runs of each workload on each path")
 	f.StringSliceVar(&o.ISAs, "isa", nil, "also restore the portable snapshot with podctl of these ISAs under qemu-user")
 	f.Float64Var(&o.CheckpointAt, "checkpoint-at", 0.5, "when to checkpoint, as a fraction of the uninterrupted run's time")
-	f.StringVar(&o.To, "to", "", "also migrate to this dock (HOST:PORT) by each path")
+	f.StringVar(&o.To, "to", "", "migrate to this dock (HOST:PORT) by each path: not measured yet, refused")
 	f.StringVarP(&out, "out", "o", "compare-results", "directory of the report, results and charts")
 	f.BoolVar(&asJSON, "json", false, "print every run's results as JSON")
 	return c
