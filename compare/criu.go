@@ -94,6 +94,7 @@ func (c rawCRIU) measure(ctx context.Context, b *built, at time.Duration, run in
 	// The restored process is no child of this one: its end is seen in
 	// /proc (gone, or a zombie of a parent that does not reap).
 	if err := waitGone(ctx, pid); err != nil {
+		syscall.Kill(pid, syscall.SIGKILL)
 		return nil, "", err
 	}
 	stdout, err := os.ReadFile(outPath)

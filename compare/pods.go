@@ -300,30 +300,24 @@ func (v vesselPod) measure(ctx context.Context, b *built, at time.Duration, run 
 	}
 	m["module-bytes"] = float64(b.moduleBytes)
 	pc.remove(name)
-	at2, err := v.restorer()
-	if err != nil {
+	dst := v.restorer()
+	if d, err = dst.runJSON(ctx, &struct{}{}, "restore", "--name", name, "--json", snap); err != nil {
 		return nil, "", err
 	}
-	if d, err = at2.runJSON(ctx, &struct{}{}, "restore", "--name", name, "--json", snap); err != nil {
-		return nil, "", err
-	}
-	defer at2.remove(name)
+	defer dst.remove(name)
 	m["restore-ms"] = ms(d)
-	out, err := at2.waitExited(ctx, name)
+	out, err := dst.waitExited(ctx, name)
 	return m, out, err
 }
 
 // restorer is the podctl that restores the snapshot: this one, or the
 // podctl of v.isa under its qemu-user, with a state root of its own
 // (its vessel pods are plain: it has no native pods).
-func (v vesselPod) restorer() (podctlCmd, error) {
+func (v vesselPod) restorer() podctlCmd {
 	if v.isa == "" {
-		return v.r.podctl(), nil
+		return v.r.podctl()
 	}
-	bin := filepath.Join(filepath.Dir(v.r.Podctl), "podctl-"+v.isa)
-	if _, err := os.Stat(bin); err != nil {
-		return podctlCmd{}, fmt.Errorf("podctl for %s: %w (make build makes it)", v.isa, err)
-	}
+	bin := v.r.podctlFor(v.isa)
 	root := filepath.Join(v.r.Work, "root-"+v.isa)
 	qemu := qemuFor[v.isa]
 	return podctlCmd{
@@ -331,5 +325,11 @@ func (v vesselPod) restorer() (podctlCmd, error) {
 		// Under qemu-user without binfmt, podctl cannot start its own
 		// supervisors unless told how (README, "Vessel pods").
 		env: []string{"PODCTL_SELF=" + qemu + " " + bin},
-	}, nil
+	}
+}
+
+// podctlFor is the podctl of isa: beside this one, as make build
+// installs it.
+func (r *Runner) podctlFor(isa string) string {
+	return filepath.Join(filepath.Dir(r.Podctl), "podctl-"+isa)
 }

@@ -248,6 +248,11 @@ func (r *Runner) Compare(ctx context.Context, dir string) (*Results, error) {
 	if _, err := r.Options.Check(exec.LookPath); err != nil {
 		return nil, err
 	}
+	for _, isa := range r.Options.ISAs {
+		if _, err := os.Stat(r.podctlFor(isa)); err != nil {
+			return nil, errdefs.New(errdefs.Unsupported, "podctl compare: --isa %s needs %s beside podctl (make build makes it)", isa, r.podctlFor(isa))
+		}
+	}
 	if r.Options.To != "" {
 		if err := reachable(ctx, r.Options.To); err != nil {
 			return nil, err
