@@ -72,7 +72,7 @@ func (c rawCRIU) measure(ctx context.Context, b *built, at time.Duration, run in
 			return nil, "", errFinishedEarly
 		default:
 		}
-		return nil, "", fmt.Errorf("criu dump: %w%s", err, logTail(filepath.Join(images, "dump.log")))
+		return nil, "", fmt.Errorf("criu dump: %w%s", err, virtns.CRIULogError(filepath.Join(images, "dump.log")))
 	}
 	m["checkpoint-ms"] = ms(d)
 	<-exited
@@ -85,7 +85,7 @@ func (c rawCRIU) measure(ctx context.Context, b *built, at time.Duration, run in
 	}
 	d, err = runTimed(ctx, "criu", "restore", "-D", images, "-d", "-o", "restore.log")
 	if err != nil {
-		return nil, "", fmt.Errorf("criu restore: %w%s", err, logTail(filepath.Join(images, "restore.log")))
+		return nil, "", fmt.Errorf("criu restore: %w%s", err, virtns.CRIULogError(filepath.Join(images, "restore.log")))
 	}
 	m["restore-ms"] = ms(d)
 	if st, err := virtns.RestoreStats(images); err == nil {
@@ -173,14 +173,4 @@ func residentBytes(pid int) (int64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// logTail is the last lines of a CRIU log, to explain a failure.
-func logTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return " (" + filepath.Base(path) + ": " + strings.Join(lines[max(0, len(lines)-3):], " | ") + ")"
 }

@@ -77,7 +77,7 @@ func (p podmanContainer) measure(ctx context.Context, b *built, at time.Duration
 	if err := podmanJSON(ctx, &dump, "container", "checkpoint", "--print-stats", name); err != nil {
 		out, _ := podman(ctx, "inspect", "-f", "{{.State.Status}}", name).Output()
 		if st := strings.TrimSpace(string(out)); st == "exited" || st == "stopped" {
-			return nil, "", fmt.Errorf("%w: at %s it had exited (%v)", errFinishedEarly, at.Round(time.Millisecond), err)
+			return nil, "", finishedEarly(at, err)
 		}
 		return nil, "", err
 	}

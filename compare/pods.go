@@ -229,7 +229,7 @@ func (r *Runner) criuRun(ctx context.Context, name string, create []string, at t
 func (p podctlCmd) finishedEarly(ctx context.Context, name string, at time.Duration, err error) error {
 	var info podInfo
 	if _, ierr := p.runJSON(ctx, &info, "inspect", name); ierr == nil && info.Status == "exited" {
-		return fmt.Errorf("%w: at %s it had exited (%v)", errFinishedEarly, at.Round(time.Millisecond), err)
+		return finishedEarly(at, err)
 	}
 	return err
 }

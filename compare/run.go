@@ -138,8 +138,8 @@ func (r *Runner) Run(ctx context.Context) (*Results, error) {
 		if err != nil {
 			return nil, err
 		}
+		all := append(append([]path{}, refs...), paths...)
 		for run := 0; run < r.Options.Runs; run++ {
-			all := append(append([]path{}, refs...), paths...)
 			for i := range all {
 				p := all[(i+run)%len(all)]
 				done++
@@ -239,6 +239,12 @@ func tail(s string) string {
 // errFinishedEarly is returned by a path whose workload ended before its
 // checkpoint: the size is too small for this machine.
 var errFinishedEarly = errors.New("the workload finished before its checkpoint (a larger --size runs longer)")
+
+// finishedEarly is errFinishedEarly for a checkpoint taken at at, which
+// failed with err because the workload had exited.
+func finishedEarly(at time.Duration, err error) error {
+	return fmt.Errorf("%w: at %s it had exited (%v)", errFinishedEarly, at.Round(time.Millisecond), err)
+}
 
 // Compare checks the options, measures, and writes the results into
 // dir (see Results.Write). A run whose checksum differs from the

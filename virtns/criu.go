@@ -182,7 +182,7 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	err = runCRIU(criuCtx, o.ImagesDir, func() error { return ctr.Checkpoint(opts) })
 	stop()
 	if err != nil {
-		return fmt.Errorf("checkpoint %s: %w%s", id, err, criuLogError(filepath.Join(o.ImagesDir, "dump.log")))
+		return fmt.Errorf("checkpoint %s: %w%s", id, err, CRIULogError(filepath.Join(o.ImagesDir, "dump.log")))
 	}
 	return nil
 }
@@ -239,7 +239,7 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 		StatusFd:          -1,
 	}
 	if err := runCRIU(ctx, o.ImagesDir, func() error { return ctr.Restore(proc, opts) }); err != nil {
-		return 0, fmt.Errorf("restore %s: %w%s", c.ID, err, criuLogError(filepath.Join(o.ImagesDir, "restore.log")))
+		return 0, fmt.Errorf("restore %s: %w%s", c.ID, err, CRIULogError(filepath.Join(o.ImagesDir, "restore.log")))
 	}
 	if pid, err = proc.Pid(); err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
@@ -377,10 +377,10 @@ func procStat(pid int) (comm string, ppid int, ok bool) {
 	return s[open+1 : close], ppid, err == nil
 }
 
-// criuLogError returns the first meaningful error line of a CRIU log (the
+// CRIULogError returns the first meaningful error line of a CRIU log (the
 // cause; later ones are consequences), formatted to be appended to an
 // error message ("" if there is none).
-func criuLogError(path string) string {
+func CRIULogError(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
@@ -425,7 +425,7 @@ func runHelper(ctx context.Context, dir, logFile string, sock *os.File, args ...
 	// A dock that dies takes its page helpers with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("criu %s: %w%s%s", args[0], err, strings.TrimSpace(" "+string(out)), criuLogError(filepath.Join(dir, logFile)))
+		return fmt.Errorf("criu %s: %w%s%s", args[0], err, strings.TrimSpace(" "+string(out)), CRIULogError(filepath.Join(dir, logFile)))
 	}
 	return nil
 }
