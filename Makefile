@@ -41,25 +41,33 @@ vet:
 # after make deps, which installs every one: then a missing tool fails.
 REQUIRE_TOOLS := PODCTL_REQUIRE_TOOLS=1
 
+# The package tests, without the end-to-end suite in ./test.
+PACKAGES := $$(go list ./... | grep -v '/test$$')
+
 # The package tests under the race detector: every package but the
 # end-to-end suite in ./test, whose tests run podctl binaries built
 # without it. (Under it, wasm/vessel's tests leave out stops of
 # interpreted guests: see wasm/internal/stopflag.)
-RACE := go test -race -tags seccomp -count=1 -timeout 30m $$(go list ./... | grep -v '/test$$')
+RACE := go test -race -tags seccomp -count=1 -timeout 30m $(PACKAGES)
 
-# The whole suite, as root: the package tests under the race detector,
-# then unit tests and end-to-end tests on real namespaces, overlayfs,
-# cgroups, veth and nftables.
+# The whole suite, as root: the package tests under the race detector and
+# without it, then the end-to-end tests on real namespaces, overlayfs,
+# cgroups, veth and nftables. The end-to-end suite runs alone: go test
+# runs packages side by side, and the load of another package's tests
+# coming and going under it changes its timings from one moment to the
+# next (podctl compare checkpoints at a fraction of a run time it measured
+# moments before; see ARCHITECTURE.md, "Why: podctl compare").
 test: deps build vet
 	./bin/podctl doctor
 	$(REQUIRE_TOOLS) $(RACE)
-	$(REQUIRE_TOOLS) go test -tags seccomp -count=1 -timeout 40m ./...
+	$(REQUIRE_TOOLS) go test -tags seccomp -count=1 -timeout 40m $(PACKAGES)
+	$(REQUIRE_TOOLS) go test -tags seccomp -count=1 -timeout 40m ./test
 
 # The package tests alone: no build of podctl and no end-to-end suite
 # (./test). One package takes seconds; wasm/prepare and wasm/vessel take
 # minutes (Asyncify of a Go guest takes half a minute).
 unit:
-	go test -tags seccomp -count=1 $$(go list ./... | grep -v '/test')
+	go test -tags seccomp -count=1 $(PACKAGES)
 
 # The package tests under the race detector (see RACE).
 race:
