@@ -29,6 +29,9 @@ type Server struct {
 	Pods PodReceiver
 	// Vessels receives vessel pods.
 	Vessels VesselReceiver
+	// Sessions lets the source of a migration reach the pod it sent
+	// (nil: no source can).
+	Sessions SessionPods
 	// TLS must require and verify client certificates (pki.ServerConfig).
 	TLS *tls.Config
 	// Log receives one line per request, naming the peer that made it
@@ -89,6 +92,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("GET "+pathModules+"{hash}", s.hasModule)
 	mux.HandleFunc("POST "+pathVessels, s.receiveVessel)
 	mux.HandleFunc("POST "+pathDecide, s.decide)
+	if s.Sessions != nil {
+		mux.HandleFunc("GET "+pathSessions+"{session}", s.sessionPod)
+		mux.HandleFunc("GET "+pathSessions+"{session}/{what}", s.sessionPod)
+		mux.HandleFunc("DELETE "+pathSessions+"{session}", s.sessionPod)
+	}
 	if s.Pods != nil {
 		mux.HandleFunc("POST "+pathPods, s.receivePod)
 		mux.HandleFunc("POST "+pathPages, s.pages)

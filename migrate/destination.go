@@ -12,6 +12,7 @@ import (
 	"github.com/podctl/podctl/dock"
 	"github.com/podctl/podctl/internal/budget"
 	"github.com/podctl/podctl/internal/human"
+	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/vesselpod"
 )
 
@@ -32,6 +33,9 @@ type Destination struct {
 	// guard, if set, keeps this host's pods off the dock's port until the
 	// function it returns is called.
 	guard func(ctx context.Context, port uint16) (lift func() error, err error)
+	// findSession finds the pod a migration session brought here (nil:
+	// none).
+	findSession func(session string) (handle.Pod, error)
 }
 
 // leftovers is a recovery error that quarantines what it could not clean
@@ -56,6 +60,9 @@ func VesselDestination(store vesselpod.Store) *Destination {
 		Vessels:  PlainVessels{Store: store},
 		store:    store,
 		recovery: []recoveryStep{{"vessel pods", store.Recover}},
+		findSession: func(session string) (handle.Pod, error) {
+			return plainSessionPod(store, session)
+		},
 	}
 }
 
@@ -155,7 +162,7 @@ func (d *Destination) server(tlsConfig *tls.Config, log *slog.Logger) (*dock.Ser
 		}
 	}
 	return &dock.Server{
-		Pods: d.Pods, Vessels: recv, TLS: tlsConfig, Log: log,
+		Pods: d.Pods, Vessels: recv, Sessions: d, TLS: tlsConfig, Log: log,
 		Memory: budget.New("memory", "--memory-budget", b.Memory, b.Wait),
 		Disk:   budget.New("staging", "three quarters of --disk-budget; the module cache has the rest", staging, b.Wait),
 	}, b

@@ -6,6 +6,7 @@ import (
 	"context"
 
 	"github.com/podctl/podctl/pod"
+	"github.com/podctl/podctl/pod/handle"
 	"github.com/podctl/podctl/pod/housed"
 	"github.com/podctl/podctl/pod/vesselpod"
 	"github.com/podctl/podctl/virtns"
@@ -31,5 +32,12 @@ func NativeDestination(m *pod.Manager, store vesselpod.Store, images pod.ImagePo
 			{"housed vessels", func(ctx context.Context) error { return housed.Recover(ctx, m, store.Handovers) }},
 		},
 		guard: virtns.Firewall{}.GuardDock,
+		findSession: func(session string) (handle.Pod, error) {
+			name, err := housed.SessionPod(m, session)
+			if err != nil || name == "" {
+				return nil, err
+			}
+			return housed.Open(store, name, func() (*pod.Manager, error) { return m, nil })
+		},
 	}
 }

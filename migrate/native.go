@@ -54,6 +54,7 @@ func Native(ctx context.Context, m *pod.Manager, name string, c *dock.Client, o 
 		return nil, err
 	}
 	defer send.Close()
+	res.Session = send.Session()
 	// Unless the pod was handed over, whatever the dock may hold of it
 	// goes (it never runs there without the word of this podctl).
 	aw, err := sendManifest(ctx, send, out, o.Live)

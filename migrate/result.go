@@ -9,6 +9,9 @@ type Result struct {
 	// Pod is the pod's name at the destination, Dock the dock's address.
 	Pod  string `json:"pod"`
 	Dock string `json:"dock"`
+	// Session names the migration: with it, this host reaches the pod
+	// at the dock (`podctl session`, dock.Client.InspectSession).
+	Session string `json:"session"`
 	// Mode is "criu" (stop-and-copy), "criu-lazy" (post-copy) or "wasm"
 	// (a portable snapshot).
 	Mode string `json:"mode"`

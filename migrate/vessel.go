@@ -46,6 +46,7 @@ func Vessel(ctx context.Context, c *dock.Client, store vesselpod.Store, name str
 	}
 	defer out.Close()
 	session := dock.NewSession()
+	res.Session = session
 	defer func() {
 		if !out.HandedOver() {
 			abortAtDock(ctx, c, session)

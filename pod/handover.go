@@ -74,7 +74,7 @@ func (in *Incoming) Prepare(ctx context.Context, criuDir, upperDir string, lazy 
 // nothing of fails with errdefs.NotFound: the source may then resume its
 // own copy.
 func (m *Manager) Decide(ctx context.Context, session string, commit bool) error {
-	name, err := m.podOfSession(session)
+	name, err := m.SessionPod(session)
 	if err != nil {
 		return err
 	}
@@ -222,9 +222,9 @@ func (m *Manager) supersede(ctx context.Context, name, sourceID string) error {
 	return m.Decide(ctx, old.Session, false)
 }
 
-// podOfSession finds the pod that a migration session brought here ("" if
+// SessionPod finds the pod that a migration session brought here ("" if
 // none).
-func (m *Manager) podOfSession(session string) (string, error) {
+func (m *Manager) SessionPod(session string) (string, error) {
 	names, err := m.store.names()
 	if err != nil {
 		return "", err

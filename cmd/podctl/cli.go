@@ -53,7 +53,7 @@ func newRootCommand() *cobra.Command {
 		return errdefs.New(errdefs.Usage, "%s (see podctl %s --help)", err, c.Name())
 	})
 	root.AddCommand(podCommands(g)...)
-	root.AddCommand(doctorCommand(g), pkiCommand())
+	root.AddCommand(doctorCommand(g), pkiCommand(), sessionCommand())
 	return root
 }
 
@@ -329,12 +329,12 @@ func newRmCommand(remove func(c *cobra.Command, name string, force bool) error) 
 }
 
 // checkDockAddr validates migrate's --to.
-func checkDockAddr(to string) error {
-	if to == "" {
-		return errdefs.New(errdefs.Usage, "podctl migrate: --to ADDR is required")
+func checkDockAddr(flag, addr string) error {
+	if addr == "" {
+		return errdefs.New(errdefs.Usage, "%s ADDR is required", flag)
 	}
-	if _, _, err := net.SplitHostPort(to); err != nil {
-		return errdefs.New(errdefs.InvalidArgument, "invalid --to %q: want HOST:PORT", to)
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return errdefs.New(errdefs.InvalidArgument, "invalid %s %q: want HOST:PORT", flag, addr)
 	}
 	return nil
 }

@@ -158,7 +158,7 @@ func vesselMigrateCommand(g *globalOptions) *cobra.Command {
 		Short: "Move a running vessel pod to the dock at ADDR",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkDockAddr(to); err != nil {
+			if err := checkDockAddr("--to", to); err != nil {
 				return err
 			}
 			if err := migrate.CheckVia(args[0], handle.Vessel, via); err != nil {

@@ -22,7 +22,7 @@ func migrateCommand(g *globalOptions) *cobra.Command {
 		Short: "Move a running pod to the dock at ADDR",
 		Args:  exactArgs(1, "one pod name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkDockAddr(to); err != nil {
+			if err := checkDockAddr("--to", to); err != nil {
 				return err
 			}
 			opts := migrate.Options{Name: name, Live: live, Force: force, PKI: absPath(tls.dir), Cert: tls.name}

@@ -121,14 +121,14 @@ func printMigration(c *cobra.Command, res *migrate.Result, err error, asJSON boo
 		if res.PostCopy > 0 {
 			fmt.Fprintf(w, "  postcopy %s\n", human.Millis(res.PostCopy))
 		}
-		fmt.Fprintf(w, "  total    %s\n  downtime %s\n  sent     %s (archive %s, memory %s)\n", human.Millis(res.Total), human.Millis(res.Downtime),
-			human.Bytes(res.ArchiveBytes+res.PageBytes), human.Bytes(res.ArchiveBytes), human.Bytes(res.PageBytes))
+		fmt.Fprintf(w, "  total    %s\n  downtime %s\n  sent     %s (archive %s, memory %s)\n  session  %s\n", human.Millis(res.Total), human.Millis(res.Downtime),
+			human.Bytes(res.ArchiveBytes+res.PageBytes), human.Bytes(res.ArchiveBytes), human.Bytes(res.PageBytes), res.Session)
 		return nil
 	}
 	fmt.Fprintf(w, "%s migrated to %s (%s) via wasm\n", res.Pod, res.Dock, res.ISA)
-	fmt.Fprintf(w, "  safepoint %s\n  capture   %s\n  write     %s\n  transfer  %s\n  restore   %s\n  total     %s\n  downtime  %s\n  sent      %s (module %s)\n",
+	fmt.Fprintf(w, "  safepoint %s\n  capture   %s\n  write     %s\n  transfer  %s\n  restore   %s\n  total     %s\n  downtime  %s\n  sent      %s (module %s)\n  session   %s\n",
 		human.Millis(res.Safepoint), human.Millis(res.Capture), human.Millis(res.Write), human.Millis(res.Transfer), human.Millis(res.Restore), human.Millis(res.Total), human.Millis(res.Downtime),
-		human.Bytes(res.Bytes), map[bool]string{true: "included", false: "already at the dock"}[res.WithModule])
+		human.Bytes(res.Bytes), map[bool]string{true: "included", false: "already at the dock"}[res.WithModule], res.Session)
 	return nil
 }
 

@@ -327,3 +327,24 @@ func supersede(ctx context.Context, m *pod.Manager, name string, meta vesselpod.
 	}
 	return View(m, man).Supersede(ctx, man.Spec.Vessel.Name, meta, discardHousing(m, name))
 }
+
+// SessionPod finds the pod that a migration session brought to m ("" if
+// none): a native pod, or a vessel housed in one (moved through CRIU, the
+// housing pod records the session; as a portable snapshot, the vessel
+// does, in the store the pod houses).
+func SessionPod(m *pod.Manager, session string) (string, error) {
+	name, err := m.SessionPod(session)
+	if err != nil || name != "" {
+		return name, err
+	}
+	mans, err := m.Manifests()
+	if err != nil {
+		return "", err
+	}
+	for _, p := range mans {
+		if p.Spec.Vessel != nil && View(m, p).SessionPod(session) != "" {
+			return p.Spec.Name, nil
+		}
+	}
+	return "", nil
+}
