@@ -16,14 +16,25 @@ var Charts = []struct{ File, Metric, Title string }{
 	{"restore.svg", "restore-ms", "Restore time (whole command)"},
 	{"size.svg", "image-bytes", "Image or snapshot on disk"},
 	{"overhead.svg", "run-ms", "Run time, uninterrupted"},
+	// Drawn with --to only.
+	{"downtime.svg", "downtime-ms", "Migration downtime"},
 }
 
 // chartPaths are the paths each chart shows: the references only for
-// run time, the checkpointing paths (emulated ones left out: their
-// times measure the emulator) for the others.
+// run time, the migrations only for downtime, the checkpointing paths
+// for the others; emulated ones never (their times measure the
+// emulator).
 func chartPaths(metric string, path string) bool {
 	reference := path == PathNative || path == PathWasmPlain || path == PathWasmPrepared
-	return reference == (metric == "run-ms") && !Emulated(path)
+	switch {
+	case Emulated(path):
+		return false
+	case metric == "run-ms":
+		return reference
+	case metric == "downtime-ms":
+		return Migrating(path)
+	}
+	return !reference && !Migrating(path)
 }
 
 // Write writes the results into dir: report.md, results.json,

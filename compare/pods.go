@@ -67,13 +67,19 @@ type podInfo struct {
 
 // waitExited polls until pod name has exited, and returns its logs.
 func (p podctlCmd) waitExited(ctx context.Context, name string) (string, error) {
+	return p.waitFor(ctx, []string{"inspect", name}, []string{"logs", name})
+}
+
+// waitFor polls the podctl command inspect until the pod it shows has
+// exited, and returns what the command logs prints.
+func (p podctlCmd) waitFor(ctx context.Context, inspect, logs []string) (string, error) {
 	for {
 		var info podInfo
-		if _, err := p.runJSON(ctx, &info, "inspect", name); err != nil {
+		if _, err := p.runJSON(ctx, &info, inspect...); err != nil {
 			return "", err
 		}
 		if info.Status == "exited" {
-			out, _, err := p.run(ctx, "logs", name)
+			out, _, err := p.run(ctx, logs...)
 			return out, err
 		}
 		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {

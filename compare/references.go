@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"strings"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -25,6 +26,8 @@ import (
 // of: the native binary's on the host, or its pod's, or its vessel
 // pod's.
 func (b *built) runTime(path string) time.Duration {
+	// A migration checkpoints its path's pod.
+	path = strings.TrimPrefix(path, pathMigrate)
 	switch {
 	case path == PathVesselCRIU || path == PathVesselSnapshot || Emulated(path):
 		return b.vesselTime

@@ -31,6 +31,9 @@ func describe(path string) string {
 	if d, ok := pathDescriptions[path]; ok {
 		return d
 	}
+	if Migrating(path) {
+		return fmt.Sprintf("the pod of %s migrated mid-run to the --to dock with `podctl migrate`, finishing there (its output read and the pod removed by the migration's session)", strings.TrimPrefix(path, pathMigrate))
+	}
 	if Emulated(path) {
 		return fmt.Sprintf("the portable snapshot restored by podctl for %s under qemu-user (emulated: its times measure the emulator, its checksum the result)", strings.TrimPrefix(path, pathSnapshotOn))
 	}
@@ -68,14 +71,19 @@ func WriteReport(w io.Writer, r *Results, baseline string) error {
 		fmt.Fprintf(&b, "- **%s**: not measured: %s.\n", PathPodman, r.Podman.Why)
 	}
 	b.WriteString("\n")
+	local, migrations := splitPaths(paths)
 	for _, wl := range workloads {
 		fmt.Fprintf(&b, "## %s\n\n", wl)
-		all := metricNames(summary, wl, paths)
+		all := metricNames(summary, wl, local)
 		own, criu := splitMetrics(all)
-		writeTable(&b, summary, wl, paths, own)
+		writeTable(&b, summary, wl, local, own)
 		if len(criu) > 0 {
 			fmt.Fprintf(&b, "CRIU's own statistics (stats-dump, stats-restore):\n\n")
-			writeTable(&b, summary, wl, paths, criu)
+			writeTable(&b, summary, wl, local, criu)
+		}
+		if len(migrations) > 0 {
+			fmt.Fprintf(&b, "Migrations to %s (migrate-ms is the whole `podctl migrate`; downtime-ms as it reports it; dock-restore-ms the dock's restore; sent-bytes what crossed the network):\n\n", r.Options.To)
+			writeTable(&b, summary, wl, migrations, metricNames(summary, wl, migrations))
 		}
 	}
 	if missed := r.Missed(); len(missed) > 0 {
@@ -111,12 +119,30 @@ func WriteReport(w io.Writer, r *Results, baseline string) error {
 			}
 		}
 	}
+	for _, p := range migrations {
+		if s := downtimeReading(summary, workloads, p); s != "" {
+			fmt.Fprintf(&b, "- %s\n", s)
+		}
+	}
 	fmt.Fprintf(&b, "\n## Targets\n\n")
 	for _, t := range targets(r, summary, workloads, baseline) {
 		fmt.Fprintf(&b, "- %s\n", t)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// splitPaths separates the paths that stay on this host from those that
+// migrate to the --to dock.
+func splitPaths(paths []string) (local, migrations []string) {
+	for _, p := range paths {
+		if Migrating(p) {
+			migrations = append(migrations, p)
+		} else {
+			local = append(local, p)
+		}
+	}
+	return local, migrations
 }
 
 // splitMetrics separates CRIU's own statistics from the others.
@@ -164,7 +190,7 @@ func cell(name string, s Stat) string {
 func comparable(paths []string, baseline string) []string {
 	var out []string
 	for _, p := range paths {
-		if p != baseline && p != PathNative && p != PathWasmPlain && p != PathWasmPrepared && !Emulated(p) {
+		if p != baseline && p != PathNative && p != PathWasmPlain && p != PathWasmPrepared && !Emulated(p) && !Migrating(p) {
 			out = append(out, p)
 		}
 	}
@@ -353,4 +379,31 @@ func format(name string, v float64) string {
 		return fmt.Sprintf("%.1f ms", v)
 	}
 	return fmt.Sprintf("%g", v)
+}
+
+// downtimeReading says how long the migration path kept the workloads
+// down: the lowest and highest of their median downtimes.
+func downtimeReading(s map[Key]map[string]Stat, workloads []string, path string) string {
+	lo, hi, n := math.Inf(1), math.Inf(-1), 0
+	var loW, hiW string
+	for _, wl := range workloads {
+		st, ok := s[Key{wl, path}]["downtime-ms"]
+		if !ok {
+			continue
+		}
+		n++
+		if st.Median < lo {
+			lo, loW = st.Median, wl
+		}
+		if st.Median > hi {
+			hi, hiW = st.Median, wl
+		}
+	}
+	switch {
+	case n == 0:
+		return ""
+	case n == 1:
+		return fmt.Sprintf("%s keeps %s down for %s.", path, loW, format("downtime-ms", lo))
+	}
+	return fmt.Sprintf("%s keeps a workload down for %s (%s) to %s (%s).", path, format("downtime-ms", lo), loW, format("downtime-ms", hi), hiW)
 }

@@ -83,6 +83,9 @@ type Runner struct {
 	Podman PodmanProbe
 	// Progress, if set, is told of each run as it starts.
 	Progress func(Step)
+	// DockFlags are podctl's flags for the --to dock: this node's
+	// certificate (--pki DIR --cert NAME).
+	DockFlags []string
 }
 
 // path is one way of checkpointing and restoring a workload.
@@ -180,6 +183,11 @@ func (r *Runner) paths() []path {
 	for _, isa := range r.Options.ISAs {
 		ps = append(ps, vesselPod{r: r, via: viaSnapshot, isa: isa})
 	}
+	if r.Options.To != "" {
+		for _, of := range []string{PathPodctl, PathVesselCRIU, PathVesselSnapshot} {
+			ps = append(ps, migration{r: r, of: of})
+		}
+	}
 	return ps
 }
 
@@ -263,7 +271,9 @@ func (r *Runner) Compare(ctx context.Context, dir string) (*Results, error) {
 		if err := reachable(ctx, r.Options.To); err != nil {
 			return nil, err
 		}
-		return nil, errdefs.New(errdefs.Unsupported, "podctl compare: --to %s: migrations are not measured yet, only checkpoints and restores on this host", r.Options.To)
+		if err := r.checkDock(ctx); err != nil {
+			return nil, err
+		}
 	}
 	r.Podman = ProbePodman(ctx)
 	res, err := r.Run(ctx)

@@ -14,12 +14,18 @@ import (
 )
 
 // TestCompare runs `podctl compare` as CI can afford it (two workloads,
-// small, one run, one emulated ISA) and checks what it wrote: every
-// restored run printed the uninterrupted run's checksum, results.json
-// holds every metric of every path, results.txt parses as Go benchmark
-// output, and each chart is well-formed SVG naming its paths.
+// small, one run, one emulated ISA, migrations to another host's dock)
+// and checks what it wrote: every restored run printed the uninterrupted
+// run's checksum, results.json holds every metric of every path,
+// results.txt parses as Go benchmark output, and each chart is
+// well-formed SVG naming its paths. The pods it migrated are gone from
+// the dock.
 func TestCompare(t *testing.T) {
-	h := newHost(t)
+	harness.RequireRoot(t)
+	lan := harness.NewLAN(t, podctlBin, 2)
+	pki := lan.PKI(t)
+	h, dock := lan.Hosts[0], lan.Hosts[1]
+	lan.StartDock(t, 1, pki)
 	_, err := harness.WasmClang()
 	harness.SkipOrFail(t, err)
 	harness.NeedTool(t, "gcc", "gcc")
@@ -33,8 +39,15 @@ func TestCompare(t *testing.T) {
 	// compare finds the podctl of another ISA beside itself.
 	_, err = harness.BuildForeign(filepath.Dir(podctlBin), isa)
 	harness.SkipOrFail(t, err)
+	// A dock that does not take this node's certificate (another CA's)
+	// is refused before anything runs.
+	other := lan.PKIIn(t, t.TempDir()+"/other")
+	if r := h.Podctl("compare", "--to", lan.DockAddr(1), "--pki", other, "--out", t.TempDir()); r.Code != 10 || !strings.Contains(r.Stderr, "does not answer this node") {
+		t.Errorf("compare --to a dock of another CA: exit %d, %q", r.Code, r.Stderr)
+	}
 	out := t.TempDir()
-	r := h.Podctl("compare", "--size", "small", "--runs", "1", "--workloads", "nbody,kv", "--isa", isa.GOARCH, "--out", out, "--json")
+	r := h.Podctl("compare", "--size", "small", "--runs", "1", "--workloads", "nbody,kv", "--isa", isa.GOARCH,
+		"--to", lan.DockAddr(1), "--pki", pki, "--out", out, "--json")
 	if r.Code != 0 {
 		t.Fatalf("podctl compare: exit %d\n%s\n%s", r.Code, r.Stderr, r.Stdout)
 	}
@@ -57,6 +70,9 @@ func TestCompare(t *testing.T) {
 		"snapshot-" + isa.GOARCH:   {"checkpoint-ms", "restore-ms", "image-bytes"},
 		// make deps installs Podman and runc.
 		compare.PathPodman: append([]string{"criu-frozen-ms"}, checkpointed...),
+	}
+	for _, p := range []string{compare.PathPodctl, compare.PathVesselCRIU, compare.PathVesselSnapshot} {
+		want["migrate-"+p] = []string{"migrate-ms", "downtime-ms", "dock-restore-ms", "sent-bytes", "footprint-bytes"}
 	}
 	seen, measured := map[string]int{}, 0
 	for _, run := range res.Runs {
@@ -111,7 +127,7 @@ func TestCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"## nbody", "## kv", "Ratios to criu", "emulated"} {
+	for _, s := range []string{"## nbody", "## kv", "Ratios to criu", "emulated", "Migrations to " + lan.DockAddr(1), "keeps a workload down"} {
 		if !strings.Contains(string(report), s) {
 			t.Errorf("report.md does not say %q", s)
 		}
@@ -128,14 +144,20 @@ func TestCompare(t *testing.T) {
 			continue
 		}
 		series := []string{compare.Baseline, compare.PathPodctl, compare.PathVesselCRIU, compare.PathVesselSnapshot}
-		if c.Metric == "run-ms" {
+		switch c.Metric {
+		case "run-ms":
 			series = []string{compare.PathNative, compare.PathWasmPlain, compare.PathWasmPrepared}
+		case "downtime-ms":
+			series = []string{"migrate-" + compare.PathPodctl, "migrate-" + compare.PathVesselCRIU, "migrate-" + compare.PathVesselSnapshot}
 		}
 		for _, s := range append(series, c.Title, "nbody", "kv") {
 			if !strings.Contains(text, s) {
 				t.Errorf("%s does not show %q", c.File, s)
 			}
 		}
+	}
+	if left := podNames(t, dock); left != "" {
+		t.Errorf("the dock's host keeps %s after the comparison", left)
 	}
 }
 
