@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 
 	"github.com/spf13/cobra"
@@ -21,25 +22,32 @@ func sessionCommand() *cobra.Command {
 		Long: "A migration's session (printed by podctl migrate) lets the node that migrated a pod reach it at the dock:\n" +
 			"no other node can, and the dock's own pods are out of reach.",
 	}
-	// client checks --dock and connects to the dock (whose client checks
-	// the session).
-	client := func() (*dock.Client, error) {
-		if err := checkDockAddr("--dock", addr); err != nil {
-			return nil, err
+	// sub is a subcommand that checks --dock, connects to the dock (whose
+	// client checks the session) and runs do on the pod of the session.
+	sub := func(use, short string, do func(ctx context.Context, c *cobra.Command, cl *dock.Client, session string) error) *cobra.Command {
+		s := &cobra.Command{
+			Use:   use + " SESSION --dock ADDR",
+			Short: short,
+			Args:  exactArgs(1, "one session"),
+			RunE: func(c *cobra.Command, args []string) error {
+				if err := checkDockAddr("--dock", addr); err != nil {
+					return err
+				}
+				cl, err := dialDock(addr, tls)
+				if err != nil {
+					return err
+				}
+				defer cl.Close()
+				return do(c.Context(), c, cl, args[0])
+			},
 		}
-		return dialDock(addr, tls)
+		s.Flags().StringVar(&addr, "dock", "", "address (HOST:PORT) of the dock the pod was migrated to")
+		tls.register(s)
+		return s
 	}
-	inspect := &cobra.Command{
-		Use:   "inspect SESSION --dock ADDR",
-		Short: "Show the pod as podctl inspect shows it at the dock",
-		Args:  exactArgs(1, "one session"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			raw, err := cl.InspectSession(c.Context(), args[0])
+	c.AddCommand(
+		sub("inspect", "Show the pod as podctl inspect shows it at the dock", func(ctx context.Context, c *cobra.Command, cl *dock.Client, session string) error {
+			raw, err := cl.InspectSession(ctx, session)
 			if err != nil {
 				return err
 			}
@@ -48,38 +56,13 @@ func sessionCommand() *cobra.Command {
 				return err
 			}
 			return writeJSON(c.OutOrStdout(), v)
-		},
-	}
-	logs := &cobra.Command{
-		Use:   "logs SESSION --dock ADDR",
-		Short: "Print the pod's output at the dock",
-		Args:  exactArgs(1, "one session"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return cl.LogsSession(c.Context(), args[0], c.OutOrStdout())
-		},
-	}
-	rm := &cobra.Command{
-		Use:   "rm SESSION --dock ADDR",
-		Short: "Remove the pod at the dock, ending it first if it runs",
-		Args:  exactArgs(1, "one session"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return cl.RemoveSession(c.Context(), args[0])
-		},
-	}
-	for _, sub := range []*cobra.Command{inspect, logs, rm} {
-		sub.Flags().StringVar(&addr, "dock", "", "address (HOST:PORT) of the dock the pod was migrated to")
-		tls.register(sub)
-	}
-	c.AddCommand(inspect, logs, rm)
+		}),
+		sub("logs", "Print the pod's output at the dock", func(ctx context.Context, c *cobra.Command, cl *dock.Client, session string) error {
+			return cl.LogsSession(ctx, session, c.OutOrStdout())
+		}),
+		sub("rm", "Remove the pod at the dock, ending it first if it runs", func(ctx context.Context, _ *cobra.Command, cl *dock.Client, session string) error {
+			return cl.RemoveSession(ctx, session)
+		}),
+	)
 	return c
 }
