@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"os"
 	"strings"
 	"time"
 
@@ -48,7 +49,7 @@ func (m migration) measure(ctx context.Context, b *built, at time.Duration, run 
 	var create []string
 	if m.of == PathPodctl {
 		name, via = podName(b, "mpod", run), "criu"
-		create = nativePodCreate(b, name)
+		create = carriedPodCreate(b, name)
 	} else {
 		name, via = podName(b, "mwasm", run), "criu"
 		if m.of == PathVesselSnapshot {
@@ -63,7 +64,15 @@ func (m migration) measure(ctx context.Context, b *built, at time.Duration, run 
 	pc := m.r.podctl()
 	// A pod whose migration failed is still here.
 	defer pc.remove(name)
-	met, err := pc.runFor(ctx, name, create, at)
+	if _, _, err := pc.run(ctx, create...); err != nil {
+		return nil, "", err
+	}
+	if m.of == PathPodctl {
+		if err := carry(ctx, pc, name, b.native); err != nil {
+			return nil, "", err
+		}
+	}
+	met, err := pc.footprintAfter(ctx, name, at)
 	if err != nil {
 		return nil, "", err
 	}
@@ -100,4 +109,34 @@ func (r *Runner) checkDock(ctx context.Context) error {
 		return errdefs.New(errdefs.Unsupported, "podctl compare: --to %s: the dock does not answer this node: %v", r.Options.To, err)
 	}
 	return nil
+}
+
+// A pod's image does not travel with it: a dock serves only the images
+// it has (the host's, and those under its --images), which a peer's
+// temporary image is not. What travels is the pod's writable layer. So
+// the native pod that migrates runs on the host image, and its binary is
+// written into its writable layer, which `podctl migrate` carries.
+
+// carriedBinary is where the migrating pod finds its binary, in its
+// private /root; its data directory is beside it.
+const carriedBinary = "/root/workload"
+
+// carriedPodCreate is the podctl command that makes pod name on the host
+// image, waiting for its binary (see carry) and then running it.
+func carriedPodCreate(b *built, name string) []string {
+	script := `while [ ! -e ` + carriedBinary + ` ]; do sleep 0.01; done; mkdir -p /root/data; exec ` + carriedBinary + ` "$@"`
+	return append([]string{"create", "--name", name, "--", "sh", "-c", script, b.Name}, b.Args(b.size, "/root/data")...)
+}
+
+// carry writes the static binary bin into pod name's writable layer,
+// where the pod's command waits for it (renamed into place once whole).
+func carry(ctx context.Context, pc podctlCmd, name, bin string) error {
+	f, err := os.Open(bin)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tmp := carriedBinary + ".part"
+	_, _, err = pc.runInput(ctx, f, "exec", "-i", name, "--", "sh", "-c", "cat > "+tmp+" && chmod 755 "+tmp+" && mv "+tmp+" "+carriedBinary)
+	return err
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,9 +33,15 @@ func (r *Runner) podctl() podctlCmd {
 // run runs podctl with args and returns its stdout and how long the
 // whole command took. Its error holds the command's own one line.
 func (p podctlCmd) run(ctx context.Context, args ...string) (string, time.Duration, error) {
+	return p.runInput(ctx, nil, args...)
+}
+
+// runInput is run with stdin as the command's standard input.
+func (p podctlCmd) runInput(ctx context.Context, stdin io.Reader, args ...string) (string, time.Duration, error) {
 	argv := append(append([]string{}, p.argv...), args...)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -95,6 +102,12 @@ func (p podctlCmd) runFor(ctx context.Context, name string, create []string, at 
 	if _, _, err := p.run(ctx, create...); err != nil {
 		return nil, err
 	}
+	return p.footprintAfter(ctx, name, at)
+}
+
+// footprintAfter waits for at and returns the footprint of pod name then,
+// as a run's first metric.
+func (p podctlCmd) footprintAfter(ctx context.Context, name string, at time.Duration) (map[string]float64, error) {
 	if err := sleepCtx(ctx, at); err != nil {
 		return nil, err
 	}
