@@ -48,6 +48,20 @@ type Spec struct {
 	// seccomp filter, no masked or read-only paths, no no_new_privs (see
 	// virtns.PodConfig.Privileged). A dock never receives such a pod.
 	Privileged bool `json:"privileged,omitempty"`
+	// Desktop, when set, makes the pod a desktop pod (package desktop):
+	// its payload is an X session served over VNC and noVNC.
+	Desktop *Desktop `json:"desktop,omitempty"`
+}
+
+// Desktop is what a desktop pod's spec records of its session. inspect
+// shows it, password included: the pod's owner needs it to connect.
+type Desktop struct {
+	// Geometry is the screen's WIDTHxHEIGHT, Display the X display.
+	Geometry string `json:"geometry"`
+	Display  string `json:"display"`
+	// Password is the VNC password (VNC authentication reads 8
+	// characters).
+	Password string `json:"vncPassword"`
 }
 
 // VesselRef names the vessel a pod houses.

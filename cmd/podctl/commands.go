@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,7 +24,7 @@ func podCommands(g *globalOptions) []*cobra.Command {
 	return []*cobra.Command{
 		createCommand(g), execCommand(g), psCommand(g), inspectCommand(g),
 		logsCommand(g), stopCommand(g), rmCommand(g),
-		checkpointCommand(g), restoreCommand(g), migrateCommand(g), dockCommand(g),
+		checkpointCommand(g), restoreCommand(g), migrateCommand(g), dockCommand(g), screenshotCommand(g),
 		compareCommand(g),
 	}
 }
@@ -59,12 +60,23 @@ func createCommand(g *globalOptions) *cobra.Command {
 		image         string
 		printManifest bool
 		vf            vesselFlags
+		df            desktopFlags
 	)
 	c := &cobra.Command{
 		Use:   "create [OPTIONS] -- CMD [ARGS...]",
 		Short: "Create and start a pod",
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
+			if df.desktop {
+				name, app, err := desktopArgs(args, c.ArgsLenAtDash())
+				if err != nil {
+					return err
+				}
+				if name != "" && spec.Name != "" {
+					return errdefs.New(errdefs.Usage, "podctl create --desktop: the pod is named twice (--name %s and %s)", spec.Name, name)
+				}
+				spec.Name, args = cmp.Or(spec.Name, name), app
+			}
 			if len(args) > 0 && args[0] == "--" {
 				args = args[1:]
 			}
@@ -80,10 +92,6 @@ func createCommand(g *globalOptions) *cobra.Command {
 			if len(vf.dirs) > 0 {
 				return errdefs.New(errdefs.Usage, "podctl create: --dir is for vessel pods (--wasm)")
 			}
-			if len(args) == 0 {
-				return errdefs.New(errdefs.Usage, "missing command: podctl create [OPTIONS] -- CMD [ARGS...]")
-			}
-			spec.Command = args
 			spec.Image = image
 			if image != pod.ImageHost {
 				abs, err := filepath.Abs(image)
@@ -91,6 +99,20 @@ func createCommand(g *globalOptions) *cobra.Command {
 					return errdefs.New(errdefs.InvalidImage, "image %s: %w", image, err)
 				}
 				spec.Image = abs
+			}
+			if df.desktop {
+				if vf.wasm != "" {
+					return errdefs.New(errdefs.Usage, "podctl create: --desktop and --wasm make different pods")
+				}
+				if err := df.apply(&spec, args); err != nil {
+					return err
+				}
+			} else if df.set() {
+				return errdefs.New(errdefs.Usage, "podctl create: --geometry and --vnc-password-file are for desktop pods (--desktop)")
+			} else if len(args) == 0 {
+				return errdefs.New(errdefs.Usage, "missing command: podctl create [OPTIONS] -- CMD [ARGS...]")
+			} else {
+				spec.Command = args
 			}
 			for _, p := range ports {
 				port, err := pod.ParsePort(p)
@@ -138,6 +160,7 @@ func createCommand(g *globalOptions) *cobra.Command {
 	f.BoolVar(&printManifest, "json", false, "print the pod's manifest as JSON instead of its name")
 	f.BoolVar(&spec.Privileged, "privileged", false, "DANGEROUS: the pod's root is the host's root: every capability, no seccomp filter, no masked or read-only /proc paths, no no_new_privs (namespaces only; such a pod cannot migrate)")
 	vf.register(c)
+	df.register(c)
 	return c
 }
 
