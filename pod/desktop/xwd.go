@@ -12,8 +12,8 @@ import (
 // xwdHeader is the header of an X Window Dump (X11's XWDFile.h, file
 // version 7): 25 big-endian 32-bit fields, then the window's name.
 type xwdHeader struct {
-	HeaderSize, FileVersion, PixmapFormat, PixmapDepth uint32
-	PixmapWidth, PixmapHeight, XOffset, ByteOrder      uint32
+	HeaderSize, FileVersion, PixmapFormat, PixmapDepth  uint32
+	PixmapWidth, PixmapHeight, XOffset, ByteOrder       uint32
 	BitmapUnit, BitmapBitOrder, BitmapPad, BitsPerPixel uint32
 	BytesPerLine, VisualClass                           uint32
 	RedMask, GreenMask, BlueMask                        uint32
