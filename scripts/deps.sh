@@ -48,6 +48,19 @@ APT_PACKAGES=(
   # instead; runc, since bookworm's crun is built without CRIU
   podman
   runc
+  # desktop pods (issue 18): the X session inside a pod, and the tools
+  # its tests drive it with
+  tigervnc-standalone-server  # Xvnc: an X server with its VNC server
+  tigervnc-tools    # vncpasswd
+  twm
+  xterm
+  x11-apps          # xclock, xwd (podctl screenshot)
+  x11-utils         # xwininfo, in tests
+  x11-xserver-utils # xsetroot, in tests
+  xdotool           # types into the desktop, in tests
+  novnc             # the web client served on port 5800
+  websockify
+  chromium          # the browser of the noVNC test (chromedp)
 )
 
 # Downloaded from sid (never installed) and unpacked into $CRIU_PREFIX when the
