@@ -54,6 +54,8 @@ APT_PACKAGES=(
   tigervnc-tools    # vncpasswd
   twm
   xterm
+  xfonts-base       # the fixed fonts xterm draws with
+  xfonts-75dpi      # the Helvetica of twm's title bars
   x11-apps          # xclock, xwd (podctl screenshot)
   x11-utils         # xwininfo, in tests
   x11-xserver-utils # xsetroot, in tests

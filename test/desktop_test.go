@@ -54,7 +54,9 @@ var xwininfoRE = regexp.MustCompile(`Absolute upper-left X:\s+(-?\d+)\s+Absolute
 // name, as its X server says (xwininfo), its border and twm's frame
 // (title bar) around it included.
 func windowRect(h *harness.Host, name, title string) (image.Rectangle, error) {
-	r := h.Podctl("exec", name, "--", "xwininfo", "-display", ":1", "-name", title)
+	// The visible window of that title (xterm has an unmapped one too).
+	r := h.Podctl("exec", name, "-e", "DISPLAY=:1", "--", "sh", "-c",
+		`w=$(xdotool search --onlyvisible --name "^$1\$" | head -1) && [ -n "$w" ] && xwininfo -id "$w"`, "xwininfo", title)
 	m := xwininfoRE.FindStringSubmatch(r.Stdout)
 	if r.Code != 0 || m == nil {
 		return image.Rectangle{}, fmt.Errorf("xwininfo -name %s: exit %d: %s%s", title, r.Code, r.Stdout, r.Stderr)
@@ -110,7 +112,7 @@ func differences(a, b image.Image, skip image.Rectangle) int {
 func typeInTerminal(t *testing.T, h *harness.Host, name, line string) {
 	t.Helper()
 	h.MustPodctl("exec", name, "-e", "DISPLAY=:1", "--", "sh", "-c",
-		`w=$(xdotool search --name '^terminal$' | head -1) && xdotool mousemove --window "$w" 40 40 && sleep 0.2 && xdotool type --delay 20 "$1" && xdotool key Return`,
+		`w=$(xdotool search --onlyvisible --name '^terminal$' | head -1) && xdotool mousemove --window "$w" 40 40 && sleep 0.2 && xdotool type --delay 20 "$1" && xdotool key Return`,
 		"type", line)
 }
 
@@ -158,13 +160,16 @@ func TestDesktopMigratesWithItsViewer(t *testing.T) {
 	if _, err := viewer.ReadUpdate(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// And a person in a browser, on the noVNC page the pod serves.
+	browser := openNoVNC(t, lan, ip, desktopPassword)
 
 	typeInTerminal(t, a, "desk", "echo typed-$((6*7)) | tee /root/typed")
 	if got := strings.TrimSpace(podFile(t, a, "desk", "/root/typed")); got != "typed-42" {
 		t.Fatalf("the command typed into the terminal wrote %q", got)
 	}
 	// unchanged checks that host h shows the screen before showed,
-	// outside the clock (where the X server says it is).
+	// outside the clock (where the X server says it is), and that the
+	// browser's page shows it too, on its first WebSocket.
 	unchanged := func(h *harness.Host, before image.Image, when string) image.Image {
 		t.Helper()
 		clock, err := windowRect(h, "desk", "xclock")
@@ -175,6 +180,7 @@ func TestDesktopMigratesWithItsViewer(t *testing.T) {
 		if n := differences(before, after, clock); n != 0 {
 			t.Errorf("%s: %d pixels differ outside the clock %v", when, n, clock)
 		}
+		browser.shows(t, after, clock, when)
 		return after
 	}
 
