@@ -78,6 +78,8 @@ type cbWorkload struct {
 	http bool
 	// ready, if set, is a file the pod writes once it is set up.
 	ready string
+	// wait, if set, waits until the pod is set up.
+	wait func(tb testing.TB, h *harness.Host, name string)
 }
 
 func cbWorkloads() map[string]cbWorkload {
@@ -279,6 +281,9 @@ func cbCreate(b *testing.B, h *harness.Host, name string, wl cbWorkload) {
 	h.MustPodctl(append([]string{"create", "--name", name}, wl.create...)...)
 	if wl.ready != "" {
 		podFile(b, h, name, wl.ready)
+	}
+	if wl.wait != nil {
+		wl.wait(b, h, name)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 
 // needDesktop skips unless the desktop's programs are installed (make
 // deps installs them).
-func needDesktop(t *testing.T) {
+func needDesktop(t testing.TB) {
 	t.Helper()
 	for _, tool := range [][2]string{{"Xvnc", "tigervnc-standalone-server"}, {"twm", "twm"}, {"xterm", "xterm"}, {"xclock", "x11-apps"},
 		{"xwininfo", "x11-utils"}, {"xdotool", "xdotool"}, {"websockify", "websockify"}} {
@@ -37,6 +37,13 @@ func createDesktop(t *testing.T, h *harness.Host, name string, args ...string) {
 	pw := filepath.Join(t.TempDir(), "vncpass")
 	os.WriteFile(pw, []byte(desktopPassword+"\n"), 0o600)
 	h.MustPodctl(append([]string{"create", "--desktop", "--geometry", "1024x640", "--vnc-password-file", pw, name}, args...)...)
+	waitDesktop(t, h, name)
+}
+
+// waitDesktop waits until the terminal and the clock of desktop pod name
+// are on its screen.
+func waitDesktop(t testing.TB, h *harness.Host, name string) {
+	t.Helper()
 	harness.Eventually(t, 30*time.Second, func() error {
 		for _, w := range []string{"terminal", "xclock"} {
 			if _, err := windowRect(h, name, w); err != nil {
