@@ -29,15 +29,21 @@ type noVNCPage struct {
 }
 
 // wsWatch counts the page's WebSockets as they open and close, set up
-// before the page's own scripts run.
+// before the page's own scripts run. The constructor returns the real
+// socket, whose own prototype noVNC checks (a subclass fails that check).
 const wsWatch = `window.__ws = {opened: 0, closed: 0};
-window.WebSocket = class extends window.WebSocket {
-	constructor(...args) {
-		super(...args);
+(() => {
+	const W = window.WebSocket;
+	function Watched(...args) {
+		const s = new W(...args);
 		window.__ws.opened++;
-		this.addEventListener('close', () => window.__ws.closed++);
+		s.addEventListener('close', () => window.__ws.closed++);
+		return s;
 	}
-};`
+	Watched.prototype = W.prototype;
+	for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) Watched[k] = W[k];
+	window.WebSocket = Watched;
+})();`
 
 // openNoVNC opens the noVNC page of the desktop pod at ip (its port
 // 5800) in Chromium, in the client namespace of lan, logged in with

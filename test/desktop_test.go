@@ -30,13 +30,13 @@ func needDesktop(t testing.TB) {
 // desktopPassword is the VNC password of the tests' desktops.
 const desktopPassword = "s3cret12"
 
-// createDesktop creates desktop pod name on h and waits until its
-// terminal and its clock are on the screen.
+// createDesktop creates desktop pod name on h, with create's flags
+// args, and waits until its terminal and its clock are on the screen.
 func createDesktop(t *testing.T, h *harness.Host, name string, args ...string) {
 	t.Helper()
 	pw := filepath.Join(t.TempDir(), "vncpass")
 	os.WriteFile(pw, []byte(desktopPassword+"\n"), 0o600)
-	h.MustPodctl(append([]string{"create", "--desktop", "--geometry", "1024x640", "--vnc-password-file", pw, name}, args...)...)
+	h.MustPodctl(append(append([]string{"create", "--desktop", "--geometry", "1024x640", "--vnc-password-file", pw}, args...), name)...)
 	waitDesktop(t, h, name)
 }
 
@@ -62,7 +62,7 @@ var xwininfoRE = regexp.MustCompile(`Absolute upper-left X:\s+(-?\d+)\s+Absolute
 // (title bar) around it included.
 func windowRect(h *harness.Host, name, title string) (image.Rectangle, error) {
 	// The visible window of that title (xterm has an unmapped one too).
-	r := h.Podctl("exec", name, "-e", "DISPLAY=:1", "--", "sh", "-c",
+	r := h.Podctl("exec", "-e", "DISPLAY=:1", name, "--", "sh", "-c",
 		`w=$(xdotool search --onlyvisible --name "^$1\$" | head -1) && [ -n "$w" ] && xwininfo -id "$w"`, "xwininfo", title)
 	m := xwininfoRE.FindStringSubmatch(r.Stdout)
 	if r.Code != 0 || m == nil {
@@ -118,7 +118,7 @@ func differences(a, b image.Image, skip image.Rectangle) int {
 // then keystrokes through the X server (xdotool's XTEST).
 func typeInTerminal(t *testing.T, h *harness.Host, name, line string) {
 	t.Helper()
-	h.MustPodctl("exec", name, "-e", "DISPLAY=:1", "--", "sh", "-c",
+	h.MustPodctl("exec", "-e", "DISPLAY=:1", name, "--", "sh", "-c",
 		`w=$(xdotool search --onlyvisible --name '^terminal$' | head -1) && xdotool mousemove --window "$w" 40 40 && sleep 0.2 && xdotool type --delay 20 "$1" && xdotool key Return`,
 		"type", line)
 }
