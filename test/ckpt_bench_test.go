@@ -540,20 +540,7 @@ func BenchmarkMigrate(b *testing.B) {
 				stopCopyMem256 = cbField(migrate(false), func(o cbMigOut) time.Duration { return o.Downtime })
 			}
 			outs := migrate(sub.live)
-			row := cbMigRow{name: sub.name,
-				downtime: cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Downtime })),
-				total:    cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Total })),
-				freeze:   cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Freeze })),
-				dump:     cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Dump })),
-				transfer: cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Transfer })),
-				restore:  cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Restore })),
-				postCopy: cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.PostCopy })),
-			}
-			var sent []float64
-			for _, o := range outs {
-				sent = append(sent, float64(o.ArchiveBytes+o.PageBytes)/(1<<20))
-			}
-			row.sentMiB = cbMedian(sent)
+			row := cbMigRowOf(sub.name, outs)
 			b.ReportMetric(row.downtime, "downtime-ms")
 			b.ReportMetric(row.total, "total-ms")
 			b.ReportMetric(row.freeze, "freeze-ms")
@@ -618,6 +605,25 @@ func cbMigrateOnce(b *testing.B, lan *harness.LAN, pki, pod string, from, to int
 		b.Fatalf("%s on host %d after migration: %s", pod, to, p.Status)
 	}
 	return o
+}
+
+// cbMigRowOf is the medians of the migrations outs.
+func cbMigRowOf(name string, outs []cbMigOut) cbMigRow {
+	row := cbMigRow{name: name,
+		downtime: cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Downtime })),
+		total:    cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Total })),
+		freeze:   cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Freeze })),
+		dump:     cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Dump })),
+		transfer: cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Transfer })),
+		restore:  cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.Restore })),
+		postCopy: cbMedian(cbField(outs, func(o cbMigOut) time.Duration { return o.PostCopy })),
+	}
+	var sent []float64
+	for _, o := range outs {
+		sent = append(sent, float64(o.ArchiveBytes+o.PageBytes)/(1<<20))
+	}
+	row.sentMiB = cbMedian(sent)
+	return row
 }
 
 type cbMigRow struct {

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -61,20 +60,20 @@ func BenchmarkDesktop(b *testing.B) {
 		at := 0
 		var rows []cbMigRow
 		for _, live := range []bool{false, true} {
-			var downtime, total, update []float64
+			var outs []cbMigOut
+			var update []float64
 			for i := 0; i < cbReps*b.N; i++ {
-				o := cbMigrateOnce(b, lan, pki, "desk", at, 1-at, live)
+				outs = append(outs, cbMigrateOnce(b, lan, pki, "desk", at, 1-at, live))
 				update = append(update, firstUpdate())
 				at = 1 - at
-				downtime = append(downtime, cbMs(o.Downtime))
-				total = append(total, cbMs(o.Total))
 			}
 			name := map[bool]string{false: "stop-and-copy", true: "live"}[live]
-			b.ReportMetric(cbMedian(downtime), name+"-downtime-ms")
+			row := cbMigRowOf(name, outs)
+			rows = append(rows, row)
+			b.ReportMetric(row.downtime, name+"-downtime-ms")
 			b.ReportMetric(cbMedian(update), name+"-first-update-ms")
-			b.Logf("%s: downtime ms %v, total ms %v, viewer's first update after the move ms %v", name, downtime, total, update)
-			rows = append(rows, cbMigRow{name: name, downtime: cbMedian(downtime), total: cbMedian(total)})
-			b.Logf("%s: viewer's first update %s ms after the move (median)", name, fmt.Sprintf("%.1f", cbMedian(update)))
+			b.Logf("%s: downtimes ms %v; the viewer's first update after each move ms %v (median %.1f)",
+				name, cbField(outs, func(o cbMigOut) time.Duration { return o.Downtime }), update, cbMedian(update))
 		}
 		b.ReportMetric(0, "ns/op")
 		b.Logf("\n%s", cbMigTable(rows))
