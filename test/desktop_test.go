@@ -113,22 +113,26 @@ func differences(a, b image.Image, skip image.Rectangle) int {
 	return n
 }
 
-// typeInTerminal types line and Enter into the desktop's terminal, as a
-// person would: the pointer over it (twm's focus follows the pointer),
-// then keystrokes through the X server (xdotool's XTEST).
-func typeInTerminal(t *testing.T, h *harness.Host, name, line string) {
+// typeInTerminal types text and then key (Return, Escape) into the
+// desktop's terminal, as a person would: the pointer over it (twm's
+// focus follows the pointer), then keystrokes through the X server
+// (xdotool's XTEST).
+func typeInTerminal(t *testing.T, h *harness.Host, name, text, key string) {
 	t.Helper()
 	h.MustPodctl("exec", "-e", "DISPLAY=:1", name, "--", "sh", "-c",
-		`w=$(xdotool search --onlyvisible --name '^terminal$' | head -1) && xdotool mousemove --window "$w" 40 40 && sleep 0.2 && xdotool type --delay 20 "$1" && xdotool key Return`,
-		"type", line)
+		`w=$(xdotool search --onlyvisible --name '^terminal$' | head -1) && xdotool mousemove --window "$w" 40 40 && sleep 0.2 && xdotool type --delay 20 "$1" && xdotool key "$2"`,
+		"type", text, key)
 }
 
 // TestDesktopMigratesWithItsViewer runs a desktop pod on host A with a
-// VNC viewer connected from the LAN's client, types a command into its
-// terminal, checkpoints and restores it, migrates it to B (stop-and-copy)
-// and back (--live). After each move the screen is what it was (outside
-// the clock), the session still works (a command typed runs), and the
-// viewer's one connection keeps receiving updates.
+// VNC viewer connected from the LAN's client (and a wrong password
+// refused) and the noVNC page open in Chromium, types a command into its
+// terminal and text into vi without saving it, checkpoints and restores
+// it, migrates it to B (stop-and-copy) and back (--live). After each move
+// the screen is what it was (outside the clock), the session still works
+// (vi saves the text it held, a command typed runs in the same working
+// directory), and the viewer's and the page's one connections keep
+// receiving updates.
 func TestDesktopMigratesWithItsViewer(t *testing.T) {
 	harness.RequireRoot(t)
 	needDesktop(t)
@@ -150,6 +154,15 @@ func TestDesktopMigratesWithItsViewer(t *testing.T) {
 	if viewer.Width != 1024 || viewer.Height != 640 {
 		t.Errorf("the viewer sees a %dx%d screen, want 1024x640", viewer.Width, viewer.Height)
 	}
+	// A viewer without the password gets nothing.
+	if conn, err := harness.DialIn(lan.ClientNSPath, net.JoinHostPort(ip, "5900"), 10*time.Second); err != nil {
+		t.Fatal(err)
+	} else if intruder, err := harness.DialRFB(conn, "guessed1", 10*time.Second); err == nil || !strings.Contains(err.Error(), "authentication failed") {
+		t.Errorf("a viewer with a wrong password: %v, want authentication failed", err)
+		if intruder != nil {
+			intruder.Close()
+		}
+	}
 	// viewed checks that the viewer's connection still carries updates:
 	// the clock redraws itself every second.
 	viewed := func(when string) {
@@ -170,9 +183,16 @@ func TestDesktopMigratesWithItsViewer(t *testing.T) {
 	// And a person in a browser, on the noVNC page the pod serves.
 	browser := openNoVNC(t, lan, ip, desktopPassword)
 
-	typeInTerminal(t, a, "desk", "echo typed-$((6*7)) | tee /root/typed")
+	typeInTerminal(t, a, "desk", "echo typed-$((6*7)) | tee /root/typed", "Return")
 	if got := strings.TrimSpace(podFile(t, a, "desk", "/root/typed")); got != "typed-42" {
 		t.Fatalf("the command typed into the terminal wrote %q", got)
+	}
+	// A working directory and an editor's unsaved text, which only the
+	// processes' memory holds: vi in insert mode, left without saving.
+	typeInTerminal(t, a, "desk", "mkdir -p /tmp/work && cd /tmp/work && vi /root/unsaved.txt", "Return")
+	typeInTerminal(t, a, "desk", "ihello from before the move", "Escape")
+	if r := a.Podctl("exec", "desk", "--", "test", "-e", "/root/unsaved.txt"); r.Code == 0 {
+		t.Fatalf("vi saved its text before it was told to")
 	}
 	// unchanged checks that host h shows the screen before showed,
 	// outside the clock (where the X server says it is), and that the
@@ -201,8 +221,13 @@ func TestDesktopMigratesWithItsViewer(t *testing.T) {
 	shot = unchanged(b, shot, "after the migration to B")
 	viewed("after the migration to B")
 
-	typeInTerminal(t, b, "desk", "echo again-$((7*7)) | tee /root/typed")
-	if got := strings.TrimSpace(podFile(t, b, "desk", "/root/typed")); got != "again-49" {
+	// The editor saves the text it held, and the shell is where it was.
+	typeInTerminal(t, b, "desk", ":wq", "Return")
+	if got := strings.TrimSpace(podFile(t, b, "desk", "/root/unsaved.txt")); got != "hello from before the move" {
+		t.Fatalf("after the move, vi saved %q", got)
+	}
+	typeInTerminal(t, b, "desk", "echo again-$((7*7)) $PWD | tee /root/typed", "Return")
+	if got := strings.TrimSpace(podFile(t, b, "desk", "/root/typed")); got != "again-49 /tmp/work" {
 		t.Fatalf("after the move, the command typed wrote %q", got)
 	}
 	clock, _ := windowRect(b, "desk", "xclock")
