@@ -130,30 +130,9 @@ func (p *noVNCPage) shows(t *testing.T, want image.Image, skip image.Rectangle, 
 		if err != nil {
 			return err
 		}
-		if n := differences(want, got, skip); n != 0 {
-			return fmt.Errorf("%s: the page's canvas differs from the screen in %d pixels outside the clock, within %v", when, n, diffBounds(want, got, skip))
+		if n, within := differences(want, got, skip); n != 0 {
+			return fmt.Errorf("%s: the page's canvas differs from the screen in %d pixels outside the clock, within %v", when, n, within)
 		}
 		return nil
 	})
-}
-
-// diffBounds is the smallest rectangle holding the pixels where a and b
-// differ outside skip.
-func diffBounds(a, b image.Image, skip image.Rectangle) image.Rectangle {
-	var r image.Rectangle
-	bounds := a.Bounds().Union(b.Bounds())
-	for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
-		for x := bounds.Min.X; x < bounds.Max.X; x++ {
-			p := image.Pt(x, y)
-			if p.In(skip) {
-				continue
-			}
-			r1, g1, b1, _ := a.At(x, y).RGBA()
-			r2, g2, b2, _ := b.At(x, y).RGBA()
-			if r1 != r2 || g1 != g2 || b1 != b2 {
-				r = r.Union(image.Rectangle{p, p.Add(image.Pt(1, 1))})
-			}
-		}
-	}
-	return r
 }

@@ -94,23 +94,25 @@ func screenshot(t *testing.T, h *harness.Host, name string) image.Image {
 	return img
 }
 
-// differences counts the pixels where a and b differ outside skip.
-func differences(a, b image.Image, skip image.Rectangle) int {
-	n := 0
+// differences counts the pixels where a and b differ outside skip, and
+// returns the smallest rectangle that holds them.
+func differences(a, b image.Image, skip image.Rectangle) (n int, within image.Rectangle) {
 	bounds := a.Bounds().Union(b.Bounds())
 	for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
 		for x := bounds.Min.X; x < bounds.Max.X; x++ {
-			if image.Pt(x, y).In(skip) {
+			p := image.Pt(x, y)
+			if p.In(skip) {
 				continue
 			}
 			r1, g1, b1, _ := a.At(x, y).RGBA()
 			r2, g2, b2, _ := b.At(x, y).RGBA()
 			if r1 != r2 || g1 != g2 || b1 != b2 {
 				n++
+				within = within.Union(image.Rectangle{p, p.Add(image.Pt(1, 1))})
 			}
 		}
 	}
-	return n
+	return n, within
 }
 
 // typeInTerminal types text and then key (Return, Escape) into the
@@ -195,8 +197,8 @@ func TestDesktopMigratesWithItsViewer(t *testing.T) {
 			t.Fatal(err)
 		}
 		after := screenshot(t, h, "desk")
-		if n := differences(before, after, clock); n != 0 {
-			t.Errorf("%s: %d pixels differ outside the clock %v", when, n, clock)
+		if n, within := differences(before, after, clock); n != 0 {
+			t.Errorf("%s: %d pixels differ outside the clock %v, within %v", when, n, clock, within)
 		}
 		browser.shows(t, after, clock, when)
 		return after
@@ -218,7 +220,7 @@ func TestDesktopMigratesWithItsViewer(t *testing.T) {
 	}
 	clock, _ := windowRect(b, "desk", "xclock")
 	typed := screenshot(t, b, "desk")
-	if differences(shot, typed, clock) == 0 {
+	if n, _ := differences(shot, typed, clock); n == 0 {
 		t.Errorf("the terminal does not show the command typed after the move")
 	}
 
