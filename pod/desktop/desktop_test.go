@@ -29,7 +29,7 @@ func fakeImage(t *testing.T) string {
 	for _, d := range []string{"usr/bin", "bin", "etc/alternatives", "usr/share/novnc"} {
 		os.MkdirAll(filepath.Join(root, d), 0o755)
 	}
-	for _, p := range []string{"twm", "xterm", "xclock", "websockify", "Xtigervnc", "tigervncpasswd", "myapp"} {
+	for _, p := range []string{"twm", "xterm", "xclock", "websockify", "python3", "Xtigervnc", "tigervncpasswd", "myapp"} {
 		os.WriteFile(filepath.Join(root, "usr/bin", p), nil, 0o755)
 	}
 	os.WriteFile(filepath.Join(root, "bin/bash"), nil, 0o755)
