@@ -129,10 +129,12 @@ func typeInTerminal(t *testing.T, h *harness.Host, name, text, key string) {
 // TestDesktopMigratesWithItsViewer runs a desktop pod on host A with a
 // VNC viewer connected from the LAN's client (and a wrong password
 // refused) and the noVNC page open in Chromium, types a command into its
-// terminal, checkpoints and restores it, migrates it to B (stop-and-copy)
-// and back (--live). After each move the screen is what it was (outside
-// the clock), the session still works (a command typed runs), and the
-// viewer's and the page's one connections keep receiving updates.
+// terminal and text into vi without saving it, checkpoints and restores
+// it, migrates it to B (stop-and-copy) and back (--live). After each move
+// the screen is what it was (outside the clock), the session still works
+// (vi saves the text it held, a command typed runs in the same working
+// directory), and the viewer's and the page's one connections keep
+// receiving updates.
 func TestDesktopMigratesWithItsViewer(t *testing.T) {
 	harness.RequireRoot(t)
 	needDesktop(t)
@@ -187,6 +189,17 @@ func TestDesktopMigratesWithItsViewer(t *testing.T) {
 	if got := strings.TrimSpace(podFile(t, a, "desk", "/root/typed")); got != "typed-42" {
 		t.Fatalf("the command typed into the terminal wrote %q", got)
 	}
+	// A working directory and an editor's unsaved text, which only the
+	// processes' memory holds: vi in insert mode, left without saving.
+	// Without mouse tracking (Debian's defaults.vim turns it on): while
+	// an application tracks the mouse, xterm keeps the pointer shown as
+	// keys are typed, and the page draws the pointer on its canvas, where
+	// an X screenshot has none.
+	typeInTerminal(t, a, "desk", "mkdir -p /tmp/work && cd /tmp/work && vi -c 'set mouse=' /root/unsaved.txt", "Return")
+	typeInTerminal(t, a, "desk", "ihello from before the move", "Escape")
+	if r := a.Podctl("exec", "desk", "--", "test", "-e", "/root/unsaved.txt"); r.Code == 0 {
+		t.Fatalf("vi saved its text before it was told to")
+	}
 	// unchanged checks that host h shows the screen before showed,
 	// outside the clock (where the X server says it is), and that the
 	// browser's page shows it too, on its first WebSocket.
@@ -214,8 +227,13 @@ func TestDesktopMigratesWithItsViewer(t *testing.T) {
 	shot = unchanged(b, shot, "after the migration to B")
 	viewed("after the migration to B")
 
-	typeInTerminal(t, b, "desk", "echo again-$((7*7)) | tee /root/typed", "Return")
-	if got := strings.TrimSpace(podFile(t, b, "desk", "/root/typed")); got != "again-49" {
+	// The editor saves the text it held, and the shell is where it was.
+	typeInTerminal(t, b, "desk", ":wq", "Return")
+	if got := strings.TrimSpace(podFile(t, b, "desk", "/root/unsaved.txt")); got != "hello from before the move" {
+		t.Fatalf("after the move, vi saved %q", got)
+	}
+	typeInTerminal(t, b, "desk", "echo again-$((7*7)) $PWD | tee /root/typed", "Return")
+	if got := strings.TrimSpace(podFile(t, b, "desk", "/root/typed")); got != "again-49 /tmp/work" {
 		t.Fatalf("after the move, the command typed wrote %q", got)
 	}
 	clock, _ := windowRect(b, "desk", "xclock")
