@@ -136,6 +136,14 @@ func Release(ctx context.Context, t Target) error {
 // announce tells the LAN's switches and neighbours where the pod's
 // address lives now; the pod's MAC is the same as before, so this only
 // moves forwarding entries.
+//
+// Then it asks again for the neighbours the pod's kernel is still
+// resolving: their first requests went out while the veth was off the
+// bridge, and the kernel would ask again only a second later.
 func announce(ctx context.Context, t Target) error {
-	return virtns.SendGratuitousARP(ctx, t.NetNSPath, virtns.PodInterface, t.Endpoint.IP, 1)
+	if err := virtns.SendGratuitousARP(ctx, t.NetNSPath, virtns.PodInterface, t.Endpoint.IP, 1); err != nil {
+		return err
+	}
+	_, err := virtns.ResolvePendingNeighbours(ctx, t.NetNSPath, virtns.PodInterface, t.Endpoint.IP)
+	return err
 }

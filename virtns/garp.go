@@ -51,12 +51,7 @@ func SendGratuitousARP(ctx context.Context, nsPath, ifname string, ip netip.Addr
 	defer func() { go unix.Close(fd) }()
 
 	frame := garpFrame(mac, ip)
-	to := &unix.SockaddrLinklayer{
-		Protocol: htons(unix.ETH_P_ARP),
-		Ifindex:  ifindex,
-		Halen:    6,
-		Addr:     [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
-	}
+	to := broadcast(ifindex)
 	tick := time.NewTicker(GARPInterval)
 	defer tick.Stop()
 	for i := range count {
@@ -72,6 +67,88 @@ func SendGratuitousARP(ctx context.Context, nsPath, ifname string, ip netip.Addr
 		}
 	}
 	return nil
+}
+
+// ResolvePendingNeighbours asks once more, at once, for the Ethernet
+// address of every neighbour that the network namespace at nsPath is still
+// resolving on ifname, as ip: one ARP request each, from the interface's
+// MAC. It returns how many it asked for.
+//
+// A restored pod runs for a moment before its veth joins the bridge (see
+// restart.Start): what its TCP sends then makes its kernel ask for the
+// peer's address, into a link that leads nowhere, and the packets wait in
+// the neighbour entry. The kernel asks again only after retrans_time (1 s),
+// so a viewer's first update after a migration came 1.1 s late. The reply
+// to this request completes the entry, whoever asked, and the waiting
+// packets leave.
+func ResolvePendingNeighbours(ctx context.Context, nsPath, ifname string, ip netip.Addr) (int, error) {
+	ip = ip.Unmap()
+	if !ip.Is4() {
+		return 0, errdefs.New(errdefs.InvalidArgument, "resolve neighbours: %s is not an IPv4 address", ip)
+	}
+	pending, err := incompleteNeighbours(nsPath, ifname)
+	if err != nil || len(pending) == 0 {
+		return 0, err
+	}
+	fd, ifindex, mac, err := openARPSocket(nsPath, ifname)
+	if err != nil {
+		return 0, fmt.Errorf("resolve neighbours: %w", err)
+	}
+	defer func() { go unix.Close(fd) }()
+	to := broadcast(ifindex)
+	for i, n := range pending {
+		if err := ctx.Err(); err != nil {
+			return i, fmt.Errorf("resolve neighbours on %s: %w", ifname, err)
+		}
+		if err := unix.Sendto(fd, arpRequest(mac, ip, n), 0, to); err != nil {
+			return i, fmt.Errorf("resolve neighbour %s on %s: send: %w", n, ifname, err)
+		}
+	}
+	return len(pending), nil
+}
+
+// broadcast is the Ethernet broadcast address of the interface ifindex,
+// where ARP requests go.
+func broadcast(ifindex int) *unix.SockaddrLinklayer {
+	return &unix.SockaddrLinklayer{
+		Protocol: htons(unix.ETH_P_ARP),
+		Ifindex:  ifindex,
+		Halen:    6,
+		Addr:     [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+	}
+}
+
+// incompleteNeighbours lists the IPv4 neighbours of ifname, in the network
+// namespace at nsPath, whose address the kernel is still asking for.
+func incompleteNeighbours(nsPath, ifname string) ([]netip.Addr, error) {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, errdefs.New(errdefs.NotFound, "network namespace %s: %w", nsPath, err)
+		}
+		return nil, fmt.Errorf("network namespace %s: %w", nsPath, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in %s: %w", nsPath, err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(ifname)
+	if err != nil {
+		return nil, errdefs.New(errdefs.NotFound, "interface %s in %s: %w", ifname, nsPath, err)
+	}
+	neighs, err := h.NeighList(link.Attrs().Index, unix.AF_INET)
+	if err != nil {
+		return nil, fmt.Errorf("neighbours of %s in %s: %w", ifname, nsPath, err)
+	}
+	var pending []netip.Addr
+	for _, n := range neighs {
+		if a, ok := netip.AddrFromSlice(n.IP.To4()); ok && n.State&unix.NUD_INCOMPLETE != 0 {
+			pending = append(pending, a)
+		}
+	}
+	return pending, nil
 }
 
 // openARPSocket opens an AF_PACKET socket for ARP frames bound to ifname in
@@ -167,6 +244,12 @@ func bindARPSocket(ifname string) (fd, ifindex int, mac net.HardwareAddr, err er
 // garpFrame returns the Ethernet frame of a gratuitous ARP request from mac
 // for ip, padded to Ethernet's 60-byte minimum (without the FCS).
 func garpFrame(mac net.HardwareAddr, ip netip.Addr) []byte {
+	return arpRequest(mac, ip, ip)
+}
+
+// arpRequest returns the Ethernet frame, broadcast and padded to 60 bytes,
+// of an ARP request from mac and sender asking for target's address.
+func arpRequest(mac net.HardwareAddr, sender, target netip.Addr) []byte {
 	f := make([]byte, 60)
 	copy(f[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) // destination: broadcast
 	copy(f[6:12], mac)                                       // source
@@ -177,10 +260,10 @@ func garpFrame(mac net.HardwareAddr, ip netip.Addr) []byte {
 	arp[4], arp[5] = 6, 4                               // address lengths
 	binary.BigEndian.PutUint16(arp[6:8], arpOpRequest)  // operation
 	copy(arp[8:14], mac)                                // sender hardware address
-	a := ip.As4()
-	copy(arp[14:18], a[:]) // sender protocol address
+	s, t := sender.As4(), target.As4()
+	copy(arp[14:18], s[:]) // sender protocol address
 	// arp[18:24], the target hardware address, stays zero.
-	copy(arp[24:28], a[:]) // target protocol address
+	copy(arp[24:28], t[:]) // target protocol address
 	return f
 }
 

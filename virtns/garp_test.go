@@ -254,3 +254,64 @@ func TestSendGratuitousARPCanceled(t *testing.T) {
 		t.Errorf("canceled context: %v, want Canceled", err)
 	}
 }
+
+func TestResolvePendingNeighbours(t *testing.T) {
+	g := newGARPNetns(t)
+	fd := listenARP(t, g.outer)
+	ns, err := netns.GetFromPath(g.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	in, err := h.LinkByName(g.inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	podIP := netip.MustParseAddr("10.88.5.2")
+	if n, err := ResolvePendingNeighbours(context.Background(), g.path, g.inner, podIP); err != nil || n != 0 {
+		t.Fatalf("no neighbour pending: asked for %d, %v", n, err)
+	}
+	// One neighbour being resolved, one known for good.
+	pending, known := netip.MustParseAddr("10.88.5.9"), netip.MustParseAddr("10.88.5.8")
+	for _, n := range []struct {
+		ip    netip.Addr
+		state int
+		mac   net.HardwareAddr
+	}{{pending, unix.NUD_INCOMPLETE, nil}, {known, unix.NUD_PERMANENT, net.HardwareAddr{2, 0, 0, 0, 0, 8}}} {
+		if err := h.NeighAdd(&netlink.Neigh{LinkIndex: in.Attrs().Index, Family: unix.AF_INET, State: n.state, IP: n.ip.AsSlice(), HardwareAddr: n.mac}); err != nil {
+			t.Fatalf("add neighbour %s: %v", n.ip, err)
+		}
+	}
+	n, err := ResolvePendingNeighbours(context.Background(), g.path, g.inner, podIP)
+	if err != nil || n != 1 {
+		t.Fatalf("one neighbour pending: asked for %d, %v", n, err)
+	}
+	want := arpRequest(g.innerMAC, podIP, pending)
+	buf := make([]byte, 1500)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ARP request for %s from %s arrived", pending, podIP)
+		}
+		m, _, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m >= 42 && bytes.Equal(buf[:42], want[:42]) {
+			break
+		}
+	}
+	if _, err := ResolvePendingNeighbours(context.Background(), g.path, g.inner, netip.MustParseAddr("fd00::2")); !errdefs.Is(err, errdefs.InvalidArgument) {
+		t.Errorf("an IPv6 address: %v, want InvalidArgument", err)
+	}
+	if _, err := ResolvePendingNeighbours(context.Background(), "/nonexistent/ns/net", g.inner, podIP); !errdefs.Is(err, errdefs.NotFound) {
+		t.Errorf("a missing namespace: %v, want NotFound", err)
+	}
+}
