@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/virtns"
 )
 
 // Compression is how an archive is compressed.
@@ -312,8 +313,10 @@ type devIno struct{ dev, ino uint64 }
 // follow symbolic links. Files that share an inode are written once and
 // then as hard links to the first name. It keeps mode (with setuid, setgid
 // and sticky bits), owner, modification time (to the second) and the
-// trusted.overlay.* and user.* extended attributes. Sockets are skipped;
-// devices other than overlay whiteouts (character device 0:0) are refused.
+// trusted.overlay.* and user.* extended attributes. Sockets are skipped,
+// and so are the device nodes every pod's /dev holds (virtns.IsPodDevice),
+// which the restore makes again; other devices than overlay whiteouts
+// (character device 0:0) are refused.
 // It can be called once.
 func (w *Writer) AddUpperLayer(dir string) error {
 	if w.err != nil {
@@ -368,6 +371,9 @@ func (w *Writer) addUpperEntry(path, name string, links map[devIno]string, xbuf 
 	ft := st.Mode & unix.S_IFMT
 	if ft == unix.S_IFSOCK {
 		return nil
+	}
+	if ft == unix.S_IFCHR && virtns.IsPodDevice(strings.TrimPrefix(name, UpperRoot), st.Rdev) {
+		return nil // the restore makes it again
 	}
 	if ft != unix.S_IFDIR && st.Nlink > 1 {
 		key := devIno{uint64(st.Dev), st.Ino}

@@ -531,3 +531,50 @@ func TestBigEntry(t *testing.T) {
 		}
 	}
 }
+
+// The device nodes of a pod's /dev are left out (the restore makes them
+// again); any other device there is refused like anywhere else.
+func TestUpperPodDevices(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod of devices needs root")
+	}
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(filepath.Join(dir, "dev"), 0o755))
+	must(unix.Mknod(filepath.Join(dir, "dev/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+	must(unix.Mknod(filepath.Join(dir, "dev/tty"), unix.S_IFCHR|0o666, int(unix.Mkdev(5, 0))))
+	must(os.WriteFile(filepath.Join(dir, "dev/kept"), []byte("x"), 0o644))
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, CompressionNone, testManifest())
+	must(err)
+	must(w.AddUpperLayer(dir))
+	must(w.Close())
+	var names []string
+	tr := tar.NewReader(&buf)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		must(err)
+		names = append(names, hdr.Name)
+	}
+	if !slices.Contains(names, "upper/dev/kept") || slices.Contains(names, "upper/dev/null") || slices.Contains(names, "upper/dev/tty") {
+		t.Errorf("archived %q: want upper/dev/kept and neither device", names)
+	}
+
+	// Zero's numbers under null's name are not a pod's device.
+	must(os.Remove(filepath.Join(dir, "dev/null")))
+	must(unix.Mknod(filepath.Join(dir, "dev/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 5))))
+	w, err = NewWriter(io.Discard, CompressionNone, testManifest())
+	must(err)
+	if err := w.AddUpperLayer(dir); errdefs.KindOf(err) != errdefs.Unsupported {
+		t.Errorf("/dev/null as 1:5: %v, want Unsupported", err)
+	}
+	w.Close()
+}

@@ -333,7 +333,8 @@ func cbNewRawPod(b *testing.B, h *harness.Host, name string) *cbRawPod {
 // connections (--tcp-established) and, now and then, connections not yet
 // accepted ("In-flight connection" without --skip-in-flight). Everything
 // else is CRIU's default: network lock with iptables, cgroups dumped
-// ("soft"), log level 2 (podctl also uses 2), tasks killed after the dump.
+// ("soft"), log level 2 (podctl's CRIU runs at the 4 libcontainer asks
+// for: see virtns.criuConfigLabel), tasks killed after the dump.
 func (r *cbRawPod) dump(b *testing.B, dir string) time.Duration {
 	b.Helper()
 	d := cbRunCRIU(b, r.h, dir, "dump.log", "dump", "-t", strconv.Itoa(r.pid), "-D", dir, "-o", "dump.log",

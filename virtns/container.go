@@ -165,9 +165,8 @@ func (c PodConfig) libcontainerConfig(criuConfig string) (*configs.Config, error
 		Devices: specconv.AllowedDevices,
 		Mounts: []*configs.Mount{
 			{Source: "proc", Destination: "/proc", Device: "proc", Flags: noexec},
-			{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
+			// /dev and /dev/shm are directories of the root (see dev.go).
 			{Source: "devpts", Destination: "/dev/pts", Device: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-			{Source: "shm", Destination: "/dev/shm", Device: "tmpfs", Flags: noexec, Data: "mode=1777,size=65536k"},
 			{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: noexec},
 			{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: noexec | unix.MS_RDONLY},
 			{Source: c.InitBinary, Destination: InitPath, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY},
@@ -235,6 +234,9 @@ func (rt Runtime) Start(ctx context.Context, c PodConfig) (pid int, err error) {
 	}
 	cfg, err := c.libcontainerConfig(rt.criuConfigPath(c.ID))
 	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", c.ID, err)
+	}
+	if err := prepareDev(c.Rootfs); err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.ID, err)
 	}
 	ctr, err := libcontainer.Create(rt.StateDir, c.ID, cfg)
