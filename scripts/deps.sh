@@ -61,6 +61,7 @@ APT_PACKAGES=(
   x11-xserver-utils # xsetroot, in tests
   xdotool           # types into the desktop, in tests
   vim-tiny          # vi, whose unsaved text a migration keeps, in tests
+  tmux              # ptys in pods that are not desktops, in tests
   novnc             # the web client served on port 5800
   websockify
   chromium          # the browser of the noVNC test (chromedp)

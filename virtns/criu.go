@@ -405,7 +405,21 @@ func CRIULogError(path string) string {
 	if first == "" {
 		return ""
 	}
+	for _, h := range criuHints {
+		if strings.Contains(first, h.match) {
+			return fmt.Sprintf(" (%s: %s; %s)", filepath.Base(path), first, h.hint)
+		}
+	}
 	return fmt.Sprintf(" (%s: %s)", filepath.Base(path), first)
+}
+
+// criuHints explain CRIU errors a pod's user can do something about.
+var criuHints = []struct{ match, hint string }{
+	// criu/tty.c, tty_verify_ctty: the check takes the first pty file
+	// of the session it finds, the master another process holds (tmux,
+	// xterm, script) when it comes first in the dump, for the session
+	// leader's.
+	{"ctty inheritance detected", "CRIU cannot dump a shell that holds /dev/tty open (dash does) in a terminal whose master another process of the pod holds (tmux, xterm): run bash there, which does not"},
 }
 
 // PageServer runs `criu page-server` writing the memory pages a dumping

@@ -1,0 +1,94 @@
+package test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podctl/podctl/test/harness"
+)
+
+// tmuxType types keys into the tmux pane target of pod, then Enter.
+func tmuxType(t *testing.T, h *harness.Host, pod, target, keys string) {
+	t.Helper()
+	h.MustPodctl("exec", pod, "--", "tmux", "send-keys", "-t", target, keys, "Enter")
+}
+
+// paneShows polls until the tmux pane target of pod shows every line of
+// want (its screen and its scrollback), and returns what it shows.
+func paneShows(t *testing.T, h *harness.Host, pod, target string, want ...string) string {
+	t.Helper()
+	var text string
+	harness.Eventually(t, 20*time.Second, func() error {
+		r := h.Podctl("exec", pod, "--", "tmux", "capture-pane", "-p", "-S", "-", "-t", target)
+		if r.Code != 0 {
+			return fmt.Errorf("capture-pane %s: %s", target, r.Stderr)
+		}
+		text = r.Stdout
+		lines := strings.Split(text, "\n")
+		for _, w := range want {
+			found := false
+			for _, l := range lines {
+				found = found || strings.TrimSpace(l) == w
+			}
+			if !found {
+				return fmt.Errorf("pane %s does not show %q:\n%s", target, w, text)
+			}
+		}
+		return nil
+	})
+	return text
+}
+
+// TestPtysSurviveCheckpoint checkpoints and restores a pod of terminals
+// that is not a desktop: a tmux server holding the masters of two ptys,
+// with bash in each pane. Each terminal keeps its scrollback, each shell
+// its working directory, and typing into each still runs commands. A
+// pane running dash, which holds /dev/tty open, makes CRIU refuse the
+// dump (criu/tty.c, tty_verify_ctty): the refusal names the way out, and
+// the pod runs on untouched.
+func TestPtysSurviveCheckpoint(t *testing.T) {
+	h := newHost(t)
+	harness.NeedTool(t, "tmux", "tmux")
+	h.MustPodctl("create", "--name", "ttys", "--", "sh", "-c",
+		"tmux -f /dev/null new-session -d -s work -x 80 -y 24 bash && tmux new-window -t work bash && exec sleep infinity")
+	harness.Eventually(t, 20*time.Second, func() error {
+		if r := h.Podctl("exec", "ttys", "--", "tmux", "has-session", "-t", "work"); r.Code != 0 {
+			return fmt.Errorf("no tmux session yet: %s", r.Stderr)
+		}
+		return nil
+	})
+	tmuxType(t, h, "ttys", "work:0", "cd /tmp && echo first-$((6*7))")
+	tmuxType(t, h, "ttys", "work:1", "cd /var && echo second-$((6*7))")
+	paneShows(t, h, "ttys", "work:0", "first-42")
+	before := paneShows(t, h, "ttys", "work:1", "second-42")
+
+	h.MustPodctl("checkpoint", "ttys")
+	h.MustPodctl("restore", "ttys")
+
+	paneShows(t, h, "ttys", "work:1", strings.Split(strings.TrimRight(before, "\n"), "\n")...)
+	tmuxType(t, h, "ttys", "work:0", "echo first-again $PWD $(tty)")
+	paneShows(t, h, "ttys", "work:0", "first-42", "first-again /tmp /dev/pts/0")
+	tmuxType(t, h, "ttys", "work:1", "echo second-again $PWD $(tty)")
+	paneShows(t, h, "ttys", "work:1", "second-42", "second-again /var /dev/pts/1")
+
+	tmuxType(t, h, "ttys", "work:1", "tmux new-window -t work:2 sh")
+	harness.Eventually(t, 20*time.Second, func() error {
+		if r := h.Podctl("exec", "ttys", "--", "tmux", "has-session", "-t", "work:2"); r.Code != 0 {
+			return fmt.Errorf("no dash window yet: %s", r.Stderr)
+		}
+		return nil
+	})
+	r := h.Podctl("checkpoint", "ttys")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "ctty inheritance detected") || !strings.Contains(r.Stderr, "run bash there") {
+		t.Fatalf("checkpoint with dash in a tmux pane: exit %d, %s; want CRIU's refusal and the way out", r.Code, r.Stderr)
+	}
+	if lines := strings.Count(strings.TrimSpace(r.Stderr), "\n"); lines != 0 {
+		t.Errorf("the refusal takes %d lines, want one:\n%s", lines+1, r.Stderr)
+	}
+	tmuxType(t, h, "ttys", "work:2", "echo dash-$((6*7))")
+	paneShows(t, h, "ttys", "work:2", "dash-42")
+	tmuxType(t, h, "ttys", "work:0", "echo still-$((6*7))")
+	paneShows(t, h, "ttys", "work:0", "first-again /tmp /dev/pts/0", "still-42")
+}
