@@ -236,7 +236,7 @@ func (rt Runtime) Start(ctx context.Context, c PodConfig) (pid int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.ID, err)
 	}
-	if err := prepareDev(c.Rootfs); err != nil {
+	if err := prepareShm(c.Rootfs); err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.ID, err)
 	}
 	ctr, err := libcontainer.Create(rt.StateDir, c.ID, cfg)

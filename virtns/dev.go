@@ -18,8 +18,8 @@ import (
 // writable layer the files of /dev and /dev/shm travel with the layer
 // instead, at no cost to the dump. The device nodes do not travel
 // (archives carry no devices, see checkpoint.Writer.AddUpperLayer):
-// libcontainer makes them when the pod is created, and prepareDev makes
-// them again before a restore.
+// libcontainer makes them when the pod is created (prepareShm makes
+// /dev/shm), and prepareDev makes them again before a restore.
 
 // shmMode is /dev/shm's mode, the tmpfs's it replaces: anyone may create a
 // segment there, and only its owner remove it.
@@ -38,11 +38,11 @@ func IsPodDevice(path string, rdev uint64) bool {
 	return false
 }
 
-// prepareDev makes, in the root filesystem at rootfs, /dev/shm (mode
-// 1777) and the pod's device nodes, replacing whatever else is at their
-// paths. Paths resolve inside rootfs, so an image's symbolic links cannot
-// lead it outside. No process of the pod runs while it does this.
-func prepareDev(rootfs string) error {
+// prepareShm makes /dev/shm, mode 1777, in the root filesystem at rootfs,
+// for a pod about to be created (libcontainer makes its device nodes).
+// Paths resolve inside rootfs, so an image's symbolic links cannot lead
+// it outside. No process of the pod runs while it does this.
+func prepareShm(rootfs string) error {
 	shm, err := securejoin.SecureJoin(rootfs, "/dev/shm")
 	if err != nil {
 		return fmt.Errorf("/dev/shm: %w", err)
@@ -52,6 +52,16 @@ func prepareDev(rootfs string) error {
 	}
 	if err := os.Chmod(shm, shmMode); err != nil {
 		return fmt.Errorf("/dev/shm: %w", err)
+	}
+	return nil
+}
+
+// prepareDev is prepareShm for a pod about to be restored, which also
+// needs its device nodes made again (its archive has none): each
+// replaces whatever else is at its path.
+func prepareDev(rootfs string) error {
+	if err := prepareShm(rootfs); err != nil {
+		return err
 	}
 	for _, d := range specconv.AllowedDevices {
 		if d.Path == "" || d.Type != 'c' {

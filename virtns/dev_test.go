@@ -30,7 +30,7 @@ func TestIsPodDevice(t *testing.T) {
 
 func TestPrepareDev(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: makes device nodes")
+		t.Fatal("needs root (make test runs as root): makes device nodes")
 	}
 	root := t.TempDir()
 	// What an image may hold at those paths: a regular file where a
@@ -68,7 +68,7 @@ func TestPrepareDev(t *testing.T) {
 // inside its own root, never on the host.
 func TestPrepareDevSymlinkStaysInside(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: makes device nodes")
+		t.Fatal("needs root (make test runs as root): makes device nodes")
 	}
 	root, outside := t.TempDir(), t.TempDir()
 	if err := os.Symlink(outside, filepath.Join(root, "dev")); err != nil {

@@ -113,19 +113,32 @@ func newGARPNetns(t *testing.T) garpNetns {
 	if err := netlink.LinkSetUp(g.outer); err != nil {
 		t.Fatalf("outer end up: %v", err)
 	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	in, err := h.LinkByName(g.inner)
-	if err != nil {
-		t.Fatalf("inner end: %v", err)
-	}
+	h, in := g.inside(t)
 	if err := h.LinkSetUp(in); err != nil {
 		t.Fatalf("inner end up: %v", err)
 	}
 	return g
+}
+
+// inside returns a netlink handle in g's namespace, closed when the test
+// ends, and the inner end of its veth pair.
+func (g garpNetns) inside(t *testing.T) (*netlink.Handle, netlink.Link) {
+	t.Helper()
+	ns, err := netns.GetFromPath(g.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	in, err := h.LinkByName(g.inner)
+	if err != nil {
+		t.Fatalf("inner end: %v", err)
+	}
+	return h, in
 }
 
 // listenARP opens a packet socket receiving the ARP frames that arrive on
@@ -258,20 +271,7 @@ func TestSendGratuitousARPCanceled(t *testing.T) {
 func TestResolvePendingNeighbours(t *testing.T) {
 	g := newGARPNetns(t)
 	fd := listenARP(t, g.outer)
-	ns, err := netns.GetFromPath(g.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	in, err := h.LinkByName(g.inner)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, in := g.inside(t)
 	podIP := netip.MustParseAddr("10.88.5.2")
 	if n, err := ResolvePendingNeighbours(context.Background(), g.path, g.inner, podIP); err != nil || n != 0 {
 		t.Fatalf("no neighbour pending: asked for %d, %v", n, err)
