@@ -42,9 +42,13 @@ func paneShows(t *testing.T, h *harness.Host, pod, target string, want ...string
 }
 
 // TestPtysSurviveCheckpoint checkpoints and restores a pod of terminals
-// that is not a desktop: a tmux server holding the masters of two ptys,
-// with bash in each pane. Each terminal keeps its scrollback, each shell
-// its working directory, and typing into each still runs commands. A
+// that is not a desktop: a tmux server holding the masters of three
+// ptys, with bash in two panes and script(1) in the third, itself
+// holding a pty with bash in it. Each terminal keeps its scrollback,
+// each shell its working directory, and typing into each still runs
+// commands: script, which waits in poll(2) with every signal blocked,
+// no longer sees that poll fail with EINTR after a restore (see
+// virtns/pollrestart.go), which made it kill its shell and exit. A
 // pane running dash, which holds /dev/tty open, makes CRIU refuse the
 // dump (criu/tty.c, tty_verify_ctty): the refusal names the way out, and
 // the pod runs on untouched.
@@ -52,7 +56,8 @@ func TestPtysSurviveCheckpoint(t *testing.T) {
 	h := newHost(t)
 	harness.NeedTool(t, "tmux", "tmux")
 	h.MustPodctl("create", "--name", "ttys", "--", "sh", "-c",
-		"tmux -f /dev/null new-session -d -s work -x 80 -y 24 bash && tmux new-window -t work bash && exec sleep infinity")
+		"tmux -f /dev/null new-session -d -s work -x 80 -y 24 bash && tmux new-window -t work bash && "+
+			"tmux new-window -t work 'SHELL=/bin/bash exec script -q /tmp/typescript' && exec sleep infinity")
 	harness.Eventually(t, 20*time.Second, func() error {
 		if r := h.Podctl("exec", "ttys", "--", "tmux", "has-session", "-t", "work"); r.Code != 0 {
 			return fmt.Errorf("no tmux session yet: %s", r.Stderr)
@@ -63,6 +68,8 @@ func TestPtysSurviveCheckpoint(t *testing.T) {
 	tmuxType(t, h, "ttys", "work:1", "cd /var && echo second-$((6*7))")
 	paneShows(t, h, "ttys", "work:0", "first-42")
 	before := paneShows(t, h, "ttys", "work:1", "second-42")
+	tmuxType(t, h, "ttys", "work:2", "cd /etc && echo third-$((6*7))")
+	paneShows(t, h, "ttys", "work:2", "third-42")
 
 	h.MustPodctl("checkpoint", "ttys")
 	h.MustPodctl("restore", "ttys")
@@ -72,10 +79,13 @@ func TestPtysSurviveCheckpoint(t *testing.T) {
 	paneShows(t, h, "ttys", "work:0", "first-42", "first-again /tmp /dev/pts/0")
 	tmuxType(t, h, "ttys", "work:1", "echo second-again $PWD $(tty)")
 	paneShows(t, h, "ttys", "work:1", "second-42", "second-again /var /dev/pts/1")
+	// script's bash is on the pty after tmux's third, pts/3.
+	tmuxType(t, h, "ttys", "work:2", "echo third-again $PWD $(tty)")
+	paneShows(t, h, "ttys", "work:2", "third-42", "third-again /etc /dev/pts/3")
 
-	tmuxType(t, h, "ttys", "work:1", "tmux new-window -t work:2 sh")
+	tmuxType(t, h, "ttys", "work:1", "tmux new-window -t work:3 sh")
 	harness.Eventually(t, 20*time.Second, func() error {
-		if r := h.Podctl("exec", "ttys", "--", "tmux", "has-session", "-t", "work:2"); r.Code != 0 {
+		if r := h.Podctl("exec", "ttys", "--", "tmux", "has-session", "-t", "work:3"); r.Code != 0 {
 			return fmt.Errorf("no dash window yet: %s", r.Stderr)
 		}
 		return nil
@@ -87,8 +97,8 @@ func TestPtysSurviveCheckpoint(t *testing.T) {
 	if lines := strings.Count(strings.TrimSpace(r.Stderr), "\n"); lines != 0 {
 		t.Errorf("the refusal takes %d lines, want one:\n%s", lines+1, r.Stderr)
 	}
-	tmuxType(t, h, "ttys", "work:2", "echo dash-$((6*7))")
-	paneShows(t, h, "ttys", "work:2", "dash-42")
+	tmuxType(t, h, "ttys", "work:3", "echo dash-$((6*7))")
+	paneShows(t, h, "ttys", "work:3", "dash-42")
 	tmuxType(t, h, "ttys", "work:0", "echo still-$((6*7))")
 	paneShows(t, h, "ttys", "work:0", "first-again /tmp /dev/pts/0", "still-42")
 }

@@ -146,6 +146,11 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	// serving is closed once a lazy dump is out of the pod's processes
 	// and serves their pages.
 	serving := make(chan struct{})
+	// waiters are the pod's threads blocked in poll when it froze, whose
+	// images get their poll back (see restartPolls); rewritten carries
+	// the outcome of that, made before a lazy dump's Ready.
+	var waiters []pollWaiter
+	rewritten := make(chan error, 1)
 	if o.Lazy && o.Ready != nil {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -166,6 +171,8 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 		go func() {
 			var b [1]byte
 			if n, _ := r.Read(b[:]); n == 1 {
+				_, err := restartPolls(o.ImagesDir, waiters)
+				rewritten <- err
 				o.Ready()
 				close(serving)
 			}
@@ -177,6 +184,13 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 		if err := o.Freeze(); err != nil {
 			return fmt.Errorf("checkpoint %s: %w", id, err)
 		}
+		pids, err := ctr.Processes()
+		if err == nil {
+			waiters, err = findPollWaiters(pids)
+		}
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: find threads in poll: %w", id, err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", id, err)
@@ -186,6 +200,19 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	stop()
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w%s", id, err, CRIULogError(filepath.Join(o.ImagesDir, "dump.log")))
+	}
+	if !o.Lazy || o.Ready == nil {
+		_, err := restartPolls(o.ImagesDir, waiters)
+		rewritten <- err
+	}
+	// A lazy dump returns once its pages are fetched, so after Ready and
+	// the rewrite before it.
+	select {
+	case err := <-rewritten:
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: restart poll after restore: %w", id, err)
+		}
+	default:
 	}
 	return nil
 }
