@@ -62,6 +62,8 @@ APT_PACKAGES=(
   xdotool           # types into the desktop, in tests
   vim-tiny          # vi, whose unsaved text a migration keeps, in tests
   tmux              # ptys in pods that are not desktops, in tests
+  openssh-server    # an sshd session in a pod, in tests (never started on the host)
+  openssh-client
   novnc             # the web client served on port 5800
   websockify
   chromium          # the browser of the noVNC test (chromedp)

@@ -2,6 +2,8 @@ package test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,4 +103,89 @@ func TestPtysSurviveCheckpoint(t *testing.T) {
 	paneShows(t, h, "ttys", "work:3", "dash-42")
 	tmuxType(t, h, "ttys", "work:0", "echo still-$((6*7))")
 	paneShows(t, h, "ttys", "work:0", "first-again /tmp /dev/pts/0", "still-42")
+}
+
+// TestSSHSessionSurvivesCheckpoint checkpoints and restores a pod running
+// sshd while a client on the host is logged in with a terminal: sshd's
+// session process holds the pty's master, bash the other end. The
+// client keeps its TCP connection across the checkpoint and restore, and
+// what it types afterwards runs in the same shell, in the same working
+// directory, on the same pty.
+func TestSSHSessionSurvivesCheckpoint(t *testing.T) {
+	h := newHost(t)
+	harness.NeedTool(t, "sshd", "openssh-server")
+	harness.NeedTool(t, "ssh", "openssh-client")
+	key := filepath.Join(t.TempDir(), "key")
+	if r := h.Run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key); r.Code != 0 {
+		t.Fatalf("ssh-keygen: %s", r.Stderr)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pod's own host key and authorized key; an /etc/shadow of the
+	// pod's own, since the host image hides the host's and sshd takes an
+	// account without one for locked.
+	h.MustPodctl("create", "--name", "sshp", "--", "sh", "-c",
+		"mkdir -p /run/sshd && printf '%s\\n' \"$1\" >/tmp/authorized_keys && "+
+			"ssh-keygen -q -t ed25519 -N '' -f /tmp/host_key && echo 'root:NP::0:99999:7:::' >/etc/shadow && "+
+			"exec /usr/sbin/sshd -D -e -h /tmp/host_key -o AuthorizedKeysFile=/tmp/authorized_keys "+
+			"-o PermitRootLogin=prohibit-password -o StrictModes=no -o UsePAM=no",
+		"sh", strings.TrimSpace(string(pub)))
+	ip := h.Inspect("sshp").Endpoint.IP
+	waitLog(t, h, "sshp", "Server listening on 0.0.0.0 port 22")
+
+	client := h.Command("ssh", "-tt", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "root@"+ip)
+	stdin, err := client.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out harness.SyncBuffer
+	client.Stdout, client.Stderr = &out, &out
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = client.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		stdin.Close()
+		client.Process.Kill()
+		<-exited
+	})
+	// sees polls until the client's terminal shows a line that is want.
+	sees := func(want string) {
+		t.Helper()
+		harness.Eventually(t, 20*time.Second, func() error {
+			select {
+			case <-exited:
+				t.Fatalf("ssh exited (%v) before showing %q:\n%s", waitErr, want, out.String())
+			default:
+			}
+			for _, l := range strings.Split(out.String(), "\n") {
+				if strings.HasSuffix(strings.TrimRight(l, "\r"), want) {
+					return nil
+				}
+			}
+			return fmt.Errorf("the terminal does not show %q:\n%s", want, out.String())
+		})
+	}
+	fmt.Fprintln(stdin, "cd /var && echo before-$((6*7)) $(tty)")
+	sees("before-42 /dev/pts/0")
+
+	h.MustPodctl("checkpoint", "sshp")
+	h.MustPodctl("restore", "sshp")
+
+	fmt.Fprintln(stdin, "echo after-$((6*7)) $PWD $(tty)")
+	sees("after-42 /var /dev/pts/0")
+	fmt.Fprintln(stdin, "exit")
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("ssh after exit: %v\n%s", waitErr, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("ssh still runs 20 s after exit:\n%s", out.String())
+	}
 }
