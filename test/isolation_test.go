@@ -26,6 +26,11 @@ var escapeAttempts = []struct{ what, cmd string }{
 	{"read kernel memory", "head -c 1 /proc/kcore | grep -c ."},
 	{"read the kernel keyrings", "cat /proc/keys | grep ."},
 	{"mount a filesystem", "mount -t tmpfs escape /mnt"},
+	// Masked directories: a tmpfs at create, an empty read-only bind
+	// after a restore (virtns/masked.go).
+	{"see the firmware's tables", "ls -A /sys/firmware | grep ."},
+	{"write into a masked directory", "touch /sys/firmware/x || touch /proc/acpi/x"},
+	{"make a masked directory writable", "mount -o remount,rw /sys/firmware || mount -o remount,bind,rw /sys/firmware"},
 	{"load a kernel module", `python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None, use_errno=True).init_module(None, 0, b"") != 0)'`},
 	{"run without a seccomp filter", `grep -q '^Seccomp:[[:space:]]*0' /proc/self/status`},
 	{"create a user namespace", "unshare --user true"},

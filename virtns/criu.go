@@ -102,6 +102,15 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
 	lines := []string{"network-lock skip"}
+	if st, err := ctr.State(); err == nil {
+		dirs, err := maskedDirMounts(st.InitProcessPid)
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %w", id, err)
+		}
+		for _, d := range dirs {
+			lines = append(lines, fmt.Sprintf("external mnt[%s]:%s", d, maskedDirKey))
+		}
+	}
 	if o.PageServerConn != nil {
 		// A duplicate numbered well above the descriptors exec sets up
 		// for CRIU (0-3), and without close-on-exec (F_DUPFD clears it).
@@ -243,7 +252,12 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 	if err := prepareDev(c.Rootfs); err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
 	}
-	if err := rt.writeCRIUConfig(c.ID, "network-lock skip"); err != nil {
+	empty, err := mountMaskedDir(rt.StateDir, c.ID)
+	if err != nil {
+		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	defer unmountMaskedDir(empty)
+	if err := rt.writeCRIUConfig(c.ID, "network-lock skip", fmt.Sprintf("external mnt[%s]:%s", maskedDirKey, empty)); err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
 	}
 	ctr, err := libcontainer.Create(rt.StateDir, c.ID, cfg)
