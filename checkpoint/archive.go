@@ -67,9 +67,10 @@ type Writer struct {
 	mtime time.Time // of manifest.json and checksums.json
 	bufs  [][]byte  // content is streamed through these
 
-	upperAdded bool
-	closed     bool
-	err        error // sticky: the first error
+	upperAdded   bool
+	volumesAdded int
+	closed       bool
+	err          error // sticky: the first error
 }
 
 // countingWriter counts the bytes written through it. The zstd encoder
@@ -326,19 +327,54 @@ func (w *Writer) AddUpperLayer(dir string) error {
 		return errors.New("checkpoint: upper layer already added")
 	}
 	w.upperAdded = true
+	return w.addTree(UpperRoot, dir, "upper layer")
+}
+
+// AddVolume adds the files of the named volume name, rooted at dir, as
+// "volumes/NAME" and "volumes/NAME/...", the way AddUpperLayer adds the
+// writable layer. Volumes come after the upper layer, in the order of
+// the manifest's Volumes, each once.
+func (w *Writer) AddVolume(name, dir string) error {
+	if w.err != nil {
+		return w.err
+	}
+	if !w.upperAdded {
+		return errors.New("checkpoint: volumes must be added after the upper layer")
+	}
+	w.volumesAdded++
+	return w.addTree(VolumeRoot(name), dir, "volume "+name)
+}
+
+// AddVolumes adds each volume of vols (a manifest's Volumes) from the
+// directory of dirs at the same index.
+func (w *Writer) AddVolumes(vols []Volume, dirs []string) error {
+	if len(vols) != len(dirs) {
+		return fmt.Errorf("checkpoint: %d volumes and %d directories", len(vols), len(dirs))
+	}
+	for i, v := range vols {
+		if err := w.AddVolume(v.Name, dirs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addTree adds the directory dir and everything under it as root and
+// root/... (see AddUpperLayer).
+func (w *Writer) addTree(root, dir, what string) error {
 	links := make(map[devIno]string)
 	xbuf := make([]byte, 4096)
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		name := UpperRoot
+		name := root
 		if path != dir {
 			rel, err := filepath.Rel(dir, path)
 			if err != nil {
 				return err
 			}
-			name = UpperPrefix + filepath.ToSlash(rel)
+			name = root + "/" + filepath.ToSlash(rel)
 		}
 		if path == dir && !d.IsDir() {
 			return fmt.Errorf("%s is not a directory", dir)
@@ -346,14 +382,14 @@ func (w *Writer) AddUpperLayer(dir string) error {
 		return w.addUpperEntry(path, name, links, &xbuf)
 	})
 	if err != nil && w.err == nil {
-		w.err = fmt.Errorf("checkpoint: upper layer: %w", err)
+		w.err = fmt.Errorf("checkpoint: %s: %w", what, err)
 	}
 	return w.err
 }
 
 func (w *Writer) addUpperEntry(path, name string, links map[devIno]string, xbuf *[]byte) error {
 	if !utf8.ValidString(name) {
-		w.err = errdefs.New(errdefs.Unsupported, "checkpoint: upper layer file name %q is not valid UTF-8", name)
+		w.err = errdefs.New(errdefs.Unsupported, "checkpoint: file name %q is not valid UTF-8", name)
 		return w.err
 	}
 	var st unix.Stat_t

@@ -45,7 +45,7 @@ func (f *File) Path() string { return f.path }
 //
 // Once ctx is done it stops at its next write, and at the latest before
 // the file takes its path: an interrupted Write leaves no archive.
-func (f *File) Write(ctx context.Context, comp Compression, am *Manifest, imagesDir, upperDir string, layerRead func() error) (int64, error) {
+func (f *File) Write(ctx context.Context, comp Compression, am *Manifest, imagesDir, upperDir string, volumeDirs []string, layerRead func() error) (int64, error) {
 	w, err := NewWriter(ctxWriter{ctx, f.tmp}, comp, am)
 	if err != nil {
 		return 0, err
@@ -54,6 +54,9 @@ func (f *File) Write(ctx context.Context, comp Compression, am *Manifest, images
 		return 0, err
 	}
 	if err := w.AddUpperLayer(upperDir); err != nil {
+		return 0, err
+	}
+	if err := w.AddVolumes(am.Volumes, volumeDirs); err != nil {
 		return 0, err
 	}
 	if layerRead != nil {

@@ -24,7 +24,7 @@ func TestFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.Write(context.Background(), CompressionNone, testManifest(), images, upper, func() error { return errors.New("resume failed") })
+	_, err = f.Write(context.Background(), CompressionNone, testManifest(), images, upper, nil, func() error { return errors.New("resume failed") })
 	f.Close()
 	if err == nil {
 		t.Fatal("a failing layerRead did not stop the write")
@@ -40,7 +40,7 @@ func TestFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err = f.Write(ctx, CompressionNone, testManifest(), images, upper, func() error { cancel(); return nil })
+	_, err = f.Write(ctx, CompressionNone, testManifest(), images, upper, nil, func() error { cancel(); return nil })
 	f.Close()
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted write: %v, want context.Canceled", err)
@@ -54,7 +54,7 @@ func TestFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	called := false
-	n, err := f.Write(context.Background(), CompressionNone, testManifest(), images, upper, func() error { called = true; return nil })
+	n, err := f.Write(context.Background(), CompressionNone, testManifest(), images, upper, nil, func() error { called = true; return nil })
 	f.Close()
 	if err != nil || !called {
 		t.Fatalf("Write: %v (layerRead called: %v)", err, called)

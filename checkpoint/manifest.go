@@ -28,6 +28,7 @@ import (
 
 	"github.com/podctl/podctl/internal/cpufeat"
 	"github.com/podctl/podctl/internal/errdefs"
+	"github.com/podctl/podctl/internal/names"
 	"github.com/podctl/podctl/internal/version"
 	"github.com/podctl/podctl/virtns"
 )
@@ -51,7 +52,14 @@ const (
 	// UpperPrefix starts the name of every entry of the writable layer
 	// other than its root.
 	UpperPrefix = UpperRoot + "/"
+	// VolumesPrefix starts the root entry of each named volume,
+	// "volumes/NAME", after the writable layer; the volume's other
+	// entries are under "volumes/NAME/".
+	VolumesPrefix = "volumes/"
 )
+
+// VolumeRoot is the entry of the root directory of the named volume name.
+func VolumeRoot(name string) string { return VolumesPrefix + name }
 
 // ChecksumAlgorithm is the only value of Checksums.Algorithm.
 const ChecksumAlgorithm = "sha256"
@@ -93,6 +101,20 @@ type Manifest struct {
 	Network Network `json:"network"`
 	// Images describes how the process images are stored.
 	Images Images `json:"images"`
+	// Volumes are the named volumes whose files the archive carries,
+	// after the writable layer, in this order.
+	Volumes []Volume `json:"volumes,omitempty"`
+}
+
+// Volume is a named volume an archive carries.
+type Volume struct {
+	// Name is the volume's name, which the restoring host keeps.
+	Name string `json:"name"`
+	// ID tells this volume from another of the same name: a restoring
+	// host that has a volume of that name takes the archive's files
+	// only if the IDs match (its copy is then an earlier state of the
+	// same volume).
+	ID string `json:"id"`
 }
 
 // Source describes the host a checkpoint was taken on.
@@ -198,7 +220,30 @@ func (m *Manifest) Validate() error {
 			return bad("manifest: published port %d:%d has protocol %q (want tcp or udp)", p.HostPort, p.PodPort, p.Protocol)
 		}
 	}
+	seen := map[string]bool{}
+	for _, v := range m.Volumes {
+		if names.Validate(v.Name) != nil || seen[v.Name] {
+			return bad("manifest: volume name %q is invalid or given twice", v.Name)
+		}
+		seen[v.Name] = true
+		if !validVolumeID(v.ID) {
+			return bad("manifest: volume %s has an invalid id %q", v.Name, v.ID)
+		}
+	}
 	return nil
+}
+
+// validVolumeID reports whether id is 32 lower-case hex digits.
+func validVolumeID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Checksums is the archive's last entry: the checksum of every other entry.

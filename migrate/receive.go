@@ -96,7 +96,7 @@ func (r NativeReceiver) ReceivePod(ctx context.Context, t *dock.PodTransfer) err
 	// Restored frozen and recorded as prepared before the source is
 	// told: it runs only on the source's commit (see ARCHITECTURE.md,
 	// the commit point), so that whatever dies, it never runs twice.
-	if err := in.Prepare(ctx, images.criuDir, images.upperDir, t.Lazy, t.Session()); err != nil {
+	if err := in.Prepare(ctx, images.ex, t.Lazy, t.Session()); err != nil {
 		return err
 	}
 	if tunnel.restored() {
@@ -147,8 +147,8 @@ func (r NativeReceiver) Decide(ctx context.Context, session string, commit bool)
 // receivedImages is where a received pod's CRIU images and writable
 // layer are, and, for post-copy, the lazy-pages daemon's end.
 type receivedImages struct {
-	criuDir, upperDir string
-	lazyDone          <-chan error
+	ex       *restart.Extracted
+	lazyDone <-chan error
 }
 
 // receiveImages extracts the archive into staging and receives the pod's
@@ -172,7 +172,7 @@ func receiveImages(ctx context.Context, t *dock.PodTransfer, rd *restart.Reader,
 		return nil, err
 	}
 	failpoint.Hit(ctx, "dock:extracted")
-	images := &receivedImages{criuDir: ex.CRIUDir, upperDir: ex.UpperDir}
+	images := &receivedImages{ex: ex}
 	if t.Lazy {
 		lazyDone := make(chan error, 1)
 		go func() { lazyDone <- t.TunnelPages(ctx, pageHelper(virtns.LazyPages, ex.CRIUDir), broken) }()

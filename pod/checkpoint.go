@@ -116,7 +116,7 @@ func (m *Manager) Checkpoint(ctx context.Context, name string, o CheckpointOptio
 		return nil, m.resumeAfter(name, fp, err)
 	}
 	writeStart := time.Now()
-	res.Bytes, err = file.Write(ctx, o.Compression, am, imagesDir, m.upperPath(man, "/"), layerRead)
+	res.Bytes, err = file.Write(ctx, o.Compression, am, imagesDir, m.upperPath(man, "/"), m.volumeDirs(man), layerRead)
 	res.Timings.Write = time.Since(writeStart)
 	if err != nil {
 		return nil, m.resumeAfter(name, fp, fmt.Errorf("write archive: %w", err))
@@ -234,5 +234,26 @@ func (m *Manager) archiveManifest(man *Manifest, criuVersion string, pages check
 	for _, p := range man.Spec.Ports {
 		ports = append(ports, checkpoint.PublishedPort{HostPort: int(p.HostPort), PodPort: int(p.PodPort), Protocol: p.Protocol})
 	}
-	return checkpoint.NewManifest(podJSON, man.Endpoint, ports, criuVersion, pages)
+	am, err := checkpoint.NewManifest(podJSON, man.Endpoint, ports, criuVersion, pages)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range man.Spec.NamedVolumes() {
+		v, err := m.loadVolume(name, nil)
+		if err != nil {
+			return nil, err
+		}
+		am.Volumes = append(am.Volumes, checkpoint.Volume{Name: name, ID: v.ID})
+	}
+	return am, nil
+}
+
+// volumeDirs are the host directories of the pod's named volumes, in the
+// order of archiveManifest's.
+func (m *Manager) volumeDirs(man *Manifest) []string {
+	var dirs []string
+	for _, name := range man.Spec.NamedVolumes() {
+		dirs = append(dirs, m.store.volumeData(name))
+	}
+	return dirs
 }

@@ -51,6 +51,11 @@ func (h *NativeHandle) Remove(ctx context.Context, force bool) error {
 	return h.m.Remove(ctx, h.name, force)
 }
 
+// RemoveWithVolumes is Manager.RemoveWithVolumes.
+func (h *NativeHandle) RemoveWithVolumes(ctx context.Context, force bool) error {
+	return h.m.RemoveWithVolumes(ctx, h.name, force)
+}
+
 // Exec is Manager.Exec: only pods with processes have it.
 func (h *NativeHandle) Exec(ctx context.Context, o ExecOptions) (int, error) {
 	return h.m.Exec(ctx, h.name, o)

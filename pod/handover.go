@@ -46,7 +46,7 @@ type Handover = handle.Handover
 // removes it. It releases the pod's lock, which Decide takes; Close
 // still removes the staging directory (a lazy-pages daemon may read it
 // until then).
-func (in *Incoming) Prepare(ctx context.Context, criuDir, upperDir string, lazy bool, session string) error {
+func (in *Incoming) Prepare(ctx context.Context, ex *restart.Extracted, lazy bool, session string) error {
 	if lazy {
 		l, err := in.m.store.tryLockPostCopy(in.man.Spec.Name)
 		if err != nil {
@@ -54,7 +54,7 @@ func (in *Incoming) Prepare(ctx context.Context, criuDir, upperDir string, lazy 
 		}
 		in.postCopy = l
 	}
-	if _, err := in.start(ctx, criuDir, upperDir, lazy, true); err != nil {
+	if _, err := in.start(ctx, ex, lazy, true); err != nil {
 		return err
 	}
 	in.man.State, in.man.Session, in.man.PagesPending = StatePrepared, session, lazy
@@ -108,7 +108,7 @@ func (m *Manager) decideLocked(ctx context.Context, name, session string, commit
 	case man.State == StatePrepared && commit:
 		// Recorded first: if this podctl dies before the thaw, recovery
 		// thaws a created pod it finds frozen.
-		man.State = StateCreated
+		man.State, man.DisposableVolumes = StateCreated, nil
 		if err := m.store.save(man); err != nil {
 			return false, err
 		}
@@ -242,9 +242,9 @@ func (m *Manager) SessionPod(session string) (string, error) {
 // The pod stays frozen until Commit removes it, or, after a crash, until
 // recovery learns from the dock that it runs there (Options.Handovers).
 func (out *Outgoing) HandOver(h Handover) error {
-	out.man.State, out.man.Handover = StateHandedOver, &h
+	out.man.State, out.man.Handover, out.man.DisposableVolumes = StateHandedOver, &h, out.man.Spec.NamedVolumes()
 	if err := out.m.store.save(out.man); err != nil {
-		out.man.State, out.man.Handover = StateCreated, nil
+		out.man.State, out.man.Handover, out.man.DisposableVolumes = StateCreated, nil, nil
 		return fmt.Errorf("record the handover: %w", err)
 	}
 	out.done = true
@@ -257,7 +257,7 @@ func (out *Outgoing) HandedOver() bool { return out.man.State == StateHandedOver
 // Reclaim takes back a handed-over pod that its dock says it never had:
 // it runs here again.
 func (out *Outgoing) Reclaim(ctx context.Context) error {
-	out.man.State, out.man.Handover = StateCreated, nil
+	out.man.State, out.man.Handover, out.man.DisposableVolumes = StateCreated, nil, nil
 	if err := out.m.store.save(out.man); err != nil {
 		return err
 	}
@@ -308,7 +308,7 @@ func (m *Manager) resolveHandover(ctx context.Context, name string) error {
 	if ran {
 		return m.teardown(ctx, man)
 	}
-	man.State, man.Handover = StateCreated, nil
+	man.State, man.Handover, man.DisposableVolumes = StateCreated, nil, nil
 	if err := m.store.save(man); err != nil {
 		return err
 	}

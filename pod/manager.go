@@ -137,7 +137,12 @@ func (m *Manager) CreateWith(ctx context.Context, spec Spec, seed func(rootfs st
 			return nil, err
 		}
 	}
-	man, podLock, err := m.reserve(ctx, spec, reservation{})
+	for _, v := range spec.HostVolumes() {
+		if fi, err := os.Stat(v.Source); err != nil || !fi.IsDir() {
+			return nil, errdefs.New(errdefs.InvalidArgument, "invalid volume %s: %s is not a directory on this host", v, v.Source)
+		}
+	}
+	man, podLock, err := m.reserve(ctx, spec, reservation{makeVolumes: true})
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +163,10 @@ type reservation struct {
 	IP netip.Addr
 	// Hostname, when set, is the pod's hostname.
 	Hostname string
+	// makeVolumes makes the pod's named volumes that do not exist, empty:
+	// a created pod's. A restored pod's come from its archive
+	// (placeVolumes).
+	makeVolumes bool
 }
 
 // reserve claims, under the state lock, everything that must be unique:
@@ -223,6 +232,17 @@ func (m *Manager) reserve(ctx context.Context, spec Spec, want reservation) (*Ma
 		return fail(err)
 	}
 	man.Endpoint = virtns.NewEndpoint(ip)
+	if want.makeVolumes {
+		for _, v := range spec.NamedVolumes() {
+			created, err := m.createVolumeLocked(v)
+			if err != nil {
+				return fail(err)
+			}
+			if created {
+				man.DisposableVolumes = append(man.DisposableVolumes, v)
+			}
+		}
+	}
 	if err := m.store.save(man); err != nil {
 		return fail(err)
 	}
@@ -321,7 +341,7 @@ func (m *Manager) build(ctx context.Context, man *Manifest, seed func(rootfs str
 		return fmt.Errorf("create pod %s: %w", man.Spec.Name, err)
 	}
 	failpoint.Hit(ctx, "create:started")
-	man.State = StateCreated
+	man.State, man.DisposableVolumes = StateCreated, nil
 	return m.store.save(man)
 }
 
@@ -398,7 +418,7 @@ func (m *Manager) forgetLocked(ctx context.Context, man *Manifest) error {
 	if err := os.RemoveAll(m.store.podDir(man.Spec.Name)); err != nil {
 		return fmt.Errorf("remove pod %s: %w", man.Spec.Name, err)
 	}
-	return nil
+	return m.removeUnusedVolumesLocked(man.DisposableVolumes, man.Spec.Name)
 }
 
 // recoverLocked finishes what a dead podctl left half done: a pod in a
@@ -415,7 +435,7 @@ func (m *Manager) recoverLocked(ctx context.Context, only string) error {
 		}
 	}
 	if only == "" {
-		if err := m.removeStaleTemp(); err != nil {
+		if err := errors.Join(m.removeStaleTemp(), m.removeStaleVolumeTemp()); err != nil {
 			return err
 		}
 	}
@@ -615,6 +635,24 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 	return m.teardown(ctx, man)
 }
 
+// RemoveWithVolumes is Remove, followed by the removal of the pod's named
+// volumes that no other pod mounts.
+func (m *Manager) RemoveWithVolumes(ctx context.Context, name string, force bool) error {
+	man, err := m.store.Load(name)
+	if err != nil {
+		return err
+	}
+	if err := m.Remove(ctx, name, force); err != nil {
+		return err
+	}
+	lk, err := m.store.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	return m.removeUnusedVolumesLocked(man.Spec.NamedVolumes(), "")
+}
+
 // loadLocked loads a pod's manifest with its operation lock held.
 func (m *Manager) loadLocked(ctx context.Context, name string) (*Manifest, *statedir.Lock, error) {
 	if _, err := m.store.Load(name); err != nil {
@@ -739,6 +777,13 @@ func (m *Manager) podConfig(man *Manifest) (virtns.PodConfig, error) {
 			return virtns.PodConfig{}, err
 		}
 		cfg.Binds = append(cfg.Binds, virtns.Bind{Source: podctl, Destination: virtns.PodctlPath})
+	}
+	for _, v := range man.Spec.Volumes {
+		src := v.Source
+		if v.Name != "" {
+			src = m.store.volumeData(v.Name)
+		}
+		cfg.Binds = append(cfg.Binds, virtns.Bind{Source: src, Destination: v.Destination, Writable: !v.ReadOnly})
 	}
 	return cfg, nil
 }

@@ -45,6 +45,10 @@ func (m *Manager) BeginMigration(ctx context.Context, name string) (*Outgoing, e
 		pl.Unlock()
 		return nil, err
 	}
+	if err := m.migratableVolumes(man.Spec); err != nil {
+		pl.Unlock()
+		return nil, err
+	}
 	return &Outgoing{m: m, man: man, lock: pl, frozen: checkpoint.Begin(ctx, m.dumpTarget(man))}, nil
 }
 
@@ -89,13 +93,23 @@ func (out *Outgoing) FrozenAt() time.Time { return out.frozen.FrozenAt }
 // LockedAt is when the pod was frozen and off the network, ready for CRIU.
 func (out *Outgoing) LockedAt() time.Time { return out.frozen.LockedAt }
 
-// WriteArchive adds the dumped images in imagesDir and the pod's writable
-// layer to w. The pod is frozen, so the layer matches the images.
+// WriteArchive adds the dumped images in imagesDir, the pod's writable
+// layer and its named volumes to w, whose manifest is ArchiveManifest's.
+// The pod is frozen, so its files match the images.
 func (out *Outgoing) WriteArchive(w *checkpoint.Writer, imagesDir string) error {
 	if err := w.AddCRIUImages(imagesDir); err != nil {
 		return err
 	}
-	return w.AddUpperLayer(out.m.upperPath(out.man, "/"))
+	if err := w.AddUpperLayer(out.m.upperPath(out.man, "/")); err != nil {
+		return err
+	}
+	dirs := out.m.volumeDirs(out.man)
+	for i, name := range out.man.Spec.NamedVolumes() {
+		if err := w.AddVolume(name, dirs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Commit removes the pod from this host for good: the destination runs it.
@@ -119,4 +133,29 @@ func (out *Outgoing) Close() error {
 	err := out.Abort()
 	out.lock.Unlock()
 	return err
+}
+
+// migratableVolumes refuses a pod whose volumes a migration would not
+// carry: a host directory is the source host's, and no --volume-policy
+// says yet how a destination would provide it; a named volume another
+// pod here mounts too would be split in two.
+func (m *Manager) migratableVolumes(spec Spec) error {
+	if hv := spec.HostVolumes(); len(hv) > 0 {
+		return errdefs.New(errdefs.Unsupported, "pod %s mounts the host directory %s at %s, which a migration does not carry", spec.Name, hv[0].Source, hv[0].Destination)
+	}
+	if len(spec.NamedVolumes()) == 0 {
+		return nil
+	}
+	users, err := m.volumeUsers()
+	if err != nil {
+		return err
+	}
+	for _, v := range spec.NamedVolumes() {
+		for _, p := range users[v] {
+			if p != spec.Name {
+				return errdefs.New(errdefs.Conflict, "pod %s shares the volume %s with pod %s: a migration would split it in two", spec.Name, v, p)
+			}
+		}
+	}
+	return nil
 }

@@ -121,7 +121,7 @@ func (m *Manager) Restore(ctx context.Context, source string, o RestoreOptions) 
 	}
 	t := &Timings{}
 	rs := time.Now()
-	man, err := in.Start(ctx, ex.CRIUDir, ex.UpperDir, false)
+	man, err := in.Start(ctx, ex, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -270,23 +270,27 @@ func (in *Incoming) fail(err error) error {
 	return err
 }
 
-// Start restores the pod from CRIU images in criuDir and its writable
-// layer in upperDir (moved into place), reconnects it to the network and
-// publishes its ports. With lazy, memory pages come from a `criu
-// lazy-pages` daemon the caller runs on criuDir. On error the restore is
-// aborted.
-func (in *Incoming) Start(ctx context.Context, criuDir, upperDir string, lazy bool) (*Manifest, error) {
-	return in.start(ctx, criuDir, upperDir, lazy, false)
+// Start restores the pod from the extracted archive ex: its CRIU images,
+// its writable layer and named volumes (moved into place, see
+// placeVolumes); it reconnects it to the network and publishes its
+// ports. With lazy, memory pages come from a `criu lazy-pages` daemon the
+// caller runs on ex.CRIUDir. On error the restore is aborted.
+func (in *Incoming) Start(ctx context.Context, ex *restart.Extracted, lazy bool) (*Manifest, error) {
+	return in.start(ctx, ex, lazy, false)
 }
 
-func (in *Incoming) start(ctx context.Context, criuDir, upperDir string, lazy, held bool) (*Manifest, error) {
+func (in *Incoming) start(ctx context.Context, ex *restart.Extracted, lazy, held bool) (*Manifest, error) {
 	m, man := in.m, in.man
 	podDir := m.store.podDir(man.Spec.Name)
+	criuDir := ex.CRIUDir
 	err := func() error {
 		if err := errors.Join(os.RemoveAll(filepath.Join(podDir, virtns.UpperDir)), os.RemoveAll(filepath.Join(podDir, "work"))); err != nil {
 			return err
 		}
-		if err := os.Rename(upperDir, filepath.Join(podDir, virtns.UpperDir)); err != nil {
+		if err := os.Rename(ex.UpperDir, filepath.Join(podDir, virtns.UpperDir)); err != nil {
+			return err
+		}
+		if err := m.placeVolumes(ctx, man, ex.Manifest.Volumes, ex.VolumeDirs); err != nil {
 			return err
 		}
 		t, err := m.restartTarget(man)
@@ -321,7 +325,7 @@ func (m *Manager) restartTarget(man *Manifest) (restart.Target, error) {
 func (in *Incoming) Commit() error {
 	man := in.man
 	old := man.Checkpoint
-	man.State, man.Checkpoint = StateCreated, ""
+	man.State, man.Checkpoint, man.DisposableVolumes = StateCreated, "", nil
 	if err := in.m.store.save(man); err != nil {
 		return in.fail(err)
 	}

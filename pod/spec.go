@@ -5,7 +5,10 @@
 package pod
 
 import (
+	"cmp"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -51,6 +54,120 @@ type Spec struct {
 	// Desktop, when set, makes the pod a desktop pod (package desktop):
 	// its payload is an X session served over VNC and noVNC.
 	Desktop *Desktop `json:"desktop,omitempty"`
+	// Volumes are directories mounted into the pod: named volumes, kept
+	// under the state root and created on first use, and host
+	// directories.
+	Volumes []VolumeMount `json:"volumes,omitempty"`
+}
+
+// VolumeMount is one directory mounted into a pod: the named volume Name,
+// or, if Name is empty, the host directory Source.
+type VolumeMount struct {
+	Name        string `json:"name,omitempty"`
+	Source      string `json:"source,omitempty"`
+	Destination string `json:"destination"`
+	ReadOnly    bool   `json:"readOnly,omitempty"`
+}
+
+func (v VolumeMount) String() string {
+	s := cmp.Or(v.Name, v.Source) + ":" + v.Destination
+	if v.ReadOnly {
+		s += ":ro"
+	}
+	return s
+}
+
+// ParseVolume parses a -v argument: NAME:/PODDIR or /HOSTDIR:/PODDIR,
+// either followed by :ro or :rw (the default), as podman's -v.
+func ParseVolume(s string) (VolumeMount, error) {
+	bad := func(why string) (VolumeMount, error) {
+		return VolumeMount{}, errdefs.New(errdefs.InvalidArgument, "invalid volume %q: %s (want NAME:/PODDIR[:ro] or /HOSTDIR:/PODDIR[:ro])", s, why)
+	}
+	parts := strings.Split(s, ":")
+	var v VolumeMount
+	switch len(parts) {
+	case 3:
+		switch parts[2] {
+		case "ro":
+			v.ReadOnly = true
+		case "rw":
+		default:
+			return bad("the option must be ro or rw")
+		}
+	case 2:
+	default:
+		return bad("missing ':'")
+	}
+	src, dst := parts[0], parts[1]
+	if strings.HasPrefix(src, "/") {
+		v.Source = filepath.Clean(src)
+	} else {
+		if names.Validate(src) != nil {
+			return bad("a volume's name is 1-63 lower-case letters, digits and dashes; a host directory's path is absolute")
+		}
+		v.Name = src
+	}
+	if !strings.HasPrefix(dst, "/") {
+		return bad("the pod directory must be an absolute path")
+	}
+	v.Destination = filepath.Clean(dst)
+	return v, nil
+}
+
+// reservedPodDirs are where no volume may be mounted: the pod's root,
+// the kernel's filesystems and podctl's own directory.
+var reservedPodDirs = []string{"/proc", "/sys", "/dev", "/.podctl"}
+
+// validateVolumes checks the pod's volumes, before anything is created.
+func validateVolumes(vs []VolumeMount) error {
+	seen := map[string]bool{}
+	for _, v := range vs {
+		if v.Destination == "/" || !filepath.IsAbs(v.Destination) || filepath.Clean(v.Destination) != v.Destination {
+			return errdefs.New(errdefs.InvalidArgument, "invalid volume %s: the pod directory must be a clean absolute path other than /", v)
+		}
+		for _, r := range reservedPodDirs {
+			if v.Destination == r || strings.HasPrefix(v.Destination, r+"/") {
+				return errdefs.New(errdefs.InvalidArgument, "invalid volume %s: nothing may be mounted under %s", v, r)
+			}
+		}
+		if seen[v.Destination] {
+			return errdefs.New(errdefs.Conflict, "two volumes are mounted at %s", v.Destination)
+		}
+		seen[v.Destination] = true
+		if (v.Name == "") == (v.Source == "") {
+			return errdefs.New(errdefs.InvalidArgument, "invalid volume %s: want a name or a host directory", v)
+		}
+		if v.Name != "" {
+			if err := names.Validate(v.Name); err != nil {
+				return err
+			}
+		} else if !filepath.IsAbs(v.Source) {
+			return errdefs.New(errdefs.InvalidArgument, "invalid volume %s: the host directory must be an absolute path", v)
+		}
+	}
+	return nil
+}
+
+// NamedVolumes are the names of the pod's named volumes.
+func (s Spec) NamedVolumes() []string {
+	var ns []string
+	for _, v := range s.Volumes {
+		if v.Name != "" && !slices.Contains(ns, v.Name) {
+			ns = append(ns, v.Name)
+		}
+	}
+	return ns
+}
+
+// HostVolumes are the pod's host-directory volumes.
+func (s Spec) HostVolumes() []VolumeMount {
+	var hs []VolumeMount
+	for _, v := range s.Volumes {
+		if v.Name == "" {
+			hs = append(hs, v)
+		}
+	}
+	return hs
 }
 
 // Desktop is what a desktop pod's spec records of its session. inspect
@@ -153,6 +270,9 @@ func (s *Spec) validate() error {
 	}
 	if s.PidsLimit < 0 || s.MemoryLimit < 0 {
 		return errdefs.New(errdefs.InvalidArgument, "limits must not be negative")
+	}
+	if err := validateVolumes(s.Volumes); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, p := range s.Ports {

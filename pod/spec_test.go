@@ -311,3 +311,60 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("housed vessel: %q", got)
 	}
 }
+
+func TestParseVolume(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want VolumeMount
+		bad  bool
+	}{
+		{in: "data:/data", want: VolumeMount{Name: "data", Destination: "/data"}},
+		{in: "data:/var/lib/db/:ro", want: VolumeMount{Name: "data", Destination: "/var/lib/db", ReadOnly: true}},
+		{in: "data:/data:rw", want: VolumeMount{Name: "data", Destination: "/data"}},
+		{in: "/srv/www/:/www:ro", want: VolumeMount{Source: "/srv/www", Destination: "/www", ReadOnly: true}},
+		{in: "data", bad: true},
+		{in: "data:data", bad: true},
+		{in: "Data:/data", bad: true},
+		{in: "./www:/www", bad: true},
+		{in: "data:/data:rx", bad: true},
+		{in: "data:/data:ro:x", bad: true},
+	} {
+		got, err := ParseVolume(c.in)
+		if c.bad {
+			if err == nil || !errdefs.Is(err, errdefs.InvalidArgument) {
+				t.Errorf("ParseVolume(%q) = %+v, %v; want an invalid-argument error", c.in, got, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("ParseVolume(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestValidateVolumes(t *testing.T) {
+	ok := []VolumeMount{{Name: "a", Destination: "/a"}, {Source: "/srv", Destination: "/srv", ReadOnly: true}}
+	if err := validateVolumes(ok); err != nil {
+		t.Errorf("validateVolumes(%v) = %v", ok, err)
+	}
+	for _, vs := range [][]VolumeMount{
+		{{Name: "a", Destination: "/"}},
+		{{Name: "a", Destination: "/proc/x"}},
+		{{Name: "a", Destination: "/sys"}},
+		{{Name: "a", Destination: "/dev/shm"}},
+		{{Name: "a", Destination: "/.podctl/init"}},
+		{{Name: "a", Destination: "/a/../b"}},
+		{{Name: "a", Destination: "/a"}, {Name: "b", Destination: "/a"}},
+		{{Destination: "/a"}},
+		{{Name: "a", Source: "/a", Destination: "/a"}},
+		{{Source: "srv", Destination: "/a"}},
+	} {
+		if err := validateVolumes(vs); err == nil {
+			t.Errorf("validateVolumes(%+v) accepted", vs)
+		}
+	}
+	// /process is not under /proc.
+	if err := validateVolumes([]VolumeMount{{Name: "a", Destination: "/process"}}); err != nil {
+		t.Errorf("/process refused: %v", err)
+	}
+}

@@ -79,6 +79,12 @@ type Manifest struct {
 	// PagesPending is a pod received with post-copy whose memory has not
 	// all arrived: it cannot run without it (see Incoming.PagesLost).
 	PagesPending bool `json:"pagesPending,omitempty"`
+	// DisposableVolumes are named volumes that go when the pod goes
+	// (unless another pod mounts them): those its create or restore
+	// made, until it runs, so that a failure takes them back; and all of
+	// its volumes once it is handed over to another host, where they
+	// went with it.
+	DisposableVolumes []string `json:"disposableVolumes,omitempty"`
 }
 
 // hostname is the pod's hostname.

@@ -76,7 +76,10 @@ type Extracted struct {
 	CRIUDir string
 	// UpperDir is the overlayfs writable layer (destDir/upper).
 	UpperDir string
-	// Entries is the number of criu/ and upper entries extracted.
+	// VolumeDirs are the files of the manifest's Volumes, in its order
+	// (destDir/volumes/NAME).
+	VolumeDirs []string
+	// Entries is the number of criu/, upper and volume entries extracted.
 	Entries int
 	// Bytes is the number of bytes of file content extracted.
 	Bytes int64
@@ -416,7 +419,9 @@ func (r *Reader) Extract(ctx context.Context, destDir string) (*Extracted, error
 	}
 	defer x.close()
 	res := &Extracted{Manifest: m, CRIUDir: filepath.Join(destDir, "criu"), UpperDir: filepath.Join(destDir, checkpoint.UpperRoot)}
-	inUpper := false
+	// tree is the directory tree ("upper", "volumes/NAME") whose entries
+	// come now; volumes counts the manifest's volumes begun.
+	tree, volumes := "", 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("archive: extract: %w", err)
@@ -433,6 +438,9 @@ func (r *Reader) Extract(ctx context.Context, destDir string) (*Extracted, error
 		}
 		name := hdr.Name
 		if name == checkpoint.ChecksumsName {
+			if volumes != len(m.Volumes) {
+				return nil, bad("volume %s of the manifest is not in the archive", m.Volumes[volumes].Name)
+			}
 			if err := r.verify(hdr); err != nil {
 				return nil, err
 			}
@@ -447,7 +455,7 @@ func (r *Reader) Extract(ctx context.Context, destDir string) (*Extracted, error
 		var h hash.Hash
 		switch {
 		case strings.HasPrefix(name, checkpoint.CRIUPrefix) && !strings.Contains(name[len(checkpoint.CRIUPrefix):], "/"):
-			if inUpper {
+			if tree != "" {
 				return nil, bad("entry %q is out of order (criu/ entries come before upper/ entries)", name)
 			}
 			if hdr.Typeflag != tar.TypeReg {
@@ -455,30 +463,42 @@ func (r *Reader) Extract(ctx context.Context, destDir string) (*Extracted, error
 			}
 			h, err = x.criuFile(hdr, r.tr)
 		case name == checkpoint.UpperRoot:
-			if inUpper {
+			if tree != "" {
 				return nil, bad("entry %q is out of order (it must be the first upper entry)", name)
 			}
 			if hdr.Typeflag != tar.TypeDir {
 				return nil, bad("entry %q is not a directory", name)
 			}
-			inUpper = true
-			h, err = x.upperRoot(hdr)
-		case strings.HasPrefix(name, checkpoint.UpperPrefix):
-			inUpper = true
-			if err := r.checkParents(name); err != nil {
+			tree = name
+			h, err = x.treeRoot(hdr)
+		case strings.HasPrefix(name, checkpoint.VolumesPrefix) && !strings.Contains(name[len(checkpoint.VolumesPrefix):], "/"):
+			if tree == "" || volumes == len(m.Volumes) || name != checkpoint.VolumeRoot(m.Volumes[volumes].Name) {
+				return nil, bad("entry %q is out of order or not a volume of the manifest (volumes come after upper, in the manifest's order)", name)
+			}
+			if hdr.Typeflag != tar.TypeDir {
+				return nil, bad("entry %q is not a directory", name)
+			}
+			tree, volumes = name, volumes+1
+			res.VolumeDirs = append(res.VolumeDirs, filepath.Join(destDir, filepath.FromSlash(name)))
+			h, err = x.treeRoot(hdr)
+		case tree == "" && strings.HasPrefix(name, checkpoint.UpperPrefix), tree != "" && strings.HasPrefix(name, tree+"/"):
+			if tree == "" {
+				tree = checkpoint.UpperRoot // its root entry is optional
+			}
+			if err := r.checkParents(tree, name); err != nil {
 				return nil, err
 			}
 			if hdr.Typeflag == tar.TypeLink {
-				if err := r.checkHardLink(hdr); err != nil {
+				if err := r.checkHardLink(tree, hdr); err != nil {
 					return nil, err
 				}
 			}
 			if hdr.Typeflag == tar.TypeSymlink && (hdr.Linkname == "" || len(hdr.Linkname) > maxNameLen || strings.IndexByte(hdr.Linkname, 0) >= 0) {
 				return nil, bad("symlink %q has an invalid target", name)
 			}
-			h, err = x.upperEntry(hdr, r.tr)
+			h, err = x.treeEntry(hdr, r.tr)
 		default:
-			return nil, bad("unexpected entry %q (want %sNAME or %s...)", name, checkpoint.CRIUPrefix, checkpoint.UpperPrefix)
+			return nil, bad("unexpected entry %q (want %sNAME, %s... or %sNAME/...)", name, checkpoint.CRIUPrefix, checkpoint.UpperPrefix, checkpoint.VolumesPrefix)
 		}
 		if err != nil {
 			return nil, err
@@ -495,10 +515,11 @@ func (r *Reader) Extract(ctx context.Context, destDir string) (*Extracted, error
 	return res, nil
 }
 
-// checkParents checks that every directory above an upper/ entry was
-// extracted before it as a directory, not a symlink or anything else.
-func (r *Reader) checkParents(name string) error {
-	for i := len(checkpoint.UpperPrefix); i < len(name); i++ {
+// checkParents checks that every directory above an entry of tree
+// ("upper" or "volumes/NAME") was extracted before it as a directory, not
+// a symlink or anything else.
+func (r *Reader) checkParents(tree, name string) error {
+	for i := len(tree) + 1; i < len(name); i++ {
 		if name[i] != '/' {
 			continue
 		}
@@ -517,14 +538,14 @@ func (r *Reader) checkParents(name string) error {
 }
 
 // checkHardLink checks that a hard link points to a non-directory entry
-// of the upper layer extracted before it.
-func (r *Reader) checkHardLink(hdr *tar.Header) error {
+// of its own tree extracted before it.
+func (r *Reader) checkHardLink(tree string, hdr *tar.Header) error {
 	target := hdr.Linkname
 	if why := checkName(target); why != "" {
 		return bad("hard link %q: target %q %s", hdr.Name, target, why)
 	}
-	if !strings.HasPrefix(target, checkpoint.UpperPrefix) {
-		return bad("hard link %q points outside %s (%q)", hdr.Name, checkpoint.UpperPrefix, target)
+	if !strings.HasPrefix(target, tree+"/") {
+		return bad("hard link %q points outside %s/ (%q)", hdr.Name, tree, target)
 	}
 	e, ok := r.seen[target]
 	if !ok {
@@ -601,14 +622,17 @@ func (r *Reader) checkTrailer(size int64) error {
 // mknodat, symlinkat and linkat fail on an existing name), so nothing in
 // the archive can redirect a write outside destDir.
 type extractor struct {
-	ctx     context.Context
-	dest    string
-	destFd  int
-	criuFd  int
-	upperFd int
-	stack   []openDir // descriptors of the directories leading to the last entry
-	dirs    []dirMeta // directories whose mode and mtime are applied last
-	bufs    *bufSet   // from bufPool
+	ctx    context.Context
+	dest   string
+	destFd int
+	criuFd int
+	// roots are the open root directories of the trees begun: "upper"
+	// from the start, "volumes/NAME" as each begins (under volumesFd).
+	roots     map[string]int
+	volumesFd int
+	stack     []openDir // descriptors of the directories leading to the last entry
+	dirs      []dirMeta // directories whose mode and mtime are applied last
+	bufs      *bufSet   // from bufPool
 }
 
 // bufSet holds the buffers file contents are copied through.
@@ -639,7 +663,7 @@ const (
 )
 
 func newExtractor(ctx context.Context, destDir string) (*extractor, error) {
-	x := &extractor{ctx: ctx, dest: destDir, destFd: -1, criuFd: -1, upperFd: -1}
+	x := &extractor{ctx: ctx, dest: destDir, destFd: -1, criuFd: -1, volumesFd: -1, roots: map[string]int{}}
 	if err := os.MkdirAll(destDir, 0o700); err != nil {
 		return nil, bad("extract: %v", err)
 	}
@@ -651,10 +675,12 @@ func newExtractor(ctx context.Context, destDir string) (*extractor, error) {
 		x.close()
 		return nil, err
 	}
-	if x.upperFd, err = x.mkdir(x.destFd, checkpoint.UpperRoot, 0o755); err != nil {
+	upperFd, err := x.mkdir(x.destFd, checkpoint.UpperRoot, 0o755)
+	if err != nil {
 		x.close()
 		return nil, err
 	}
+	x.roots[checkpoint.UpperRoot] = upperFd
 	return x, nil
 }
 
@@ -683,18 +709,31 @@ func (x *extractor) close() {
 		unix.Close(d.fd)
 	}
 	x.stack = nil
-	for _, fd := range []int{x.destFd, x.criuFd, x.upperFd} {
+	for _, fd := range []int{x.destFd, x.criuFd, x.volumesFd} {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 	}
-	x.destFd, x.criuFd, x.upperFd = -1, -1, -1
+	for _, fd := range x.roots {
+		unix.Close(fd)
+	}
+	x.destFd, x.criuFd, x.volumesFd, x.roots = -1, -1, -1, nil
 }
 
-// dirFd returns a descriptor of the extracted directory dir ("upper" or
-// "upper/..."), opening it one component at a time with O_NOFOLLOW from
-// the nearest directory already open. The descriptor stays owned by the
-// extractor.
+// treeOf is the tree an entry name belongs to: "upper" or
+// "volumes/NAME".
+func treeOf(name string) string {
+	if rest, ok := strings.CutPrefix(name, checkpoint.VolumesPrefix); ok {
+		vol, _, _ := strings.Cut(rest, "/")
+		return checkpoint.VolumeRoot(vol)
+	}
+	return checkpoint.UpperRoot
+}
+
+// dirFd returns a descriptor of the extracted directory dir (a tree's
+// root or a directory under it), opening it one component at a time with
+// O_NOFOLLOW from the nearest directory already open. The descriptor
+// stays owned by the extractor.
 func (x *extractor) dirFd(dir string) (int, error) {
 	for len(x.stack) > 0 {
 		top := x.stack[len(x.stack)-1].name
@@ -704,7 +743,11 @@ func (x *extractor) dirFd(dir string) (int, error) {
 		unix.Close(x.stack[len(x.stack)-1].fd)
 		x.stack = x.stack[:len(x.stack)-1]
 	}
-	base, fd := checkpoint.UpperRoot, x.upperFd
+	base := treeOf(dir)
+	fd, ok := x.roots[base]
+	if !ok {
+		return -1, bad("extract %s: its tree %s was not begun", dir, base)
+	}
 	if len(x.stack) > 0 {
 		base, fd = x.stack[len(x.stack)-1].name, x.stack[len(x.stack)-1].fd
 	}
@@ -838,8 +881,23 @@ func setMtime(parent int, base string, hdr *tar.Header) error {
 }
 
 // upperRoot applies the "upper" entry to destDir/upper.
-func (x *extractor) upperRoot(hdr *tar.Header) (hash.Hash, error) {
-	if err := x.dirAttrs(x.upperFd, hdr); err != nil {
+func (x *extractor) treeRoot(hdr *tar.Header) (hash.Hash, error) {
+	fd, ok := x.roots[hdr.Name]
+	if !ok {
+		// A volume: destDir/volumes/NAME.
+		if x.volumesFd < 0 {
+			var err error
+			if x.volumesFd, err = x.mkdir(x.destFd, strings.TrimSuffix(checkpoint.VolumesPrefix, "/"), 0o700); err != nil {
+				return nil, err
+			}
+		}
+		var err error
+		if fd, err = x.mkdir(x.volumesFd, hdr.Name[len(checkpoint.VolumesPrefix):], 0o700); err != nil {
+			return nil, err
+		}
+		x.roots[hdr.Name] = fd
+	}
+	if err := x.dirAttrs(fd, hdr); err != nil {
 		return nil, err
 	}
 	return checkpoint.EntryHash(hdr), nil
@@ -860,9 +918,9 @@ func (x *extractor) dirAttrs(fd int, hdr *tar.Header) error {
 	return nil
 }
 
-// upperEntry extracts an entry of the upper layer whose name, parents and
+// treeEntry extracts an entry of the upper layer or a volume whose name, parents and
 // link target have been checked.
-func (x *extractor) upperEntry(hdr *tar.Header, r io.Reader) (hash.Hash, error) {
+func (x *extractor) treeEntry(hdr *tar.Header, r io.Reader) (hash.Hash, error) {
 	dir, base := path.Split(hdr.Name)
 	parent, err := x.dirFd(strings.TrimSuffix(dir, "/"))
 	if err != nil {
@@ -940,12 +998,16 @@ func (x *extractor) upperEntry(hdr *tar.Header, r io.Reader) (hash.Hash, error) 
 	return h, setMtime(parent, base, hdr)
 }
 
-// openPath opens the extracted directory dir ("upper" or "upper/...")
-// without disturbing the directory stack; the returned function releases
-// the descriptor.
+// openPath opens the extracted directory dir (a tree's root or a
+// directory under it) without disturbing the directory stack; the
+// returned function releases the descriptor.
 func (x *extractor) openPath(dir string) (int, func(), error) {
-	fd := x.upperFd
-	if dir == checkpoint.UpperRoot {
+	root := treeOf(dir)
+	fd, ok := x.roots[root]
+	if !ok {
+		return -1, nil, bad("extract: open %s: its tree was not begun", dir)
+	}
+	if dir == root {
 		return fd, func() {}, nil
 	}
 	var opened []int
@@ -954,7 +1016,7 @@ func (x *extractor) openPath(dir string) (int, func(), error) {
 			unix.Close(o)
 		}
 	}
-	for _, comp := range strings.Split(dir[len(checkpoint.UpperPrefix):], "/") {
+	for _, comp := range strings.Split(dir[len(root)+1:], "/") {
 		nfd, err := unix.Openat(fd, comp, dirFlags, 0)
 		if err != nil {
 			release()
@@ -975,6 +1037,8 @@ func (x *extractor) finishDirs() error {
 		var base string
 		if d.name == checkpoint.UpperRoot {
 			parent, base = x.destFd, checkpoint.UpperRoot
+		} else if treeOf(d.name) == d.name {
+			parent, base = x.volumesFd, d.name[len(checkpoint.VolumesPrefix):]
 		} else {
 			dir, b := path.Split(d.name)
 			fd, err := x.dirFd(strings.TrimSuffix(dir, "/"))

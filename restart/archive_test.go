@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -16,6 +17,7 @@ import (
 	"reflect"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -658,9 +660,9 @@ func TestRefusals(t *testing.T) {
 		{"unclean trailing slash", archiveOf(t, dirEnt("upper/d/")), Limits{}, `archive: entry "upper/d/" is not a clean path`},
 		{"not UTF-8", archiveOf(t, reg("upper/\xff", "x")), Limits{}, `archive: entry "upper/\xff" is not valid UTF-8`},
 		{"too long", archiveOf(t, reg(longName, "x")), Limits{}, `archive: entry "upper/a+" is longer than 4096 bytes`},
-		{"unexpected prefix", archiveOf(t, reg("etc/passwd", "x")), Limits{}, `archive: unexpected entry "etc/passwd" (want criu/NAME or upper/...)`},
-		{"criu subdir", archiveOf(t, reg("criu/a/b", "x")), Limits{}, `archive: unexpected entry "criu/a/b" (want criu/NAME or upper/...)`},
-		{"criu itself", archiveOf(t, dirEnt("criu")), Limits{}, `archive: unexpected entry "criu" (want criu/NAME or upper/...)`},
+		{"unexpected prefix", archiveOf(t, reg("etc/passwd", "x")), Limits{}, `archive: unexpected entry "etc/passwd" (want criu/NAME, upper/... or volumes/NAME/...)`},
+		{"criu subdir", archiveOf(t, reg("criu/a/b", "x")), Limits{}, `archive: unexpected entry "criu/a/b" (want criu/NAME, upper/... or volumes/NAME/...)`},
+		{"criu itself", archiveOf(t, dirEnt("criu")), Limits{}, `archive: unexpected entry "criu" (want criu/NAME, upper/... or volumes/NAME/...)`},
 		{"criu not regular", archiveOf(t, symEnt("criu/x", "/etc/passwd")), Limits{}, `archive: entry "criu/x" is not a regular file (CRIU images must be)`},
 		{"criu after upper", archiveOf(t, dirEnt("upper/d"), reg("criu/x", "x")), Limits{}, `archive: entry "criu/x" is out of order (criu/ entries come before upper/ entries)`},
 		{"upper root late", archiveOf(t, dirEnt("upper/d"), dirEnt("upper")), Limits{}, `archive: entry "upper" is out of order (it must be the first upper entry)`},
@@ -1078,4 +1080,139 @@ func TestExtractReserves(t *testing.T) {
 	if !errdefs.Is(err, errdefs.Busy) || !strings.Contains(err.Error(), "dock busy: disk budget") {
 		t.Fatalf("Extract beyond the budget: %v (kind %d)", err, errdefs.KindOf(err))
 	}
+}
+
+// withVolumes is testManifest carrying the named volumes names.
+func withVolumes(names ...string) *checkpoint.Manifest {
+	m := testManifest()
+	for i, n := range names {
+		m.Volumes = append(m.Volumes, checkpoint.Volume{Name: n, ID: fmt.Sprintf("%032x", i+1)})
+	}
+	return m
+}
+
+// volumeArchive is a well-formed archive of m and ents.
+func volumeArchive(t testing.TB, m *checkpoint.Manifest, ents ...tent) []byte {
+	t.Helper()
+	all := append([]tent{manifestEnt(t, m)}, ents...)
+	all = append(all, sumsEnt(t, all, nil))
+	return tarOf(t, all)
+}
+
+// TestVolumesExtracted extracts an archive with two named volumes after
+// the upper layer, each into destDir/volumes/NAME, with a hard link and
+// a symlink of their own.
+func TestVolumesExtracted(t *testing.T) {
+	data := volumeArchive(t, withVolumes("db", "logs"), reg("criu/a.img", "a"), dirEnt("upper"), reg("upper/f", "u"),
+		dirEnt("volumes/db"), dirEnt("volumes/db/d"), reg("volumes/db/d/f", "db"), linkEnt("volumes/db/h", "volumes/db/d/f"),
+		dirEnt("volumes/logs"), symEnt("volumes/logs/l", "/etc/passwd"))
+	ex, err := extract(t, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Dir(ex.UpperDir)
+	if want := []string{filepath.Join(dest, "volumes/db"), filepath.Join(dest, "volumes/logs")}; !slices.Equal(ex.VolumeDirs, want) {
+		t.Errorf("VolumeDirs = %v, want %v", ex.VolumeDirs, want)
+	}
+	for p, want := range map[string]string{"volumes/db/d/f": "db", "volumes/db/h": "db", "upper/f": "u"} {
+		if b, err := os.ReadFile(filepath.Join(dest, p)); err != nil || string(b) != want {
+			t.Errorf("%s: %q %v, want %q", p, b, err, want)
+		}
+	}
+	var a, b unix.Stat_t
+	unix.Stat(filepath.Join(dest, "volumes/db/d/f"), &a)
+	unix.Stat(filepath.Join(dest, "volumes/db/h"), &b)
+	if a.Ino != b.Ino {
+		t.Error("the volume's hard link is a copy")
+	}
+	if target, err := os.Readlink(filepath.Join(dest, "volumes/logs/l")); err != nil || target != "/etc/passwd" {
+		t.Errorf("symlink: %q %v", target, err)
+	}
+}
+
+func TestVolumeRefusals(t *testing.T) {
+	two := withVolumes("db", "logs")
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"volume not in the manifest", volumeArchive(t, withVolumes("db"), dirEnt("upper"), dirEnt("volumes/other")),
+			`archive: entry "volumes/other" is out of order or not a volume of the manifest (volumes come after upper, in the manifest's order)`},
+		{"volume before upper", volumeArchive(t, two, dirEnt("volumes/db"), dirEnt("upper")),
+			`archive: entry "volumes/db" is out of order or not a volume of the manifest (volumes come after upper, in the manifest's order)`},
+		{"volumes out of order", volumeArchive(t, two, dirEnt("upper"), dirEnt("volumes/logs"), dirEnt("volumes/db")),
+			`archive: entry "volumes/logs" is out of order or not a volume of the manifest (volumes come after upper, in the manifest's order)`},
+		{"volume missing", volumeArchive(t, two, dirEnt("upper"), dirEnt("volumes/db")),
+			`archive: volume logs of the manifest is not in the archive`},
+		{"volume entry without its root", volumeArchive(t, two, dirEnt("upper"), reg("volumes/db/f", "x")),
+			`archive: unexpected entry "volumes/db/f" (want criu/NAME, upper/... or volumes/NAME/...)`},
+		{"upper entry after a volume", volumeArchive(t, two, dirEnt("upper"), dirEnt("volumes/db"), reg("upper/f", "x")),
+			`archive: unexpected entry "upper/f" (want criu/NAME, upper/... or volumes/NAME/...)`},
+		{"entry of an earlier volume", volumeArchive(t, two, dirEnt("upper"), dirEnt("volumes/db"), dirEnt("volumes/logs"), reg("volumes/db/f", "x")),
+			`archive: unexpected entry "volumes/db/f" (want criu/NAME, upper/... or volumes/NAME/...)`},
+		{"hard link into upper", volumeArchive(t, two, dirEnt("upper"), reg("upper/f", "x"), dirEnt("volumes/db"), linkEnt("volumes/db/h", "upper/f")),
+			`archive: hard link "volumes/db/h" points outside volumes/db/ ("upper/f")`},
+		{"volume root not a directory", volumeArchive(t, two, dirEnt("upper"), reg("volumes/db", "x")),
+			`archive: entry "volumes/db" is not a directory`},
+		{"volume through a symlink", volumeArchive(t, two, dirEnt("upper"), dirEnt("volumes/db"), symEnt("volumes/db/l", "/etc"), reg("volumes/db/l/passwd", "x")),
+			`archive: entry "volumes/db/l/passwd" goes through symlink "volumes/db/l"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := extract(t, tc.data)
+			if err == nil || errdefs.KindOf(err) != errdefs.InvalidImage || err.Error() != tc.want {
+				t.Errorf("err = %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+	bad := testManifest()
+	bad.Volumes = []checkpoint.Volume{{Name: "Bad", ID: fmt.Sprintf("%032x", 1)}}
+	if err := bad.Validate(); err == nil {
+		t.Error("a manifest with an invalid volume name passed Validate")
+	}
+	bad.Volumes = []checkpoint.Volume{{Name: "db", ID: "short"}}
+	if err := bad.Validate(); err == nil {
+		t.Error("a manifest with an invalid volume id passed Validate")
+	}
+}
+
+// TestVolumeRoundTrip writes the trees of buildTrees as the upper layer
+// and again as a named volume with the checkpoint Writer, and finds the
+// volume extracted identical to its source (modes, owners, hard links,
+// symlinks, xattrs, times).
+func TestVolumeRoundTrip(t *testing.T) {
+	criuDir, upperDir := buildTrees(t, true)
+	m := withVolumes("data")
+	var buf bytes.Buffer
+	w, err := checkpoint.NewWriter(&buf, checkpoint.CompressionZstd, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddCRIUImages(criuDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddVolume("data", upperDir); err == nil {
+		t.Fatal("a volume was added before the upper layer")
+	}
+	w, _ = checkpoint.NewWriter(&buf, checkpoint.CompressionZstd, m)
+	buf.Reset()
+	w.AddCRIUImages(criuDir)
+	if err := w.AddUpperLayer(upperDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddVolumes(m.Volumes, []string{upperDir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := extract(t, buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ex.VolumeDirs) != 1 {
+		t.Fatalf("VolumeDirs = %v", ex.VolumeDirs)
+	}
+	owners := isRoot()
+	diffTrees(t, "volume", describe(t, upperDir, owners, owners), describe(t, ex.VolumeDirs[0], owners, owners))
 }

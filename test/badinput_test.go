@@ -26,6 +26,7 @@ const (
 	exitUnsupported   = 10
 	exitNotFoundCmd   = 127
 	exitNotExecCmd    = 126
+	exitInvalidArg    = 11
 )
 
 func TestBadInput(t *testing.T) {

@@ -81,6 +81,9 @@ type PodConfig struct {
 // path Destination.
 type Bind struct {
 	Source, Destination string
+	// Writable makes the bind mount read-write (a volume's, say); binds
+	// are read-only otherwise.
+	Writable bool
 }
 
 // defaultCaps is the capability set of a pod's processes: Docker's and
@@ -176,7 +179,11 @@ func (c PodConfig) libcontainerConfig(criuConfig string) (*configs.Config, error
 		Version:  "1.2.0",
 	}
 	for _, b := range c.Binds {
-		cfg.Mounts = append(cfg.Mounts, &configs.Mount{Source: b.Source, Destination: b.Destination, Device: "bind", Flags: unix.MS_BIND | unix.MS_RDONLY})
+		flags := unix.MS_BIND | unix.MS_REC | unix.MS_NOSUID | unix.MS_NODEV
+		if !b.Writable {
+			flags |= unix.MS_RDONLY
+		}
+		cfg.Mounts = append(cfg.Mounts, &configs.Mount{Source: b.Source, Destination: b.Destination, Device: "bind", Flags: flags})
 	}
 	if c.NetNSPath != "" {
 		cfg.Networks = nil // plumbed by podctl, loopback included

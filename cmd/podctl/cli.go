@@ -297,12 +297,12 @@ type dockOptions struct {
 	budgets migrate.Budgets
 }
 
-// newRmCommand is `podctl rm [-f] POD...`, removing each pod with remove.
-// Every pod is tried; the first error is returned, the others reported.
-func newRmCommand(remove func(c *cobra.Command, name string, force bool) error) *cobra.Command {
-	var force bool
+// newRmCommand is `podctl rm [-f] [--volumes] POD...`, removing each pod
+// with remove.
+func newRmCommand(remove func(c *cobra.Command, name string, o rmOptions) error) *cobra.Command {
+	var o rmOptions
 	c := &cobra.Command{
-		Use:   "rm [-f] POD...",
+		Use:   "rm [-f] [--volumes] POD...",
 		Short: "Remove pods and everything they have",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -313,7 +313,7 @@ func newRmCommand(remove func(c *cobra.Command, name string, force bool) error) 
 		RunE: func(c *cobra.Command, args []string) error {
 			var firstErr error
 			for _, name := range args {
-				if err := remove(c, name, force); err != nil {
+				if err := remove(c, name, o); err != nil {
 					if firstErr != nil {
 						report(err)
 						continue
@@ -324,9 +324,13 @@ func newRmCommand(remove func(c *cobra.Command, name string, force bool) error) 
 			return firstErr
 		},
 	}
-	c.Flags().BoolVarP(&force, "force", "f", false, "kill the pod if it is running")
+	c.Flags().BoolVarP(&o.force, "force", "f", false, "kill the pod if it is running")
+	c.Flags().BoolVar(&o.volumes, "volumes", false, "also remove the pod's named volumes that no other pod mounts")
 	return c
 }
+
+// rmOptions are rm's flags.
+type rmOptions struct{ force, volumes bool }
 
 // checkDockAddr validates migrate's --to.
 func checkDockAddr(flag, addr string) error {

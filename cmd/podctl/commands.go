@@ -25,7 +25,7 @@ func podCommands(g *globalOptions) []*cobra.Command {
 		createCommand(g), execCommand(g), psCommand(g), inspectCommand(g),
 		logsCommand(g), stopCommand(g), rmCommand(g),
 		checkpointCommand(g), restoreCommand(g), migrateCommand(g), dockCommand(g), screenshotCommand(g),
-		compareCommand(g),
+		compareCommand(g), volumeCommand(g),
 	}
 }
 
@@ -61,6 +61,7 @@ func createCommand(g *globalOptions) *cobra.Command {
 		printManifest bool
 		vf            vesselFlags
 		df            desktopFlags
+		volumes       []string
 	)
 	c := &cobra.Command{
 		Use:   "create [OPTIONS] -- CMD [ARGS...]",
@@ -84,8 +85,8 @@ func createCommand(g *globalOptions) *cobra.Command {
 				spec.Name = generatedName()
 			}
 			if vf.wasm != "" {
-				if len(ports) > 0 || pids != 0 || image != pod.ImageHost || spec.Workdir != "" || spec.Network != "" || spec.Privileged {
-					return errdefs.New(errdefs.Usage, "podctl create --wasm: -p, --pids, --image, --workdir, --network and --privileged are for native pods")
+				if len(ports) > 0 || pids != 0 || image != pod.ImageHost || spec.Workdir != "" || spec.Network != "" || spec.Privileged || len(volumes) > 0 {
+					return errdefs.New(errdefs.Usage, "podctl create --wasm: -p, -v, --pids, --image, --workdir, --network and --privileged are for native pods")
 				}
 				return createVessel(c, g, spec.Name, vf, spec.Env, args, memory, printManifest)
 			}
@@ -131,6 +132,13 @@ func createCommand(g *globalOptions) *cobra.Command {
 			if pids < 0 {
 				return errdefs.New(errdefs.InvalidArgument, "invalid --pids %d: must be positive", pids)
 			}
+			for _, v := range volumes {
+				vol, err := pod.ParseVolume(v)
+				if err != nil {
+					return err
+				}
+				spec.Volumes = append(spec.Volumes, vol)
+			}
 			spec.PidsLimit = pids
 			m, err := g.manager()
 			if err != nil {
@@ -152,6 +160,7 @@ func createCommand(g *globalOptions) *cobra.Command {
 	f.StringVar(&spec.Name, "name", "", "pod name (default: generated)")
 	f.StringVar(&image, "image", pod.ImageHost, `root filesystem: "host" (a read-only view of the host's) or a directory`)
 	f.StringArrayVarP(&ports, "publish", "p", nil, "publish HOSTPORT:PODPORT[/tcp|udp] (repeatable)")
+	f.StringArrayVarP(&volumes, "volume", "v", nil, "mount the named volume NAME (made if missing) or the host directory /HOSTDIR at /PODDIR: NAME:/PODDIR[:ro] or /HOSTDIR:/PODDIR[:ro] (repeatable)")
 	f.StringVar(&memory, "memory", "", "memory limit, e.g. 256m")
 	f.Int64Var(&pids, "pids", 0, "maximum number of processes")
 	f.StringArrayVarP(&spec.Env, "env", "e", nil, "set KEY=VALUE in the pod's environment (repeatable)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -70,12 +71,20 @@ func stopCommand(g *globalOptions) *cobra.Command {
 	return c
 }
 
+// volumeRemover is a pod that has named volumes to remove with it.
+type volumeRemover interface {
+	RemoveWithVolumes(ctx context.Context, force bool) error
+}
+
 func rmCommand(g *globalOptions) *cobra.Command {
-	return newRmCommand(func(c *cobra.Command, name string, force bool) error {
+	return newRmCommand(func(c *cobra.Command, name string, o rmOptions) error {
 		p, err := g.open(name)
 		if err != nil {
 			return err
 		}
-		return p.Remove(c.Context(), force)
+		if vr, ok := p.(volumeRemover); ok && o.volumes {
+			return vr.RemoveWithVolumes(c.Context(), o.force)
+		}
+		return p.Remove(c.Context(), o.force)
 	})
 }
