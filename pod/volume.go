@@ -100,42 +100,35 @@ func (m *Manager) placeVolumes(ctx context.Context, man *Manifest, vols []checkp
 	if want := man.Spec.NamedVolumes(); len(want) != len(vols) || len(vols) != len(dirs) {
 		return errdefs.New(errdefs.InvalidImage, "archive: the pod mounts the volumes %v, the archive carries %d", want, len(vols))
 	}
-	lk, err := m.store.lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer lk.Unlock()
-	users, err := m.volumeUsers()
-	if err != nil {
-		return err
-	}
-	for i, v := range vols {
-		if !slices.Contains(man.Spec.NamedVolumes(), v.Name) {
-			return errdefs.New(errdefs.InvalidImage, "archive: it carries the volume %s, which the pod does not mount", v.Name)
-		}
-		have, err := m.loadVolume(v.Name, users)
-		switch {
-		case errdefs.Is(err, errdefs.NotFound):
-			if err := m.installVolumeLocked(v.Name, v.ID, dirs[i]); err != nil {
-				return err
+	return m.volumesLocked(ctx, func(users map[string][]string) error {
+		for i, v := range vols {
+			if !slices.Contains(man.Spec.NamedVolumes(), v.Name) {
+				return errdefs.New(errdefs.InvalidImage, "archive: it carries the volume %s, which the pod does not mount", v.Name)
 			}
-			man.DisposableVolumes = append(man.DisposableVolumes, v.Name)
-			if err := m.store.save(man); err != nil {
+			have, err := m.loadVolume(v.Name, users)
+			switch {
+			case errdefs.Is(err, errdefs.NotFound):
+				if err := m.installVolumeLocked(v.Name, v.ID, dirs[i]); err != nil {
+					return err
+				}
+				man.DisposableVolumes = append(man.DisposableVolumes, v.Name)
+				if err := m.store.save(man); err != nil {
+					return err
+				}
+			case err != nil:
 				return err
-			}
-		case err != nil:
-			return err
-		case have.ID != v.ID:
-			return errdefs.New(errdefs.Conflict, "this host has another volume named %s (remove it, or restore the pod elsewhere)", v.Name)
-		case slices.ContainsFunc(have.UsedBy, func(p string) bool { return p != man.Spec.Name }):
-			// Shared with a pod here: it keeps its files.
-		default:
-			if err := m.replaceVolumeDataLocked(v.Name, dirs[i]); err != nil {
-				return err
+			case have.ID != v.ID:
+				return errdefs.New(errdefs.Conflict, "this host has another volume named %s (remove it, or restore the pod elsewhere)", v.Name)
+			case slices.ContainsFunc(have.UsedBy, func(p string) bool { return p != man.Spec.Name }):
+				// Shared with a pod here: it keeps its files.
+			default:
+				if err := m.replaceVolumeDataLocked(v.Name, dirs[i]); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // replaceVolumeDataLocked gives the volume name the files of the
@@ -213,6 +206,21 @@ func (m *Manager) volumeUsers() (map[string][]string, error) {
 	return users, nil
 }
 
+// volumesLocked calls f with the state lock held and the map of volume
+// users (volumeUsers).
+func (m *Manager) volumesLocked(ctx context.Context, f func(users map[string][]string) error) error {
+	lk, err := m.store.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	users, err := m.volumeUsers()
+	if err != nil {
+		return err
+	}
+	return f(users)
+}
+
 // loadVolume reads the named volume's record.
 func (m *Manager) loadVolume(name string, users map[string][]string) (*Volume, error) {
 	if err := names.Validate(name); err != nil {
@@ -238,71 +246,54 @@ func nonNil(s []string) []string {
 
 // Volumes lists the named volumes, sorted by name.
 func (m *Manager) Volumes(ctx context.Context) ([]*Volume, error) {
-	lk, err := m.store.lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.Unlock()
-	entries, err := os.ReadDir(m.store.volumesDir())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list volumes: %w", err)
-	}
-	users, err := m.volumeUsers()
-	if err != nil {
-		return nil, err
-	}
 	var vs []*Volume
-	for _, e := range entries {
-		if !e.IsDir() || names.Validate(e.Name()) != nil {
-			continue
+	err := m.volumesLocked(ctx, func(users map[string][]string) error {
+		entries, err := os.ReadDir(m.store.volumesDir())
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
 		}
-		v, err := m.loadVolume(e.Name(), users)
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("list volumes: %w", err)
 		}
-		vs = append(vs, v)
-	}
+		for _, e := range entries {
+			if !e.IsDir() || names.Validate(e.Name()) != nil {
+				continue
+			}
+			v, err := m.loadVolume(e.Name(), users)
+			if err != nil {
+				return err
+			}
+			vs = append(vs, v)
+		}
+		return nil
+	})
 	sort.Slice(vs, func(i, j int) bool { return vs[i].Name < vs[j].Name })
-	return vs, nil
+	return vs, err
 }
 
 // InspectVolume returns the named volume.
 func (m *Manager) InspectVolume(ctx context.Context, name string) (*Volume, error) {
-	lk, err := m.store.lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.Unlock()
-	users, err := m.volumeUsers()
-	if err != nil {
-		return nil, err
-	}
-	return m.loadVolume(name, users)
+	var v *Volume
+	err := m.volumesLocked(ctx, func(users map[string][]string) (err error) {
+		v, err = m.loadVolume(name, users)
+		return err
+	})
+	return v, err
 }
 
 // RemoveVolume deletes the named volume and its files. A volume a pod
 // mounts is refused (errdefs.Conflict), running or not: remove the pod
 // first, or with `rm --volumes`.
 func (m *Manager) RemoveVolume(ctx context.Context, name string) error {
-	lk, err := m.store.lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer lk.Unlock()
-	users, err := m.volumeUsers()
-	if err != nil {
-		return err
-	}
-	if _, err := m.loadVolume(name, users); err != nil {
-		return err
-	}
-	if len(users[name]) > 0 {
-		return errdefs.New(errdefs.Conflict, "volume %s is used by pod %s: remove the pod first", name, users[name][0])
-	}
-	return m.removeVolumeLocked(name)
+	return m.volumesLocked(ctx, func(users map[string][]string) error {
+		if _, err := m.loadVolume(name, users); err != nil {
+			return err
+		}
+		if len(users[name]) > 0 {
+			return errdefs.New(errdefs.Conflict, "volume %s is used by pod %s: remove the pod first", name, users[name][0])
+		}
+		return m.removeVolumeLocked(name)
+	})
 }
 
 // removeUnusedVolumesLocked deletes the volumes of vols that no pod but

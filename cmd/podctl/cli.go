@@ -311,17 +311,7 @@ func newRmCommand(remove func(c *cobra.Command, name string, o rmOptions) error)
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			var firstErr error
-			for _, name := range args {
-				if err := remove(c, name, o); err != nil {
-					if firstErr != nil {
-						report(err)
-						continue
-					}
-					firstErr = err
-				}
-			}
-			return firstErr
+			return forEach(args, func(name string) error { return remove(c, name, o) })
 		},
 	}
 	c.Flags().BoolVarP(&o.force, "force", "f", false, "kill the pod if it is running")
@@ -331,6 +321,22 @@ func newRmCommand(remove func(c *cobra.Command, name string, o rmOptions) error)
 
 // rmOptions are rm's flags.
 type rmOptions struct{ force, volumes bool }
+
+// forEach calls f with each name and goes on after a failure: it returns
+// the first error and reports the others, one line each, as rm does.
+func forEach(names []string, f func(name string) error) error {
+	var firstErr error
+	for _, name := range names {
+		if err := f(name); err != nil {
+			if firstErr != nil {
+				report(err)
+				continue
+			}
+			firstErr = err
+		}
+	}
+	return firstErr
+}
 
 // checkDockAddr validates migrate's --to.
 func checkDockAddr(flag, addr string) error {

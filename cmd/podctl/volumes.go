@@ -79,17 +79,7 @@ func volumeCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var firstErr error
-			for _, name := range args {
-				if err := m.RemoveVolume(c.Context(), name); err != nil {
-					if firstErr != nil {
-						report(err)
-						continue
-					}
-					firstErr = err
-				}
-			}
-			return firstErr
+			return forEach(args, func(name string) error { return m.RemoveVolume(c.Context(), name) })
 		},
 	}
 	c.AddCommand(ls, inspect, rm)
