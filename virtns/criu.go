@@ -252,7 +252,7 @@ func (rt Runtime) Restore(ctx context.Context, c PodConfig, o RestoreOptions) (p
 	if err := prepareDev(c.Rootfs); err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
 	}
-	empty, err := mountMaskedDir(rt.StateDir, c.ID)
+	empty, err := mountMaskedDir(rt.StateDir, filepath.Join(filepath.Dir(c.Rootfs), MaskedMountDir))
 	if err != nil {
 		return 0, fmt.Errorf("restore %s: %w", c.ID, err)
 	}

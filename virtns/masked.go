@@ -51,20 +51,27 @@ func maskedDirMounts(pid int) ([]string, error) {
 	return dirs, nil
 }
 
-// mountMaskedDir makes the source of a restored pod's masked directories,
-// and returns its path: the empty directory StateDir/masked, bind-mounted
-// read-only at a path of the restore's own, so that the bind mounts CRIU
+// MaskedMountDir is, in a pod's directory, where a restore mounts the
+// source of its masked directories (mountMaskedDir) while CRIU runs.
+// Rootfs.Remove unmounts it, should a crash have left it.
+const MaskedMountDir = "masked"
+
+// mountMaskedDir makes the source of a restored pod's masked directories
+// at dir, in the pod's directory, and returns dir: the empty directory
+// StateDir/masked, bind-mounted read-only, so that the bind mounts CRIU
 // makes of it in the pod are read-only too (a bind mount keeps its
 // source's read-only flag, and a pod has no CAP_SYS_ADMIN to lift it).
 // unmountMaskedDir removes that mount once CRIU has cloned it; the empty
 // directory stays, since the pod's mounts have it as their root and the
 // next dump must find it (CRIU refuses a mount whose root is deleted).
-func mountMaskedDir(stateDir, id string) (string, error) {
+func mountMaskedDir(stateDir, dir string) (string, error) {
 	empty := filepath.Join(stateDir, "masked")
-	if err := os.Mkdir(empty, 0o555); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.MkdirAll(empty, 0o555); err != nil {
 		return "", err
 	}
-	dir := filepath.Join(stateDir, "masked-"+id)
+	if err := unmountAll(dir); err != nil { // left by a crash
+		return "", err
+	}
 	if err := os.Mkdir(dir, 0o500); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", err
 	}
@@ -81,7 +88,12 @@ func mountMaskedDir(stateDir, id string) (string, error) {
 }
 
 // unmountMaskedDir undoes mountMaskedDir's mount.
-func unmountMaskedDir(dir string) {
-	unix.Unmount(dir, unix.MNT_DETACH)
-	os.Remove(dir)
+func unmountMaskedDir(dir string) error {
+	if err := unmountAll(dir); err != nil {
+		return err
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }

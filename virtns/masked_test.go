@@ -1,6 +1,7 @@
 package virtns
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -18,8 +19,8 @@ func TestMountMaskedDir(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("mounts need root (make test runs as root)")
 	}
-	state := t.TempDir()
-	dir, err := mountMaskedDir(state, "pod1")
+	state, pod1, pod2 := t.TempDir(), t.TempDir(), t.TempDir()
+	dir, err := mountMaskedDir(state, filepath.Join(pod1, MaskedMountDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,13 +31,22 @@ func TestMountMaskedDir(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "x"), nil, 0o600); !errors.Is(err, unix.EROFS) {
 		t.Errorf("root writing into the masked source: %v, want EROFS", err)
 	}
+	// A restore after a crash that left the mount mounts it once.
+	if dir, err = mountMaskedDir(state, dir); err != nil {
+		t.Fatal(err)
+	}
 	// Two restores at once each have their own mount.
-	dir2, err := mountMaskedDir(state, "pod2")
+	dir2, err := mountMaskedDir(state, filepath.Join(pod2, MaskedMountDir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	unmountMaskedDir(dir2)
-	unmountMaskedDir(dir)
+	if err := unmountMaskedDir(dir2); err != nil {
+		t.Fatal(err)
+	}
+	// Removing the pod's root filesystem removes what a crash left.
+	if err := (Rootfs{PodDir: pod1}).Remove(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range []string{dir, dir2} {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s after unmount: %v, want it gone", d, err)
@@ -46,6 +56,6 @@ func TestMountMaskedDir(t *testing.T) {
 		t.Errorf("the empty directory went with the mount: %v", err)
 	}
 	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), state) {
-		t.Errorf("a mount under %s is left", state)
+		t.Errorf("a mount of %s is left", state)
 	}
 }

@@ -330,6 +330,9 @@ func (r Rootfs) Remove(ctx context.Context) error {
 	if err := r.Unmount(ctx); err != nil {
 		return err
 	}
+	if err := unmountMaskedDir(filepath.Join(r.PodDir, MaskedMountDir)); err != nil {
+		return fmt.Errorf("remove rootfs: %w", err)
+	}
 	target := filepath.Join(r.PodDir, RootfsDir)
 	if mounted, err := isMountPoint(target); err != nil || mounted {
 		return fmt.Errorf("remove rootfs %s: still mounted (%v)", target, err)
