@@ -156,10 +156,11 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	// and serves their pages.
 	serving := make(chan struct{})
 	// waiters are the pod's threads blocked in poll when it froze, whose
-	// images get their poll back (see restartPolls); rewritten carries
-	// the outcome of that, made before a lazy dump's Ready.
+	// images get their poll back (see restartPolls); toRewrite hands
+	// them to a lazy dump's status reader, and rewritten carries the
+	// outcome of the rewrite, made before its Ready.
 	var waiters []pollWaiter
-	rewritten := make(chan error, 1)
+	toRewrite, rewritten := make(chan []pollWaiter, 1), make(chan error, 1)
 	if o.Lazy && o.Ready != nil {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -180,7 +181,7 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 		go func() {
 			var b [1]byte
 			if n, _ := r.Read(b[:]); n == 1 {
-				_, err := restartPolls(o.ImagesDir, waiters)
+				_, err := restartPolls(o.ImagesDir, <-toRewrite)
 				rewritten <- err
 				o.Ready()
 				close(serving)
@@ -204,6 +205,7 @@ func (rt Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOptions
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", id, err)
 	}
+	toRewrite <- waiters
 	criuCtx, stop := killableAfter(ctx, serving)
 	err = runCRIU(criuCtx, o.ImagesDir, func() error { return ctr.Checkpoint(opts) })
 	stop()
